@@ -112,11 +112,9 @@ fn ci(args: &[String]) -> Result<()> {
         cargo(&["doc", "--workspace", "--no-deps", "--all-features"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
-    if !quick {
-        if Path::new("crates/bench").exists() {
-            bench(&["--smoke".to_string()])?;
-            chaos(&["--smoke".to_string()])?;
-        }
+    if !quick && Path::new("crates/bench").exists() {
+        bench(&["--smoke".to_string()])?;
+        chaos(&["--smoke".to_string()])?;
     }
     println!(
         "\ncargo xtask ci: all steps passed in {:.0}s",
@@ -148,15 +146,23 @@ fn feature_matrix() -> Result<()> {
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    require_redis_tools()?;
-    let mut c = cargo(&["run", "--release", "-p", "bench", "--bin", "bench", "--"]);
-    c.args(args);
-    step("bench", &mut c)
+    run_bench_bin("bench", args)
 }
 
 fn chaos(args: &[String]) -> Result<()> {
+    run_bench_bin("chaos", args)
+}
+
+/// Full runs build in release mode; smoke runs (CI) reuse the dev-profile artifacts of the test step
+/// instead of compiling the whole dependency tree a second time: they prove the tools work, they do not
+/// measure anything.
+fn run_bench_bin(bin: &str, args: &[String]) -> Result<()> {
     require_redis_tools()?;
-    let mut c = cargo(&["run", "--release", "-p", "bench", "--bin", "chaos", "--"]);
-    c.args(args);
-    step("chaos", &mut c)
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let mut c = cargo(&["run", "-p", "bench", "--bin", bin]);
+    if !smoke {
+        c.arg("--release");
+    }
+    c.arg("--").args(args);
+    step(&format!("{bin}{}", if smoke { " (smoke)" } else { "" }), &mut c)
 }

@@ -23,6 +23,7 @@
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod keys;
 pub mod store;
 #[cfg(feature = "testing")]
