@@ -1,0 +1,121 @@
+//! # cache-redis
+//!
+//! The Redis backend of [`cache_core::Store`]: [`RedisStore`], on redis-rs 1.8 and a mobc 0.9 pool
+//! with this crate's own `mobc::Manager`.
+//!
+//! ```no_run
+//! use cache_core::{Config, SetOptions, Store};
+//! use cache_redis::RedisStore;
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> cache_core::Result<()> {
+//! let config = Config::builder()
+//!     .redis_url("redis://127.0.0.1:6379/0")
+//!     .key_prefix("shop")
+//!     .build()?;
+//! let store = RedisStore::connect(&config).await?; // fails here on a wrong URL or password
+//! store.set("user:42", b"{}", SetOptions::ttl(Duration::from_secs(60))).await?;
+//! assert_eq!(store.get("user:42").await?.as_deref(), Some(&b"{}"[..]));
+//! println!("{:?}", store.connectivity().await);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Why not mobc-redis
+//!
+//! `mobc-redis` 0.9 pins `redis = "^0.28"`; next to redis 1.x it compiles a second copy of redis
+//! whose types do not match ours, and redis 0.28 has no connect or response timeouts (a `GET`
+//! against a frozen server never returns). Its manager is ~35 lines (connect, `PING` on check), so
+//! this crate has its own (`conn::Manager`): connect with `AsyncConnectionConfig`'s connect and
+//! response timeouts, `PING` with a timeout on check, and `validate` that refuses connections found
+//! broken.
+//!
+//! ## Connections: pool lifecycle, multiplexed hot path
+//!
+//! A pool checkout and a `PING` per command cost 2-5x throughput (measured; see
+//! `shared/field-notes.md`), and holding a checked-out multiplexed connection per command caps
+//! concurrency at the pool size. So the pool and the hot path have different jobs:
+//!
+//! - **mobc owns the connection lifecycle**: it opens connections (with the connect timeout, AUTH,
+//!   SELECT, TLS), enforces `REDIS_POOL_MAX_OPEN`, health-checks idle connections on checkout and
+//!   closes connections past `REDIS_CONN_MAX_LIFETIME` or marked broken.
+//! - **The store keeps a few long-lived checked-out connections in *slots*** (2 by default,
+//!   [`RedisStoreBuilder::with_shared_connections`]). A command picks a slot round-robin and clones
+//!   its `MultiplexedConnection` (a few reference counts) under a read lock: no checkout, no `PING`,
+//!   and any number of concurrent commands pipeline on one socket.
+//! - **Replacement**: a connection-level error (reset, broken pipe, EOF, protocol error) retires
+//!   the slot's connection (it goes back to mobc marked broken, which closes it) and asks the other
+//!   slots to check theirs (a restart drops them all). A response timeout makes the slot *suspect*:
+//!   a background `PING` decides whether to retire it, so one slow command does not tear down a
+//!   healthy connection. The next command on an empty slot refills it from the pool; one task
+//!   refills at a time, and while reconnects keep failing the slot fails fast with the last error
+//!   for an exponentially growing backoff (`REDIS_RETRY_BASE_DELAY` .. `REDIS_RETRY_MAX_DELAY`), so
+//!   an outage does not become a connect storm.
+//! - **A background task** (every `REDIS_HEALTH_CHECK_INTERVAL`) `PING`s each slot's connection,
+//!   replaces the ones that fail, rotates the ones past `REDIS_CONN_MAX_LIFETIME` (the new one is
+//!   opened first, so traffic does not stall), and refills empty slots, so the store recovers after
+//!   an outage even without traffic. It holds a weak reference and ends with the store.
+//!
+//! The connection type is an internal enum over `redis::aio::ConnectionLike`, and every command is
+//! written against that trait, so a cluster connection can join it (scan and `flush_prefix` are the
+//! topology-specific parts).
+//!
+//! ## Timeouts
+//!
+//! Every command has redis-rs's per-command response timeout (`REDIS_RESPONSE_TIMEOUT`); opening a
+//! connection has `REDIS_CONNECT_TIMEOUT` (TCP, TLS, AUTH and SELECT together). On top, the whole
+//! call (retries included) runs under one `tokio::time::timeout` of
+//! `max(REDIS_RETRY_BUDGET, REDIS_CONNECT_TIMEOUT + REDIS_RESPONSE_TIMEOUT)`, so no call can hang
+//! whatever the server does. [`cache_core::Error::Timeout`] names the setting that fired.
+//!
+//! ## Retries
+//!
+//! Transient errors ([`cache_core::Error::is_transient`]: connection errors, timeouts, `LOADING`,
+//! `TRYAGAIN`, `BUSY`, ...) are retried with exponential backoff and full jitter (uniform in
+//! `[0, min(REDIS_RETRY_MAX_DELAY, REDIS_RETRY_BASE_DELAY * 2^(n-1))]`), at most
+//! `REDIS_RETRY_ATTEMPTS` attempts, and only while the next attempt still starts within
+//! `REDIS_RETRY_BUDGET`. The rule for what may be repeated:
+//!
+//! - **any** call whose command was never sent (no connection could be had) may be retried;
+//! - after the command may have reached the server, a call is repeated only when both its effect
+//!   and its answer would be the same the second time:
+//!
+//! | repeated after sending | not repeated after sending (could double-apply or answer wrongly) |
+//! |---|---|
+//! | `get`, `get_many`, `exists`, `ttl`, `scan`, `zrange_by_score`, `zcard`, `ping`, `stats` | `incr_by` (would add twice) |
+//! | `get_ex` (same TTL, same value) | `compare_and_swap` (a repeat would report a conflict with our own write) |
+//! | `set` with `SetCondition::Always`, `set_many` (same value written again) | `set` with `IfAbsent` / `IfPresent` (a repeat would answer "not written") |
+//! | `expire` (answers "key exists" both times) | `delete`, `zrem`, `zrem_range_by_score` (counts would be lower), `persist`, `zadd` (would answer "not new") |
+//!
+//! ## Errors
+//!
+//! redis-rs errors are mapped into [`cache_core::Error`] with a message that says what to fix:
+//! wrong password / `NOAUTH` / `WRONGPASS` / `NOPERM` → `Auth`; an unknown host → `Connection`
+//! saying the DNS lookup failed; a refused connection → `Connection` saying nothing listens there;
+//! a TLS failure (e.g. `rediss://` against a plain server) → `Tls`; a malformed URL →
+//! `Config { setting: "REDIS_URL" }`; a database out of range → `Config { setting: "REDIS_DB" }`;
+//! timeouts → `Timeout` naming the setting; `WRONGTYPE` → `WrongType`; `LOADING`, `TRYAGAIN`,
+//! `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`, `BUSY` → transient `Backend`. Passwords never appear in
+//! messages or logs ([`cache_core::config::redact_url`]).
+//!
+//! ## Keys
+//!
+//! Every key is stored as `{prefix}:{key}` (`CACHE_KEY_PREFIX`; no prefix when empty). Scan patterns
+//! get the glob-escaped prefix in front and results come back without it, so no method can reach a
+//! key outside the prefix. [`Store::flush_prefix`](cache_core::Store::flush_prefix) is `SCAN` +
+//! batched `UNLINK` and refuses an empty prefix.
+//!
+//! ## TLS
+//!
+//! `rediss://` uses rustls with the `ring` crypto provider, installed once per process unless the
+//! application installed a provider already. Server certificates are checked against the system
+//! roots.
+
+mod conn;
+mod error;
+mod health;
+pub mod info;
+mod scripts;
+mod store;
+
+pub use health::{Connectivity, SelfTestReport, SelfTestStep, SELF_TEST_SCOPE};
+pub use store::{RedisStore, RedisStoreBuilder, DEFAULT_SHARED_CONNECTIONS};
