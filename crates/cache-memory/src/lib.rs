@@ -68,6 +68,9 @@ pub const DEFAULT_MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
 /// Default [`MemoryStoreBuilder::with_reap_interval`].
 pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Longest accepted [`MemoryStoreBuilder::with_reap_interval`] (one day).
+const MAX_REAP_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
 /// Most entries one scan page examines, whatever `count` asks: bounds how long a page holds the lock.
 const MAX_SCAN_WORK: usize = 10_000;
 
@@ -171,8 +174,9 @@ impl MemoryStoreBuilder {
         self
     }
 
-    /// How often the background task removes expired entries (default 1 s, measured on tokio's
-    /// clock). Expired entries are invisible in any case; this bounds how long they hold memory.
+    /// How often the background task removes expired entries (default 1 s, at most one day, measured
+    /// on tokio's clock). Expired entries are invisible in any case; this bounds how long they hold
+    /// memory.
     pub fn with_reap_interval(mut self, every: Duration) -> Self {
         self.reap_interval = every;
         self
@@ -190,8 +194,11 @@ impl MemoryStoreBuilder {
         if self.max_value_bytes == 0 {
             return Err(Error::config("max_value_bytes", "must be at least 1"));
         }
-        if self.reap_interval.is_zero() {
-            return Err(Error::config("reap_interval", "must be positive"));
+        if self.reap_interval.is_zero() || self.reap_interval > MAX_REAP_INTERVAL {
+            return Err(Error::config(
+                "reap_interval",
+                format!("must be between 1 ns and {MAX_REAP_INTERVAL:?}"),
+            ));
         }
         let limits = Limits {
             max_entries: self.max_entries,
@@ -309,7 +316,9 @@ impl MemoryStore {
         if shared.reaper_running.swap(true, Ordering::AcqRel) {
             return;
         }
-        handle.spawn(reap(Arc::downgrade(shared), shared.reap_interval));
+        // The first tick is one interval after now, not after the task is first polled.
+        let first = Instant::now() + shared.reap_interval;
+        handle.spawn(reap(Arc::downgrade(shared), first, shared.reap_interval));
     }
 
     /// The state, locked, with "now" read after locking (so that deadlines and reads agree), and the
@@ -360,7 +369,7 @@ fn parse_redis_int(bytes: &[u8]) -> Option<i64> {
 }
 
 /// The background reaper: every `every`, removes expired entries in batches, until the store is gone.
-async fn reap(weak: Weak<Shared>, every: Duration) {
+async fn reap(weak: Weak<Shared>, first: Instant, every: Duration) {
     /// Clears the running flag when the task ends for any reason (store dropped, runtime shut down),
     /// so that the next use inside a runtime starts a new reaper.
     struct Running(Weak<Shared>);
@@ -372,8 +381,10 @@ async fn reap(weak: Weak<Shared>, every: Duration) {
         }
     }
     let _running = Running(weak.clone());
+    let mut ticks = tokio::time::interval_at(first, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::time::sleep(every).await;
+        ticks.tick().await;
         loop {
             let Some(shared) = weak.upgrade() else {
                 return;
@@ -532,7 +543,7 @@ impl Store for MemoryStore {
     async fn exists(&self, key: &str) -> Result<bool> {
         let full = self.full(key)?;
         let (mut st, now) = self.lock();
-        Ok(st.lookup(&full, now).is_some())
+        Ok(st.peek(&full, now).is_some())
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
@@ -550,7 +561,7 @@ impl Store for MemoryStore {
     async fn persist(&self, key: &str) -> Result<bool> {
         let full = self.full(key)?;
         let (mut st, now) = self.lock();
-        match st.lookup(&full, now) {
+        match st.peek(&full, now) {
             Some(entry) if entry.expires_at.is_some() => {
                 st.set_expiry(&full, None);
                 Ok(true)
@@ -562,7 +573,7 @@ impl Store for MemoryStore {
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let full = self.full(key)?;
         let (mut st, now) = self.lock();
-        Ok(match st.lookup(&full, now) {
+        Ok(match st.peek(&full, now) {
             None => KeyTtl::Missing,
             Some(entry) => match entry.expires_at {
                 None => KeyTtl::Persistent,

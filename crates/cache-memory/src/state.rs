@@ -210,6 +210,16 @@ impl State {
 
     /// The live entry at `key`, expiring it first if its time has come. Counts as a use for LRU.
     pub(crate) fn lookup(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
+        self.lookup_with(key, now, true)
+    }
+
+    /// Like [`State::lookup`] but not a use for LRU, as Redis's `EXISTS`, `TTL` and `PERSIST`
+    /// (`LOOKUP_NOTOUCH`).
+    pub(crate) fn peek(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
+        self.lookup_with(key, now, false)
+    }
+
+    fn lookup_with(&mut self, key: &str, now: Instant, touch: bool) -> Option<&mut Entry> {
         let expired = self.map.get(key)?.is_expired(now);
         if expired {
             self.remove(key);
@@ -217,7 +227,7 @@ impl State {
             return None;
         }
         let entry = self.map.get_mut(key)?;
-        if let Some(lru) = &mut self.lru {
+        if let (true, Some(lru)) = (touch, &mut self.lru) {
             if let Some(k) = lru.remove(&entry.used) {
                 self.tick += 1;
                 entry.used = self.tick;
