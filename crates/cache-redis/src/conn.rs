@@ -81,6 +81,8 @@ pub(crate) struct Manager {
     connect_timeout: Duration,
     response_timeout: Duration,
     target: String,
+    /// `host:port` of a TLS server, for [`Manager::speaks_plain_redis`].
+    tls_addr: Option<(String, u16)>,
 }
 
 impl Manager {
@@ -90,6 +92,10 @@ impl Manager {
         response_timeout: Duration,
         target: String,
     ) -> Self {
+        let tls_addr = match client.get_connection_info().addr() {
+            redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+            _ => None,
+        };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(Some(response_timeout));
@@ -99,7 +105,13 @@ impl Manager {
             connect_timeout,
             response_timeout,
             target,
+            tls_addr,
         }
+    }
+
+    /// `host:port` when the connection uses TLS.
+    pub(crate) fn tls_addr(&self) -> Option<(String, u16)> {
+        self.tls_addr.clone()
     }
 
     /// Opens a connection, bounded by the connect timeout (TCP, TLS, AUTH and SELECT included).
@@ -120,6 +132,21 @@ impl Manager {
     pub(crate) fn target(&self) -> &str {
         &self.target
     }
+}
+
+/// After a failed TLS connect: whether the server answers a plain-text `PING` (then `rediss://`
+/// points at a server without TLS, which otherwise just looks like a timeout: a plain Redis waits
+/// for the end of a line that a TLS ClientHello never sends).
+async fn speaks_plain_redis(host: &str, port: u16, limit: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        s.write_all(b"PING\r\n").await.ok()?;
+        let mut first = [0u8; 1];
+        s.read_exact(&mut first).await.ok()?;
+        Some(matches!(first[0], b'+' | b'-'))
+    };
+    matches!(tokio::time::timeout(limit, probe).await, Ok(Some(true)))
 }
 
 /// Margin of the outer timeouts over the inner redis-rs ones, so the inner ones (with the better
@@ -243,6 +270,7 @@ struct Slot {
 /// The connections of a store: the pool and the shared slots.
 pub(crate) struct Connections {
     manager_target: String,
+    tls_addr: Option<(String, u16)>,
     pool: mobc::Pool<Manager>,
     slots: Vec<Slot>,
     next: AtomicUsize,
@@ -284,6 +312,7 @@ impl Connections {
         limits: Limits,
     ) -> Arc<Self> {
         let target = manager.target().to_owned();
+        let tls_addr = manager.tls_addr();
         let pool = mobc::Pool::builder()
             .max_open(max_open)
             // mobc treats 0 as "unlimited"; keep at least one idle connection allowed.
@@ -308,6 +337,7 @@ impl Connections {
             .collect();
         Arc::new(Self {
             manager_target: target,
+            tls_addr,
             pool,
             slots,
             next: AtomicUsize::new(0),
@@ -479,16 +509,33 @@ impl Connections {
         let start = Instant::now();
         match tokio::time::timeout(self.limits.refill_cap(), self.pool.get()).await {
             Ok(Ok(lease)) => Ok(lease),
-            Ok(Err(mobc::Error::Inner(e))) => Err(error::map(
-                e,
-                Ctx {
-                    op: "connect",
-                    key: None,
-                    target: &self.manager_target,
-                    elapsed: start.elapsed(),
-                    connecting: true,
-                },
-            )),
+            Ok(Err(mobc::Error::Inner(e))) => {
+                let elapsed = start.elapsed();
+                let plain = match &self.tls_addr {
+                    Some((host, port)) if e.is_timeout() => {
+                        let limit = self.limits.response_timeout.min(Duration::from_millis(300));
+                        speaks_plain_redis(host, *port, limit).await
+                    }
+                    _ => false,
+                };
+                if plain {
+                    return Err(Error::Tls(format!(
+                        "{} answers plain-text Redis but not TLS: use redis:// instead of \
+                         rediss:// in REDIS_URL, or enable TLS on the server",
+                        self.manager_target
+                    )));
+                }
+                Err(error::map(
+                    e,
+                    Ctx {
+                        op: "connect",
+                        key: None,
+                        target: &self.manager_target,
+                        elapsed,
+                        connecting: true,
+                    },
+                ))
+            }
             Ok(Err(mobc::Error::Timeout)) | Err(_) => {
                 self.timeouts.fetch_add(1, Ordering::Relaxed);
                 Err(Error::Timeout {

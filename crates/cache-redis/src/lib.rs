@@ -117,5 +117,5 @@ pub mod info;
 mod scripts;
 mod store;
 
-pub use health::{Connectivity, SelfTestReport, SelfTestStep, SELF_TEST_SCOPE};
+pub use cache_core::health::{Connectivity, SelfTestReport, SelfTestStep};
 pub use store::{RedisStore, RedisStoreBuilder, DEFAULT_SHARED_CONNECTIONS};
