@@ -15,9 +15,14 @@
 //! - `unprefixed`: an empty prefix; only used to look at the raw keys and to check that
 //!   [`Store::flush_prefix`] refuses to run without a prefix.
 //!
-//! ```ignore
+//! ```
 //! use cache_core::testing::{run_all, Capabilities};
-//! run_all(&store, &other_prefix, &unprefixed, &Capabilities::new()).await;
+//! use cache_core::Store;
+//!
+//! // In a backend's `#[tokio::test]`, with three stores over one fresh server:
+//! async fn conformance(store: &dyn Store, other_prefix: &dyn Store, unprefixed: &dyn Store) {
+//!     run_all(store, other_prefix, unprefixed, &Capabilities::new()).await;
+//! }
 //! ```
 //!
 //! Each check uses its own fresh keys (`conformance:<check>:<nonce>:...`) and deletes them when it
