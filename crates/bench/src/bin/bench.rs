@@ -1,0 +1,240 @@
+//! `cargo xtask bench`: throughput and latency of the library's clients against raw redis-rs.
+//!
+//! ```text
+//! bench [--smoke] [--clients raw,store,...] [--rounds N] [--round-ms MS] [--keys N] [--no-docs]
+//! ```
+//!
+//! Starts its own `redis-server` (never the one on port 6379), preloads the keys, runs the plan
+//! (see `bench::load`), writes `target/bench/results.jsonl`, prints a table and the targets, and on
+//! full runs rewrites `docs/benchmarks.md`. Exits non-zero only when the harness fails, never
+//! because a target was missed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use bench::clients::{self, CLIENTS};
+use bench::env::{build_profile, docs_file, output_dir, Machine};
+use bench::load::{run_plan, Plan};
+use bench::report::{self, DocInput};
+
+/// The human analysis of the last full run's results, kept with the code (see `analysis.md`).
+const ANALYSIS: &str = include_str!("../analysis.md");
+
+#[derive(Debug)]
+struct Args {
+    smoke: bool,
+    clients: Vec<String>,
+    rounds: Option<usize>,
+    round_ms: Option<u64>,
+    keys: Option<u64>,
+    docs: bool,
+}
+
+const USAGE: &str = "usage: bench [--smoke] [--clients a,b,...] [--rounds N] [--round-ms MS] \
+                     [--keys N] [--no-docs]\nclients: raw, store, cache, session_get, \
+                     session_update, raw_pipeline64, batch64, memory";
+
+fn parse_args() -> anyhow::Result<Option<Args>> {
+    let mut args = Args {
+        smoke: false,
+        clients: Vec::new(),
+        rounds: None,
+        round_ms: None,
+        keys: None,
+        docs: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--smoke" => args.smoke = true,
+            "--no-docs" => args.docs = false,
+            "--clients" => {
+                args.clients = value("--clients")?
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if let Some(bad) = args.clients.iter().find(|c| !CLIENTS.contains(&c.as_str())) {
+                    bail!("unknown client {bad:?}\n{USAGE}");
+                }
+            }
+            "--rounds" => args.rounds = Some(value("--rounds")?.parse().context("--rounds")?),
+            "--round-ms" => {
+                args.round_ms = Some(value("--round-ms")?.parse().context("--round-ms")?)
+            }
+            "--keys" => args.keys = Some(value("--keys")?.parse().context("--keys")?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    Ok(Some(args))
+}
+
+fn main() -> anyhow::Result<()> {
+    let Some(args) = parse_args()? else {
+        return Ok(());
+    };
+    let machine = Machine::detect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(machine.cores.max(1))
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    rt.block_on(run(args, machine))
+}
+
+async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
+    let plan = if args.smoke {
+        Plan {
+            concurrency: &[1, 16, 64],
+            rounds: args.rounds.unwrap_or(1),
+            round: Duration::from_millis(args.round_ms.unwrap_or(60)),
+            warmup: Duration::from_millis(20),
+        }
+    } else {
+        Plan {
+            concurrency: &[1, 16, 64],
+            rounds: args.rounds.unwrap_or(5),
+            round: Duration::from_millis(args.round_ms.unwrap_or(700)),
+            warmup: Duration::from_millis(300),
+        }
+    };
+    let keys = args.keys.unwrap_or(if args.smoke { 1_000 } else { 10_000 });
+    let sessions = if args.smoke { 200 } else { 10_000 };
+    let n_clients = if args.clients.is_empty() {
+        CLIENTS.len()
+    } else {
+        args.clients.len()
+    };
+    println!(
+        "bench{}: {} build, {} cores ({}), {}; {} clients x C={:?}, {} rounds of {:?} \
+         (about {:?} of load)",
+        if args.smoke { " --smoke" } else { "" },
+        build_profile(),
+        machine.cores,
+        machine.cpu,
+        machine.redis_server,
+        n_clients,
+        plan.concurrency,
+        plan.rounds,
+        plan.round,
+        plan.estimate(n_clients),
+    );
+    if build_profile() == "dev" && !args.smoke {
+        println!(
+            "warning: a dev build measures nothing useful; `cargo xtask bench` builds --release"
+        );
+    }
+
+    // The server is a plain child process; starting it blocks for a moment, which is fine here.
+    let server = tokio::task::spawn_blocking(test_redis::RedisServer::start)
+        .await
+        .context("starting redis-server")?;
+    let t0 = Instant::now();
+    let entries = clients::setup(&server.url(), keys, sessions, &args.clients).await?;
+    println!(
+        "preloaded {keys} keys, {keys} cache entries and {sessions} sessions in {:.1?}",
+        t0.elapsed()
+    );
+
+    let t0 = Instant::now();
+    let mut last_level = 0;
+    let cells = run_plan(&entries, &plan, &mut |_, c, _| {
+        if c != last_level {
+            println!("running C={c} ...");
+            last_level = c;
+        }
+    })
+    .await?;
+    println!("measured in {:.1?}", t0.elapsed());
+    drop(entries);
+    drop(server);
+
+    let rows = report::rows(&cells);
+    let checks = report::checks(&rows);
+    let dir = output_dir("bench")?;
+    let results = dir.join("results.jsonl");
+    std::fs::write(&results, report::jsonl(&rows)?)
+        .with_context(|| format!("writing {}", results.display()))?;
+    let table = report::table(&rows);
+    println!("\n{table}");
+    if args.smoke {
+        println!(
+            "smoke run: {} build, rounds of {:?}: the targets are not evaluated (these figures \
+             only show that every client works)",
+            build_profile(),
+            plan.round
+        );
+    } else {
+        println!("{}", report::checks_table(&checks));
+        for line in report::missed(&checks) {
+            println!("{line}");
+        }
+    }
+    let errors: u64 = rows.iter().map(|r| r.errors).sum();
+    if errors > 0 {
+        println!(
+            "WARNING: {errors} operations failed; see first_error in {}",
+            results.display()
+        );
+    }
+    println!("wrote {}", results.display());
+
+    if args.smoke {
+        println!("smoke run: docs/benchmarks.md left alone (full runs write it)");
+    } else if !args.docs {
+        println!("--no-docs: docs/benchmarks.md left alone");
+    } else {
+        let method = format!(
+            "One `redis-server` started by the tool on loopback (`--save \"\" --appendonly no`), \
+             one multi-threaded tokio runtime with {cores} worker threads for every client. \
+             Workload of the key-value clients: {get}% `GET`, {set}% `SET ... PX {ttl}` of a \
+             {size}-byte JSON document over {keys} preloaded keys; `session_get` and \
+             `session_update` pick one of {sessions} preloaded sessions (~1 KiB of data each); \
+             `batch64` / `raw_pipeline64` read 64 consecutive keys per operation. Library clients \
+             use the `production` profile (`RedisStore` with its default {shared} shared \
+             connections) and are called through `Arc<dyn Store>`; `cache` is \
+             `CacheManager<Arc<dyn Store>>` typed `get` / `set_with_ttl` of the document (so it \
+             also decodes / encodes it), family `content`.\n\n\
+             For each C in {levels:?}: one unmeasured warm-up round of {warm:?} per client, then \
+             {rounds} rounds of {round:?} in which every client runs once, the order rotated by \
+             one client per round so that drift spreads over all clients; a client's figures \
+             aggregate its rounds. Latency is measured around each call (histogram with < 1% \
+             bucket error). `C` tasks call the client in a loop; throughput = operations / \
+             wall time of the round.\n\n\
+             Clients: `raw` = one shared redis-rs `MultiplexedConnection` (the baseline); `store` \
+             = `RedisStore`; `cache` = `CacheManager`; `session_get` = `SessionManager::get` \
+             (one `GETEX` sliding the idle expiry); `session_update` = `SessionManager::update` \
+             (atomic merge: `GET` + compare-and-swap script); `raw_pipeline64` = one redis-rs \
+             pipeline of 64 `GET`s; `batch64` = `Store::get_many` of 64 keys (one `MGET`); \
+             `memory` = `MemoryStore`, same workload, no network.",
+            cores = machine.cores,
+            get = bench::workload::GET_PERCENT,
+            set = 100 - bench::workload::GET_PERCENT,
+            ttl = bench::workload::SET_TTL.as_millis(),
+            size = bench::workload::Doc::sample(1).json().len(),
+            shared = cache_redis::DEFAULT_SHARED_CONNECTIONS,
+            levels = plan.concurrency,
+            warm = plan.warmup,
+            rounds = plan.rounds,
+            round = plan.round,
+        );
+        let doc = report::markdown(
+            &rows,
+            &checks,
+            &DocInput {
+                machine: &machine,
+                method,
+                analysis: ANALYSIS,
+            },
+        );
+        let path = docs_file("benchmarks.md");
+        std::fs::write(&path, doc).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

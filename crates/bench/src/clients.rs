@@ -1,0 +1,383 @@
+//! The benchmarked clients and the setup that builds them against one Redis server.
+//!
+//! Every key-value client runs the same workload: [`GET_PERCENT`] % `GET`, the rest `SET ... PX`
+//! with [`SET_TTL`] of a ~1 KiB JSON value, over `keys` preloaded keys. The raw clients get
+//! pre-encoded bytes (what an application using redis-rs directly would keep); `cache` goes
+//! through the typed API, so it also encodes and decodes the document (the work the cache manager
+//! does for its caller).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cache_core::{Config, Family, Profile, SetOptions, Store};
+use cache_domain::CacheManager;
+use cache_memory::MemoryStore;
+use cache_redis::RedisStore;
+use redis::aio::MultiplexedConnection;
+use sessions::{CreateOptions, SessionData, SessionManager};
+
+use crate::load::{Client, Entry};
+use crate::workload::{
+    doc_id, kv_key, raw_key, session_data, Doc, BATCH, GET_PERCENT, PREFIX, SET_TTL,
+};
+
+/// Every client name, in schedule order.
+pub const CLIENTS: [&str; 8] = [
+    "raw",
+    "store",
+    "cache",
+    "session_get",
+    "session_update",
+    "raw_pipeline64",
+    "batch64",
+    "memory",
+];
+
+const TTL_MS: u64 = SET_TTL.as_millis() as u64;
+
+fn is_get(r: u64) -> bool {
+    r % 100 < GET_PERCENT
+}
+
+/// `raw`: one shared redis-rs `MultiplexedConnection`, cloned per command (as redis-rs intends).
+pub struct Raw {
+    conn: MultiplexedConnection,
+    value: Arc<[u8]>,
+    keys: u64,
+}
+
+impl Client for Raw {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let key = raw_key((r >> 8) % self.keys);
+        if is_get(r) {
+            let v: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+            std::hint::black_box(v);
+        } else {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(&*self.value)
+                .arg("PX")
+                .arg(TTL_MS)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `store` and `memory`: a [`Store`] behind `Arc<dyn Store>`, as applications hold it.
+pub struct Kv {
+    store: Arc<dyn Store>,
+    value: Arc<[u8]>,
+    keys: u64,
+}
+
+impl Client for Kv {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let key = kv_key((r >> 8) % self.keys);
+        if is_get(r) {
+            std::hint::black_box(self.store.get(&key).await?);
+        } else {
+            self.store
+                .set(&key, &self.value, SetOptions::ttl(SET_TTL))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `cache`: typed `get` / `set` of [`Doc`]s in the `content` family.
+pub struct Cache {
+    cache: CacheManager<Arc<dyn Store>>,
+    doc: Doc,
+    keys: u64,
+}
+
+impl Client for Cache {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let id = doc_id((r >> 8) % self.keys);
+        if is_get(r) {
+            let doc: Option<Doc> = self.cache.get(Family::Content, &id).await?;
+            std::hint::black_box(doc);
+        } else {
+            self.cache
+                .set_with_ttl(Family::Content, &id, &self.doc, SET_TTL)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `session_get`: `SessionManager::get` (one `GETEX` sliding the idle expiry) of a random session.
+pub struct SessionGet {
+    sessions: SessionManager<Arc<dyn Store>>,
+    tokens: Arc<[String]>,
+}
+
+impl Client for SessionGet {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let token = &self.tokens[(r % self.tokens.len() as u64) as usize];
+        let s = self.sessions.get(token).await?;
+        anyhow::ensure!(s.is_some(), "a preloaded session is missing");
+        Ok(())
+    }
+}
+
+/// `session_update`: `SessionManager::update` (atomic merge: `GET` + compare-and-swap) of a random
+/// session with a one-field patch.
+pub struct SessionUpdate {
+    sessions: SessionManager<Arc<dyn Store>>,
+    tokens: Arc<[String]>,
+}
+
+impl Client for SessionUpdate {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let token = &self.tokens[(r % self.tokens.len() as u64) as usize];
+        let mut patch = SessionData::new();
+        patch.insert("n".into(), serde_json::Value::from(r >> 12));
+        let s = self.sessions.update(token, &patch).await?;
+        anyhow::ensure!(s.is_some(), "a preloaded session is missing");
+        Ok(())
+    }
+}
+
+/// `batch64`: `Store::get_many` of 64 consecutive keys (one `MGET`).
+pub struct Batch {
+    store: Arc<dyn Store>,
+    keys: u64,
+}
+
+impl Client for Batch {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let first = r % self.keys;
+        let keys: Vec<String> = (0..BATCH as u64)
+            .map(|i| kv_key((first + i) % self.keys))
+            .collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let values = self.store.get_many(&refs).await?;
+        anyhow::ensure!(
+            values.len() == BATCH,
+            "get_many answered {} values",
+            values.len()
+        );
+        Ok(())
+    }
+}
+
+/// `raw_pipeline64`: one redis-rs pipeline of 64 `GET`s on the shared connection.
+pub struct RawPipeline {
+    conn: MultiplexedConnection,
+    keys: u64,
+}
+
+impl Client for RawPipeline {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let first = r % self.keys;
+        let mut pipe = redis::pipe();
+        for i in 0..BATCH as u64 {
+            pipe.cmd("GET").arg(raw_key((first + i) % self.keys));
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await?;
+        anyhow::ensure!(
+            values.len() == BATCH,
+            "pipeline answered {} values",
+            values.len()
+        );
+        Ok(())
+    }
+}
+
+/// The library configuration the benchmark uses: the production profile against `url`, with the
+/// benchmark's key prefix.
+pub fn config(url: &str) -> anyhow::Result<Config> {
+    Config::builder()
+        .profile(Profile::Production)
+        .redis_url(url)
+        .key_prefix(PREFIX)
+        .build()
+        .context("building the library configuration")
+}
+
+/// Builds the clients named in `only` (all of [`CLIENTS`] when empty) against the server at `url`
+/// and preloads `keys` key-value entries, `keys` cache entries and `sessions` sessions. Returns
+/// the schedule entries in [`CLIENTS`] order.
+pub async fn setup(
+    url: &str,
+    keys: u64,
+    sessions: u64,
+    only: &[String],
+) -> anyhow::Result<Vec<Entry>> {
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let value: Arc<[u8]> = Doc::sample(1).json().into();
+    let doc = Doc::sample(1);
+
+    let client = redis::Client::open(url).context("parsing the server URL")?;
+    let conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .context("opening the raw redis-rs connection")?;
+    let cfg = config(url)?;
+    let redis_store: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(&cfg)
+            .await
+            .context("connecting RedisStore")?,
+    );
+    let memory: Arc<dyn Store> = Arc::new(
+        MemoryStore::builder()
+            .with_prefix(PREFIX)
+            .build()
+            .context("building MemoryStore")?,
+    );
+
+    // Preload in chunks: the raw keys (shared by raw, store, batch64, raw_pipeline64) and the same
+    // keys in the memory store.
+    let chunk = 500u64;
+    let mut start = 0;
+    while start < keys {
+        let end = (start + chunk).min(keys);
+        let names: Vec<String> = (start..end).map(kv_key).collect();
+        let entries: Vec<(&str, &[u8])> = names.iter().map(|k| (k.as_str(), &*value)).collect();
+        let expiry = cache_core::Expiry::In(SET_TTL);
+        redis_store.set_many(&entries, expiry).await?;
+        memory.set_many(&entries, expiry).await?;
+        start = end;
+    }
+
+    let mut entries = Vec::new();
+    let cache = CacheManager::new(Arc::clone(&redis_store));
+    if wanted("cache") {
+        let mut start = 0;
+        while start < keys {
+            let end = (start + chunk).min(keys);
+            let batch: Vec<(String, &Doc)> = (start..end).map(|i| (doc_id(i), &doc)).collect();
+            cache.set_many(Family::Content, &batch).await?;
+            start = end;
+        }
+    }
+    let mut tokens: Arc<[String]> = Arc::from(Vec::new());
+    let manager = SessionManager::new(Arc::clone(&redis_store));
+    if wanted("session_get") || wanted("session_update") {
+        tokens = create_sessions(&manager, sessions).await?.into();
+    }
+    for name in CLIENTS {
+        if !wanted(name) {
+            continue;
+        }
+        let entry = match name {
+            "raw" => Entry::new(
+                name,
+                Raw {
+                    conn: conn.clone(),
+                    value: Arc::clone(&value),
+                    keys,
+                },
+            ),
+            "store" => Entry::new(
+                name,
+                Kv {
+                    store: Arc::clone(&redis_store),
+                    value: Arc::clone(&value),
+                    keys,
+                },
+            ),
+            "cache" => Entry::new(
+                name,
+                Cache {
+                    cache: cache.clone(),
+                    doc: doc.clone(),
+                    keys,
+                },
+            ),
+            "session_get" => Entry::new(
+                name,
+                SessionGet {
+                    sessions: manager.clone(),
+                    tokens: Arc::clone(&tokens),
+                },
+            ),
+            "session_update" => Entry::new(
+                name,
+                SessionUpdate {
+                    sessions: manager.clone(),
+                    tokens: Arc::clone(&tokens),
+                },
+            ),
+            "raw_pipeline64" => Entry::new(
+                name,
+                RawPipeline {
+                    conn: conn.clone(),
+                    keys,
+                },
+            ),
+            "batch64" => Entry::new(
+                name,
+                Batch {
+                    store: Arc::clone(&redis_store),
+                    keys,
+                },
+            ),
+            "memory" => Entry::new(
+                name,
+                Kv {
+                    store: Arc::clone(&memory),
+                    value: Arc::clone(&value),
+                    keys,
+                },
+            ),
+            _ => unreachable!("every name of CLIENTS is matched"),
+        };
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// Creates `n` sessions (spread over 64 concurrent tasks and `n / 10` users) and returns their
+/// tokens.
+async fn create_sessions(
+    manager: &SessionManager<Arc<dyn Store>>,
+    n: u64,
+) -> anyhow::Result<Vec<String>> {
+    let tasks = 64u64;
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let manager = manager.clone();
+            tokio::spawn(async move {
+                let mut tokens = Vec::new();
+                let mut i = t;
+                while i < n {
+                    let user = format!("user-{}", i % (n / 10).max(1));
+                    let created = manager
+                        .create(&user, CreateOptions::new().with_data(session_data(i)))
+                        .await?;
+                    tokens.push(created.token.expose().to_owned());
+                    i += tasks;
+                }
+                anyhow::Ok(tokens)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.context("a session-creating task panicked")??);
+    }
+    Ok(all)
+}
+
+/// Waits until `f` succeeds or `timeout` passes (used while a server comes up).
+pub async fn retry_for<T, F, Fut>(timeout: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The load generator: `C` tasks on one tokio runtime calling one client as fast as it answers
+//! for a fixed time, each call timed into a [`Histogram`]; and the schedule that interleaves the
+//! clients round by round so that drift of the machine (other processes, CPU frequency, the
+//! server's memory growing) spreads evenly over all of them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::hist::Histogram;
+use crate::workload::Rng;
+
+/// One benchmarked client: `op` performs one operation chosen from the random number `r`.
+///
+/// Implementations are called through generics, so the loop around `op` is compiled per client
+/// and costs every client the same.
+pub trait Client: Send + Sync + 'static {
+    /// One operation; `r` picks the operation and the key.
+    fn op(&self, r: u64) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// What one round of one client measured.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    /// Operations completed (successful or not).
+    pub ops: u64,
+    /// Operations that returned an error.
+    pub errors: u64,
+    /// The first error seen, for the report.
+    pub first_error: Option<String>,
+    /// Wall time from the start of the round until its last task finished.
+    pub elapsed: Duration,
+    /// Latency of every operation.
+    pub hist: Histogram,
+}
+
+impl Measured {
+    /// Adds another round's figures to these.
+    pub fn absorb(&mut self, other: Measured) {
+        self.ops += other.ops;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.elapsed += other.elapsed;
+        self.hist.merge(&other.hist);
+    }
+
+    /// Operations per second over the measured time.
+    pub fn ops_per_s(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.ops as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Runs `concurrency` tasks calling `client` until `duration` has passed; every task finishes the
+/// operation it is in. Fails only when a task panics.
+pub async fn run_round<C: Client>(
+    client: Arc<C>,
+    concurrency: usize,
+    duration: Duration,
+    seed: u64,
+) -> anyhow::Result<Measured> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..concurrency.max(1))
+        .map(|t| {
+            let client = Arc::clone(&client);
+            let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(t as u64));
+            tokio::spawn(async move {
+                let mut m = Measured::default();
+                loop {
+                    let t0 = Instant::now();
+                    let res = client.op(rng.next_u64()).await;
+                    let t1 = Instant::now();
+                    m.hist.record_duration(t1 - t0);
+                    m.ops += 1;
+                    if let Err(e) = res {
+                        m.errors += 1;
+                        if m.first_error.is_none() {
+                            m.first_error = Some(format!("{e:#}"));
+                        }
+                    }
+                    if t1 >= deadline {
+                        m.elapsed = t1 - start;
+                        return m;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut total = Measured::default();
+    let mut longest = Duration::ZERO;
+    for task in tasks {
+        let m = task
+            .await
+            .map_err(|e| anyhow::anyhow!("a load task failed: {e}"))?;
+        longest = longest.max(m.elapsed);
+        total.absorb(m);
+    }
+    total.elapsed = longest;
+    Ok(total)
+}
+
+/// A boxed future of one round, so that clients of different types fit one schedule.
+pub type RoundFuture = Pin<Box<dyn Future<Output = anyhow::Result<Measured>> + Send>>;
+
+/// A client in the schedule: its name and how to run one round of it.
+pub struct Entry {
+    /// The client's name in the results (`raw`, `store`, ...).
+    pub name: &'static str,
+    /// Runs one round: `(concurrency, duration, seed)`.
+    pub run: Box<dyn Fn(usize, Duration, u64) -> RoundFuture + Send + Sync>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry").field("name", &self.name).finish()
+    }
+}
+
+impl Entry {
+    /// Wraps a client.
+    pub fn new<C: Client>(name: &'static str, client: C) -> Entry {
+        let client = Arc::new(client);
+        Entry {
+            name,
+            run: Box::new(move |c, d, seed| Box::pin(run_round(Arc::clone(&client), c, d, seed))),
+        }
+    }
+}
+
+/// How long and how often each (client, concurrency) cell runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Concurrency levels, in order.
+    pub concurrency: &'static [usize],
+    /// Measured rounds per cell; the client order rotates from round to round.
+    pub rounds: usize,
+    /// Length of one measured round.
+    pub round: Duration,
+    /// Length of the unmeasured warm-up round each client gets at each concurrency level.
+    pub warmup: Duration,
+}
+
+impl Plan {
+    /// The wall time the plan takes with `clients` clients (not counting setup).
+    pub fn estimate(&self, clients: usize) -> Duration {
+        let per_level = self.warmup + self.round * self.rounds as u32;
+        per_level * (clients * self.concurrency.len()) as u32
+    }
+}
+
+/// One (client, concurrency) cell of the results.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Client name.
+    pub client: &'static str,
+    /// Concurrent tasks.
+    pub concurrency: usize,
+    /// Everything measured over all rounds.
+    pub measured: Measured,
+}
+
+/// Runs the plan: for each concurrency level, a warm-up round per client, then `rounds` rounds in
+/// which every client runs once, the order rotated by one each round. `progress` is told about
+/// each finished round.
+pub async fn run_plan(
+    entries: &[Entry],
+    plan: &Plan,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> anyhow::Result<Vec<Cell>> {
+    let mut cells = Vec::new();
+    let mut seed = 1u64;
+    for &c in plan.concurrency {
+        for e in entries {
+            seed += 1;
+            (e.run)(c, plan.warmup, seed).await?;
+        }
+        let mut acc: Vec<Measured> = entries.iter().map(|_| Measured::default()).collect();
+        for round in 0..plan.rounds {
+            for k in 0..entries.len() {
+                let i = (k + round) % entries.len();
+                seed += 1;
+                let m = (entries[i].run)(c, plan.round, seed).await?;
+                acc[i].absorb(m);
+                progress(entries[i].name, c, round);
+            }
+        }
+        for (e, m) in entries.iter().zip(acc) {
+            cells.push(Cell {
+                client: e.name,
+                concurrency: c,
+                measured: m,
+            });
+        }
+    }
+    Ok(cells)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Counting(AtomicU64);
+
+    impl Client for Counting {
+        async fn op(&self, r: u64) -> anyhow::Result<()> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            tokio::task::yield_now().await;
+            if r % 10 == 0 {
+                anyhow::bail!("every tenth fails");
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rounds_count_every_operation_and_error() {
+        let client = Arc::new(Counting(AtomicU64::new(0)));
+        let m = run_round(Arc::clone(&client), 4, Duration::from_millis(30), 7)
+            .await
+            .unwrap();
+        assert_eq!(m.ops, client.0.load(Ordering::Relaxed));
+        assert_eq!(m.hist.count(), m.ops);
+        assert!(m.errors > 0 && m.errors < m.ops, "{m:?}");
+        assert_eq!(m.first_error.as_deref(), Some("every tenth fails"));
+        assert!(m.elapsed >= Duration::from_millis(30));
+        assert!(m.ops_per_s() > 0.0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_plan_measures_every_cell() {
+        let entries = [
+            Entry::new("a", Counting(AtomicU64::new(0))),
+            Entry::new("b", Counting(AtomicU64::new(0))),
+        ];
+        let plan = Plan {
+            concurrency: &[1, 3],
+            rounds: 2,
+            round: Duration::from_millis(5),
+            warmup: Duration::from_millis(1),
+        };
+        let mut rounds = 0;
+        let cells = run_plan(&entries, &plan, &mut |_, _, _| rounds += 1)
+            .await
+            .unwrap();
+        assert_eq!(rounds, 2 * 2 * 2);
+        let names: Vec<_> = cells.iter().map(|c| (c.client, c.concurrency)).collect();
+        assert_eq!(names, [("a", 1), ("b", 1), ("a", 3), ("b", 3)]);
+        assert!(cells.iter().all(|c| c.measured.ops > 0));
+    }
+}

@@ -1,0 +1,338 @@
+//! Benchmark results: one row per (client, concurrency), the targets, and their renderings (JSON
+//! lines, a text table, the Markdown of `docs/benchmarks.md`).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::env::Machine;
+use crate::load::Cell;
+
+/// One line of `target/bench/results.jsonl`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Client name.
+    pub client: String,
+    /// Concurrent tasks.
+    pub concurrency: usize,
+    /// Operations per second (for the 64-key batch clients: batches per second).
+    pub ops_per_s: f64,
+    /// Median latency, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile latency, microseconds.
+    pub p99_us: f64,
+    /// Throughput relative to the baseline at the same concurrency: `raw`, or `raw_pipeline64` for
+    /// `batch64` and `raw_pipeline64`. `None` when the baseline was not measured.
+    pub ratio_vs_raw: Option<f64>,
+    /// p99 relative to the same baseline.
+    pub p99_ratio_vs_raw: Option<f64>,
+    /// Operations measured.
+    pub ops: u64,
+    /// Operations that failed (should be 0).
+    pub errors: u64,
+    /// The first error, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+    /// Build profile of the run.
+    pub profile: &'static str,
+}
+
+/// The baseline a client is compared with.
+pub fn baseline_of(client: &str) -> &'static str {
+    match client {
+        "batch64" | "raw_pipeline64" => "raw_pipeline64",
+        _ => "raw",
+    }
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (v * f).round() / f
+}
+
+/// Turns measured cells into rows with their ratios.
+pub fn rows(cells: &[Cell]) -> Vec<Row> {
+    let find = |client: &str, c: usize| {
+        cells
+            .iter()
+            .find(|x| x.client == client && x.concurrency == c)
+    };
+    cells
+        .iter()
+        .map(|cell| {
+            let m = &cell.measured;
+            let ops_per_s = m.ops_per_s();
+            let p99 = m.hist.quantile(0.99) as f64 / 1_000.0;
+            let base = find(baseline_of(cell.client), cell.concurrency);
+            let ratio = base
+                .map(|b| b.measured.ops_per_s())
+                .filter(|b| *b > 0.0)
+                .map(|b| round(ops_per_s / b, 3));
+            let p99_ratio = base
+                .map(|b| b.measured.hist.quantile(0.99) as f64 / 1_000.0)
+                .filter(|b| *b > 0.0)
+                .map(|b| round(p99 / b, 3));
+            Row {
+                client: cell.client.to_owned(),
+                concurrency: cell.concurrency,
+                ops_per_s: round(ops_per_s, 0),
+                p50_us: round(m.hist.quantile(0.5) as f64 / 1_000.0, 1),
+                p99_us: round(p99, 1),
+                ratio_vs_raw: ratio,
+                p99_ratio_vs_raw: p99_ratio,
+                ops: m.ops,
+                errors: m.errors,
+                first_error: m.first_error.clone(),
+                profile: crate::env::build_profile(),
+            }
+        })
+        .collect()
+}
+
+/// The JSON-lines file content.
+pub fn jsonl(rows: &[Row]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&serde_json::to_string(r)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+/// A Markdown table of the rows (also readable as plain text on a terminal).
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| client | C | ops/s | p50 µs | p99 µs | vs baseline | p99 vs baseline | errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {} |",
+            r.client,
+            r.concurrency,
+            r.ops_per_s,
+            r.p50_us,
+            r.p99_us,
+            opt(r.ratio_vs_raw, 2),
+            opt(r.p99_ratio_vs_raw, 2),
+            r.errors
+        );
+    }
+    out
+}
+
+/// One target of the issue, checked at one concurrency level.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What is required, in words.
+    pub target: String,
+    /// Concurrency level.
+    pub concurrency: usize,
+    /// What was measured, in words.
+    pub measured: String,
+    /// Whether the target was met (`None`: not measured).
+    pub met: Option<bool>,
+}
+
+/// The targets of the issue, checked against the rows:
+/// `store` and `cache` >= 0.9x `raw` ops/s with p99 <= 1.5x `raw`; `session_get` >= 0.8x `raw`;
+/// `batch64` >= 0.8x `raw_pipeline64`; at every concurrency level.
+pub fn checks(rows: &[Row]) -> Vec<Check> {
+    let mut levels: Vec<usize> = rows.iter().map(|r| r.concurrency).collect();
+    levels.dedup();
+    let mut out = Vec::new();
+    let targets: [(&str, f64, Option<f64>); 4] = [
+        ("store", 0.9, Some(1.5)),
+        ("cache", 0.9, Some(1.5)),
+        ("session_get", 0.8, None),
+        ("batch64", 0.8, None),
+    ];
+    for (client, min_ratio, max_p99) in targets {
+        for &c in &levels {
+            let row = rows
+                .iter()
+                .find(|r| r.client == client && r.concurrency == c);
+            let base = baseline_of(client);
+            let target = match max_p99 {
+                Some(p) => format!("{client} >= {min_ratio}x {base} ops/s, p99 <= {p}x"),
+                None => format!("{client} >= {min_ratio}x {base} ops/s"),
+            };
+            let (measured, met) = match row.and_then(|r| r.ratio_vs_raw.map(|x| (r, x))) {
+                None => ("not measured".to_owned(), None),
+                Some((r, ratio)) => {
+                    let p99 = r.p99_ratio_vs_raw;
+                    let ok = ratio >= min_ratio
+                        && r.errors == 0
+                        && match (max_p99, p99) {
+                            (Some(limit), Some(p)) => p <= limit,
+                            (Some(_), None) => false,
+                            (None, _) => true,
+                        };
+                    let mut text = format!("{ratio:.2}x");
+                    if max_p99.is_some() {
+                        text.push_str(&format!(", p99 {}x", opt(p99, 2)));
+                    }
+                    if r.errors > 0 {
+                        text.push_str(&format!(", {} errors", r.errors));
+                    }
+                    (text, Some(ok))
+                }
+            };
+            out.push(Check {
+                target,
+                concurrency: c,
+                measured,
+                met,
+            });
+        }
+    }
+    out
+}
+
+/// The Markdown table of the checks.
+pub fn checks_table(checks: &[Check]) -> String {
+    let mut out = String::from("| target | C | measured | met |\n|---|---:|---|---|\n");
+    for c in checks {
+        let met = match c.met {
+            Some(true) => "yes",
+            Some(false) => "**NO**",
+            None => "not measured",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            c.target, c.concurrency, c.measured, met
+        );
+    }
+    out
+}
+
+/// Lines naming each missed target, for the terminal.
+pub fn missed(checks: &[Check]) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| c.met == Some(false))
+        .map(|c| {
+            format!(
+                "MISSED: {} at C={}: measured {}",
+                c.target, c.concurrency, c.measured
+            )
+        })
+        .collect()
+}
+
+/// What the Markdown document needs besides the rows.
+#[derive(Debug, Clone)]
+pub struct DocInput<'a> {
+    /// The machine.
+    pub machine: &'a Machine,
+    /// The command that produced the numbers and its plan, in words.
+    pub method: String,
+    /// Analysis of the results (why targets were missed), Markdown.
+    pub analysis: &'a str,
+}
+
+/// The content of `docs/benchmarks.md`.
+pub fn markdown(rows: &[Row], checks: &[Check], input: &DocInput<'_>) -> String {
+    let mut out = String::new();
+    out.push_str("# Benchmarks\n\n");
+    out.push_str(
+        "Produced by `cargo xtask bench` (crate `crates/bench`, binary `bench`); this file is \
+         rewritten by every full run, so the numbers below are the last run's. Raw data: \
+         `target/bench/results.jsonl`.\n\n",
+    );
+    out.push_str("## Machine\n\n");
+    out.push_str(&input.machine.markdown());
+    out.push_str("\n## Method\n\n");
+    out.push_str(&input.method);
+    out.push_str("\n\n## Targets\n\n");
+    out.push_str(&checks_table(checks));
+    let n_missed = checks.iter().filter(|c| c.met == Some(false)).count();
+    if n_missed == 0 {
+        out.push_str("\nEvery target was met.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "\n{n_missed} of {} checks missed; see the analysis below.",
+            checks.len()
+        );
+    }
+    out.push_str("\n## Results\n\n");
+    out.push_str(
+        "`vs baseline`: ops/s relative to `raw` at the same concurrency (for `batch64` and \
+         `raw_pipeline64`: relative to `raw_pipeline64`, and one op is one batch of 64 keys).\n\n",
+    );
+    out.push_str(&table(rows));
+    out.push_str("\n## Analysis\n\n");
+    out.push_str(input.analysis);
+    if !input.analysis.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::Measured;
+    use std::time::Duration;
+
+    fn cell(client: &'static str, c: usize, ops: u64, lat_ns: u64) -> Cell {
+        let mut m = Measured {
+            ops,
+            elapsed: Duration::from_secs(1),
+            ..Measured::default()
+        };
+        for _ in 0..100 {
+            m.hist.record(lat_ns);
+        }
+        Cell {
+            client,
+            concurrency: c,
+            measured: m,
+        }
+    }
+
+    #[test]
+    fn ratios_and_targets() {
+        let cells = [
+            cell("raw", 1, 1000, 100_000),
+            cell("store", 1, 950, 120_000),
+            cell("cache", 1, 800, 100_000),
+            cell("raw_pipeline64", 1, 100, 1_000_000),
+            cell("batch64", 1, 90, 1_000_000),
+        ];
+        let rows = rows(&cells);
+        let store = rows.iter().find(|r| r.client == "store").unwrap();
+        assert_eq!(store.ratio_vs_raw, Some(0.95));
+        assert!((store.p99_ratio_vs_raw.unwrap() - 1.2).abs() < 0.03);
+        let batch = rows.iter().find(|r| r.client == "batch64").unwrap();
+        assert_eq!(batch.ratio_vs_raw, Some(0.9));
+        let checks = checks(&rows);
+        let met = |t: &str| checks.iter().find(|c| c.target.starts_with(t)).unwrap().met;
+        assert_eq!(met("store"), Some(true));
+        assert_eq!(met("cache"), Some(false));
+        assert_eq!(met("session_get"), None);
+        assert_eq!(met("batch64"), Some(true));
+        assert_eq!(missed(&checks).len(), 1);
+        let line = jsonl(&rows).unwrap();
+        let first: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+        for field in [
+            "client",
+            "concurrency",
+            "ops_per_s",
+            "p50_us",
+            "p99_us",
+            "ratio_vs_raw",
+        ] {
+            assert!(first.get(field).is_some(), "{field}");
+        }
+        assert!(table(&rows).contains("| store | 1 | 950 |"));
+    }
+}
