@@ -17,7 +17,19 @@
 //!   on [`MemoryStoreBuilder::with_max_entries`]; and a maximum value size
 //!   ([`cache_core::Config::max_value_bytes`]) beyond which writes fail with
 //!   [`cache_core::Error::Capacity`].
-//! - `mock` feature: [`mock::MockStore`], a mockall mock of the trait for injecting failures.
+//! - `mock` feature: `mock::MockStore`, a mockall mock of the trait for injecting failures.
+//!
+//! # Where it differs from a Redis server (all within the trait's contract)
+//!
+//! - A key is gone exactly at its deadline (Redis keeps it for the millisecond of the deadline).
+//! - A scan visits keys in order, so it returns each key at most once; `count` is the number of
+//!   entries a page examines (capped at 10 000 to bound how long a page holds the lock). A `count`
+//!   of 0 is [`cache_core::Error::InvalidInput`] (Redis answers a syntax error).
+//! - Eviction is exact LRU over the whole data set, not sampled.
+//! - [`Store::stats`] and the entry and byte counts describe the whole shared data set (every
+//!   prefix), like Redis `INFO`; `used_memory_bytes` counts key and value bytes only.
+//! - Glob matching compares bytes as unsigned values inside `[a-z]` ranges (Redis on x86 compares
+//!   them as signed `char`s, which only matters for non-ASCII range ends).
 //!
 //! ```
 //! use std::time::Duration;
