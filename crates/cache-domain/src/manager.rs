@@ -180,6 +180,14 @@ fn parse_version(key: &str, raw: Option<Vec<u8>>) -> Result<u64> {
         })
 }
 
+/// Full-jitter backoff after the `attempt`-th lost compare-and-swap: uniform in
+/// `[0, min(32 ms, 2^attempt * 0.5 ms)]`.
+fn cas_backoff(attempt: usize) -> Duration {
+    let cap_us = (500u64 << attempt.min(6)).min(32_000);
+    let r = getrandom::u64().unwrap_or(cap_us / 2);
+    Duration::from_micros(r % (cap_us + 1))
+}
+
 fn lease_token() -> String {
     match (getrandom::u64(), getrandom::u64()) {
         (Ok(a), Ok(b)) => format!("{a:016x}{b:016x}"),
@@ -626,7 +634,8 @@ impl<S: Store> CacheManager<S> {
 
     /// Updates the status of a crawl task atomically as it advances: reads it, applies `update`,
     /// and writes it back with a compare-and-swap, retrying (with the value the failed swap
-    /// returned, no extra read) when another worker changed it meanwhile. `update` may therefore
+    /// returned, no extra read; after the first retry with a short jittered backoff) when another
+    /// worker changed it meanwhile. `update` may therefore
     /// run more than once; it should only change the status it is given. A missing status (never
     /// cached, expired, or undecodable) starts as [`CrawlStatus::new`]. Each update gives the status
     /// the family TTL again. Returns the stored status. Store errors are returned whatever the
@@ -651,7 +660,7 @@ impl<S: Store> CacheManager<S> {
             .get(&key)
             .await
             .inspect_err(|e| self.inner.store_failed(fs, "read", e))?;
-        for _ in 0..CAS_ATTEMPTS {
+        for attempt in 0..CAS_ATTEMPTS {
             let mut status = match current.as_deref().map(codec::decode::<CrawlStatus>) {
                 Some(Ok(s)) => s,
                 Some(Err(e)) => {
@@ -673,7 +682,14 @@ impl<S: Store> CacheManager<S> {
                     fs.stats.writes.inc();
                     return Ok(status);
                 }
-                cache_core::CasOutcome::Conflict { current: now } => current = now,
+                cache_core::CasOutcome::Conflict { current: now } => {
+                    current = now;
+                    // The first retry is immediate (it has the current value already); later ones
+                    // back off with jitter so that many writers of one status do not livelock.
+                    if attempt > 0 {
+                        tokio::time::sleep(cas_backoff(attempt)).await;
+                    }
+                }
             }
         }
         Err(Error::Backend {

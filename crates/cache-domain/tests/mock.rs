@@ -57,7 +57,7 @@ async fn a_read_outage_is_a_miss_and_the_loader_still_serves_the_caller() {
 async fn a_failed_data_read_skips_the_write_and_the_lease() {
     let mut mock = MockStore::new();
     mock.expect_get()
-        .withf(|k| is_version_key(k))
+        .withf(is_version_key)
         .returning(|_| Ok(None));
     mock.expect_get()
         .withf(|k| k == "content:c1")
@@ -170,7 +170,7 @@ async fn invalidation_and_version_bumps_return_store_errors() {
 async fn crawl_status_updates_return_store_errors() {
     let mut mock = MockStore::new();
     mock.expect_get()
-        .withf(|k| is_version_key(k))
+        .withf(is_version_key)
         .returning(|_| Ok(None));
     mock.expect_get().returning(|_| Ok(None));
     mock.expect_compare_and_swap()
@@ -188,7 +188,7 @@ async fn crawl_status_updates_return_store_errors() {
 async fn crawl_status_retries_a_lost_race_with_the_value_it_was_given() {
     let mut mock = MockStore::new();
     mock.expect_get()
-        .withf(|k| is_version_key(k))
+        .withf(is_version_key)
         .returning(|_| Ok(None));
     mock.expect_get().times(1).returning(|_| Ok(None));
     let mut theirs = cache_domain::CrawlStatus::new("t");
@@ -224,7 +224,7 @@ async fn crawl_status_retries_a_lost_race_with_the_value_it_was_given() {
 async fn an_undecodable_value_is_a_miss_even_if_deleting_it_fails() {
     let mut mock = MockStore::new();
     mock.expect_get()
-        .withf(|k| is_version_key(k))
+        .withf(is_version_key)
         .returning(|_| Ok(None));
     mock.expect_get()
         .returning(|_| Ok(Some(b"garbage".to_vec())));
@@ -267,15 +267,13 @@ async fn a_version_refresh_failure_keeps_the_known_version() {
     let mut mock = MockStore::new();
     let version_reads = Arc::new(AtomicUsize::new(0));
     let vr = version_reads.clone();
-    mock.expect_get()
-        .withf(|k| is_version_key(k))
-        .returning(move |_| {
-            if vr.fetch_add(1, Ordering::SeqCst) == 0 {
-                Ok(Some(b"3".to_vec()))
-            } else {
-                Err(timeout())
-            }
-        });
+    mock.expect_get().withf(is_version_key).returning(move |_| {
+        if vr.fetch_add(1, Ordering::SeqCst) == 0 {
+            Ok(Some(b"3".to_vec()))
+        } else {
+            Err(timeout())
+        }
+    });
     mock.expect_get()
         .withf(|k| k == "user:v3:1")
         .returning(|_| Ok(Some(cache_core::codec::encode(&5u8).unwrap())));
