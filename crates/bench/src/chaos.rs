@@ -1,1 +1,865 @@
-//! placeholder
+//! The chaos scenarios: steady load of session and cache calls against a real `redis-server`,
+//! a fault injected into the server (crash and restart, or a stall), and the measurements that
+//! say how the library behaved.
+//!
+//! # What is measured
+//!
+//! - Every library call (`SessionManager::create` / `update`, `CacheManager::get` / `set`) is
+//!   timed; so is every store call underneath it, through [`Instrumented`], a [`Store`] wrapper
+//!   between the managers and the `RedisStore`.
+//! - A call is **ok** when it returned `Ok` *and* no store call under it failed: the cache manager
+//!   fails open (a store error on read is a miss, on write a counted `Ok`), and such a degraded
+//!   answer must not count as served. The task-local counter [`STORE_FAILURES`] carries that
+//!   information from the wrapper to the load task.
+//! - Completions are counted in 50 ms buckets. **Recovery** is the time from the server's return
+//!   (restart answered `PING`, or `SIGCONT` sent) to the end of the first 250 ms window whose ok
+//!   throughput is at least 90 % of the throughput before the fault.
+//! - **Acknowledged writes**: each load task owns its sessions and remembers, per session, the
+//!   last `n` the library acknowledged (create: 0, `update` returning the session: its patch) and
+//!   the values of later attempts that failed (they may or may not have been applied). After the
+//!   scenario every acknowledged session is read back: it must exist and hold the acknowledged `n`
+//!   or one of the later attempted ones. Anything else is an acknowledged write lost.
+//! - **Panics**: load tasks are plain tokio tasks; a panic anywhere in the library under them
+//!   shows up as a `JoinError` and is counted.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use cache_core::{
+    async_trait, BackendStats, CasOutcome, Config, Expiry, Family, KeyTtl, Profile, ScanCursor,
+    ScanPage, SetOptions, Store,
+};
+use cache_domain::CacheManager;
+use cache_redis::RedisStore;
+use serde::Serialize;
+use sessions::{CreateOptions, SessionData, SessionManager};
+use test_redis::RedisServer;
+
+use crate::workload::{Doc, Rng};
+
+tokio::task_local! {
+    /// Store calls that failed in the current load task since the counter was last reset.
+    pub static STORE_FAILURES: std::cell::Cell<u64>;
+}
+
+/// Width of one timeline bucket.
+pub const BUCKET: Duration = Duration::from_millis(50);
+/// Buckets per recovery window (250 ms).
+pub const WINDOW_BUCKETS: usize = 5;
+/// Fraction of the pre-fault throughput that counts as recovered.
+pub const RECOVERED_FRACTION: f64 = 0.9;
+/// Allowed wait beyond a call's configured timeout.
+pub const TIMEOUT_SLACK: Duration = Duration::from_millis(100);
+/// Allowed time from the server's return until throughput has recovered.
+pub const RECOVERY_GOAL: Duration = Duration::from_secs(2);
+
+/// Counters over time since the scenario started: ok and failed completions per bucket (by end
+/// time), and the longest call started in each bucket.
+#[derive(Debug)]
+pub struct Timeline {
+    start: Instant,
+    ok: Vec<AtomicU64>,
+    failed: Vec<AtomicU64>,
+    longest_call_us: Vec<AtomicU64>,
+    longest_store_us: Vec<AtomicU64>,
+}
+
+fn atomics(n: usize) -> Vec<AtomicU64> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+impl Timeline {
+    /// A timeline starting now, long enough for `span`.
+    pub fn new(span: Duration) -> Timeline {
+        let n = (span.as_millis() / BUCKET.as_millis()) as usize + 1;
+        Timeline {
+            start: Instant::now(),
+            ok: atomics(n),
+            failed: atomics(n),
+            longest_call_us: atomics(n),
+            longest_store_us: atomics(n),
+        }
+    }
+
+    /// The bucket of an instant (the last one for instants past the span).
+    pub fn bucket(&self, at: Instant) -> usize {
+        let i =
+            (at.saturating_duration_since(self.start).as_millis() / BUCKET.as_millis()) as usize;
+        i.min(self.ok.len() - 1)
+    }
+
+    /// Time since the start.
+    pub fn offset(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.start)
+    }
+
+    fn micros(d: Duration) -> u64 {
+        u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Records a finished library call.
+    pub fn call(&self, started: Instant, ended: Instant, ok: bool) {
+        let counts = if ok { &self.ok } else { &self.failed };
+        counts[self.bucket(ended)].fetch_add(1, Ordering::Relaxed);
+        self.longest_call_us[self.bucket(started)]
+            .fetch_max(Self::micros(ended - started), Ordering::Relaxed);
+    }
+
+    /// Records a finished store call.
+    pub fn store_call(&self, started: Instant, ended: Instant) {
+        self.longest_store_us[self.bucket(started)]
+            .fetch_max(Self::micros(ended - started), Ordering::Relaxed);
+    }
+
+    fn load(v: &[AtomicU64]) -> Vec<u64> {
+        v.iter().map(|a| a.load(Ordering::Relaxed)).collect()
+    }
+
+    /// A plain copy of the counters.
+    pub fn snapshot(&self) -> TimelineData {
+        TimelineData {
+            ok: Self::load(&self.ok),
+            failed: Self::load(&self.failed),
+            longest_call_us: Self::load(&self.longest_call_us),
+            longest_store_us: Self::load(&self.longest_store_us),
+        }
+    }
+}
+
+/// The counters of a [`Timeline`], one entry per [`BUCKET`].
+#[derive(Debug, Clone, Default)]
+pub struct TimelineData {
+    /// Ok completions per bucket.
+    pub ok: Vec<u64>,
+    /// Failed completions per bucket.
+    pub failed: Vec<u64>,
+    /// Longest library call started in each bucket, µs.
+    pub longest_call_us: Vec<u64>,
+    /// Longest store call started in each bucket, µs.
+    pub longest_store_us: Vec<u64>,
+}
+
+fn bucket_of(offset: Duration) -> usize {
+    (offset.as_millis() / BUCKET.as_millis()) as usize
+}
+
+impl TimelineData {
+    /// Ok completions per second over buckets `from..to`.
+    pub fn ok_rate(&self, from: usize, to: usize) -> f64 {
+        let to = to.min(self.ok.len());
+        if to <= from {
+            return 0.0;
+        }
+        let n: u64 = self.ok[from..to].iter().sum();
+        n as f64 / (BUCKET.as_secs_f64() * (to - from) as f64)
+    }
+
+    /// Time from `returned` until the end of the first [`WINDOW_BUCKETS`] window, starting at or
+    /// after the bucket of `returned`, whose ok rate reaches `fraction` of `baseline`. `None`: never
+    /// within the recorded time.
+    pub fn recovery(&self, returned: Duration, baseline: f64, fraction: f64) -> Option<Duration> {
+        let first = bucket_of(returned);
+        (first..self.ok.len().saturating_sub(WINDOW_BUCKETS - 1))
+            .find(|&i| self.ok_rate(i, i + WINDOW_BUCKETS) >= fraction * baseline)
+            .map(|i| (BUCKET * (i + WINDOW_BUCKETS) as u32).saturating_sub(returned))
+    }
+
+    /// The longest call in flight at some time in `from..=to`, from the per-bucket maxima of
+    /// `longest` (a call started in bucket `b` with duration `d` is in flight from the bucket's start
+    /// to about `start + d`).
+    pub fn longest_in_flight(longest: &[u64], from: Duration, to: Duration) -> Duration {
+        let last = bucket_of(to).min(longest.len().saturating_sub(1));
+        (0..=last)
+            .filter_map(|b| {
+                let d = Duration::from_micros(longest[b]);
+                let started = BUCKET * b as u32;
+                // The call may have started anywhere in its bucket: count it when it could overlap.
+                (started + BUCKET + d >= from && longest[b] > 0).then_some(d)
+            })
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+/// A [`Store`] that times every call of the store under it into a [`Timeline`] and counts failed
+/// calls in [`STORE_FAILURES`] (when the calling task has one).
+#[derive(Debug)]
+pub struct Instrumented {
+    inner: Arc<dyn Store>,
+    timeline: Arc<Timeline>,
+}
+
+impl Instrumented {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>, timeline: Arc<Timeline>) -> Instrumented {
+        Instrumented { inner, timeline }
+    }
+
+    async fn timed<T>(
+        &self,
+        f: impl Future<Output = cache_core::Result<T>>,
+    ) -> cache_core::Result<T> {
+        let t0 = Instant::now();
+        let res = f.await;
+        self.timeline.store_call(t0, Instant::now());
+        if res.is_err() {
+            // Outside a load task (preload, verification) there is no counter: nothing to count.
+            let _ = STORE_FAILURES.try_with(|c| c.set(c.get() + 1));
+        }
+        res
+    }
+}
+
+#[async_trait]
+impl Store for Instrumented {
+    fn prefix(&self) -> &str {
+        self.inner.prefix()
+    }
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+    async fn get(&self, key: &str) -> cache_core::Result<Option<Vec<u8>>> {
+        self.timed(self.inner.get(key)).await
+    }
+    async fn get_many(&self, keys: &[&str]) -> cache_core::Result<Vec<Option<Vec<u8>>>> {
+        self.timed(self.inner.get_many(keys)).await
+    }
+    async fn get_ex(&self, key: &str, ttl: Duration) -> cache_core::Result<Option<Vec<u8>>> {
+        self.timed(self.inner.get_ex(key, ttl)).await
+    }
+    async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> cache_core::Result<bool> {
+        self.timed(self.inner.set(key, value, opts)).await
+    }
+    async fn set_many(&self, entries: &[(&str, &[u8])], expiry: Expiry) -> cache_core::Result<()> {
+        self.timed(self.inner.set_many(entries, expiry)).await
+    }
+    async fn delete(&self, keys: &[&str]) -> cache_core::Result<u64> {
+        self.timed(self.inner.delete(keys)).await
+    }
+    async fn exists(&self, key: &str) -> cache_core::Result<bool> {
+        self.timed(self.inner.exists(key)).await
+    }
+    async fn expire(&self, key: &str, ttl: Duration) -> cache_core::Result<bool> {
+        self.timed(self.inner.expire(key, ttl)).await
+    }
+    async fn persist(&self, key: &str) -> cache_core::Result<bool> {
+        self.timed(self.inner.persist(key)).await
+    }
+    async fn ttl(&self, key: &str) -> cache_core::Result<KeyTtl> {
+        self.timed(self.inner.ttl(key)).await
+    }
+    async fn incr_by(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl_if_created: Option<Duration>,
+    ) -> cache_core::Result<i64> {
+        self.timed(self.inner.incr_by(key, delta, ttl_if_created))
+            .await
+    }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        expiry: Expiry,
+    ) -> cache_core::Result<CasOutcome> {
+        self.timed(self.inner.compare_and_swap(key, expected, new, expiry))
+            .await
+    }
+    async fn scan(
+        &self,
+        pattern: &str,
+        cursor: ScanCursor,
+        count: u32,
+    ) -> cache_core::Result<ScanPage> {
+        self.timed(self.inner.scan(pattern, cursor, count)).await
+    }
+    async fn zadd(&self, key: &str, member: &str, score: f64) -> cache_core::Result<bool> {
+        self.timed(self.inner.zadd(key, member, score)).await
+    }
+    async fn zrem(&self, key: &str, members: &[&str]) -> cache_core::Result<u64> {
+        self.timed(self.inner.zrem(key, members)).await
+    }
+    async fn zrange_by_score(
+        &self,
+        key: &str,
+        min: f64,
+        max: f64,
+        limit: Option<usize>,
+    ) -> cache_core::Result<Vec<(String, f64)>> {
+        self.timed(self.inner.zrange_by_score(key, min, max, limit))
+            .await
+    }
+    async fn zrem_range_by_score(&self, key: &str, min: f64, max: f64) -> cache_core::Result<u64> {
+        self.timed(self.inner.zrem_range_by_score(key, min, max))
+            .await
+    }
+    async fn zcard(&self, key: &str) -> cache_core::Result<u64> {
+        self.timed(self.inner.zcard(key)).await
+    }
+    async fn ping(&self) -> cache_core::Result<Duration> {
+        self.timed(self.inner.ping()).await
+    }
+    async fn flush_prefix(&self) -> cache_core::Result<u64> {
+        self.timed(self.inner.flush_prefix()).await
+    }
+    async fn stats(&self) -> cache_core::Result<Option<BackendStats>> {
+        self.timed(self.inner.stats()).await
+    }
+}
+
+/// The fault a scenario injects.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// `SIGKILL` the server, wait `down`, start it again on the same port (same data directory).
+    Kill {
+        /// Time between the kill and the restart.
+        down: Duration,
+    },
+    /// `SIGSTOP` the server for this long, then `SIGCONT`.
+    Freeze {
+        /// Time frozen.
+        stopped: Duration,
+    },
+}
+
+/// One scenario: load, fault, observation.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Name in the report (`kill`, `freeze`).
+    pub name: &'static str,
+    /// The fault.
+    pub fault: Fault,
+    /// Concurrent load tasks.
+    pub concurrency: usize,
+    /// Unmeasured time at the start (connections, caches warm up).
+    pub warmup: Duration,
+    /// Time over which the pre-fault throughput is measured.
+    pub baseline: Duration,
+    /// Observation time after the server's return.
+    pub after: Duration,
+    /// Cache keys the load reads and writes.
+    pub cache_keys: u64,
+    /// Sessions each load task creates at most (then it only updates them).
+    pub sessions_per_task: usize,
+}
+
+/// A session a load task created, and what the library acknowledged about it.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    /// The session's token.
+    pub token: String,
+    /// The `n` of the last acknowledged write (create: 0).
+    pub acked: u64,
+    /// `n` values of writes attempted after that one which returned an error: each may or may not
+    /// have been applied.
+    pub uncertain: Vec<u64>,
+}
+
+impl Tracked {
+    /// Whether a read-back value of `n` is consistent with what was acknowledged.
+    pub fn accepts(&self, n: u64) -> bool {
+        n == self.acked || self.uncertain.contains(&n)
+    }
+}
+
+#[derive(Debug, Default)]
+struct TaskResult {
+    ops: u64,
+    ok: u64,
+    errors_returned: u64,
+    degraded: u64,
+    vanished: u64,
+    sessions: Vec<Tracked>,
+}
+
+/// What one scenario measured: one object of `target/chaos/report.json`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ScenarioReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// Whether the scenario ran (cluster failover does not run without cluster support).
+    pub run: bool,
+    /// Why it did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_run_reason: Option<String>,
+    /// Library calls made.
+    pub ops: u64,
+    /// Calls that returned `Ok` with no failed store call under them.
+    pub ok: u64,
+    /// `ops - ok`: calls that returned an error or were answered in degraded mode.
+    pub errors: u64,
+    /// Calls that returned an error.
+    pub errors_returned: u64,
+    /// Calls that returned `Ok` although a store call under them failed (the cache failing open).
+    pub degraded: u64,
+    /// Longest library call in flight between the fault and 2 s after the server's return, ms.
+    pub max_call_ms_during_outage: Option<f64>,
+    /// Longest single store call in flight in the same window, ms.
+    pub max_store_call_ms_during_outage: Option<f64>,
+    /// The bound a store call is configured to respect:
+    /// `max(REDIS_RETRY_BUDGET, REDIS_CONNECT_TIMEOUT + REDIS_RESPONSE_TIMEOUT)`, ms.
+    pub call_timeout_ms: f64,
+    /// Time from the server's return until throughput was back to 90 % of before, ms (`None`:
+    /// not within the observation time).
+    pub recovery_ms: Option<f64>,
+    /// Ok calls per second before the fault.
+    pub baseline_ops_per_s: f64,
+    /// Acknowledged sessions that an `update` during the run found missing, or that it answered
+    /// with data other than the patch just written (each is also counted as lost when the final
+    /// check confirms it).
+    pub sessions_vanished_during_run: u64,
+    /// Sessions whose acknowledged writes were checked afterwards.
+    pub sessions_checked: u64,
+    /// Acknowledged session writes not found afterwards (session missing or holding an older value).
+    pub acknowledged_writes_lost: u64,
+    /// Sessions that could not be read back (the check itself failed).
+    pub sessions_unverified: u64,
+    /// Load-task panics.
+    pub panics: u64,
+    /// When the fault was injected, ms after the load started.
+    pub fault_at_ms: f64,
+    /// When the server was back, ms after the load started.
+    pub returned_at_ms: f64,
+    /// The fault, in words.
+    pub fault: String,
+    /// Concurrent load tasks.
+    pub concurrency: usize,
+    /// Each goal and whether it was met.
+    pub goals: Vec<Goal>,
+}
+
+/// One goal of the issue, checked for one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    /// The goal in words.
+    pub goal: String,
+    /// What was measured.
+    pub measured: String,
+    /// Whether it was met.
+    pub met: bool,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+/// The library configuration of the scenarios: the production profile (tight timeouts) against
+/// `url`.
+pub fn config(url: &str) -> anyhow::Result<Config> {
+    Config::builder()
+        .profile(Profile::Production)
+        .redis_url(url)
+        .key_prefix("chaos")
+        .build()
+        .context("building the library configuration")
+}
+
+/// The configured bound of one store call (see [`ScenarioReport::call_timeout_ms`]).
+pub fn call_timeout(config: &Config) -> Duration {
+    config
+        .retry
+        .budget
+        .max(config.connect_timeout + config.response_timeout)
+}
+
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .with_context(|| format!("{what} failed"))
+}
+
+fn patch(n: u64) -> SessionData {
+    let mut p = SessionData::new();
+    p.insert("n".into(), serde_json::Value::from(n));
+    p
+}
+
+fn n_of(data: &SessionData) -> Option<u64> {
+    data.get("n").and_then(serde_json::Value::as_u64)
+}
+
+/// One load task: loops until `stop`, mixing session creates (10 %), session updates (30 %),
+/// cache reads (40 %) and cache writes (20 %).
+async fn load_task(
+    id: u64,
+    scenario: Scenario,
+    sessions: SessionManager<Arc<dyn Store>>,
+    cache: CacheManager<Arc<dyn Store>>,
+    timeline: Arc<Timeline>,
+    stop: Arc<AtomicBool>,
+) -> TaskResult {
+    let mut r = TaskResult::default();
+    let mut rng = Rng::new(id);
+    let mut active: Vec<Tracked> = Vec::new();
+    let mut seq = 0u64;
+    let doc = Doc::sample(id);
+    while !stop.load(Ordering::Relaxed) {
+        STORE_FAILURES.with(|c| c.set(0));
+        let choice = rng.below(100);
+        let t0 = Instant::now();
+        let create = choice < 10 || (choice < 40 && active.is_empty());
+        let returned_ok = if create && active.len() < scenario.sessions_per_task {
+            let data = patch(0);
+            match sessions
+                .create(&format!("user-{id}"), CreateOptions::new().with_data(data))
+                .await
+            {
+                Ok(new) => {
+                    active.push(Tracked {
+                        token: new.token.expose().to_owned(),
+                        acked: 0,
+                        uncertain: Vec::new(),
+                    });
+                    true
+                }
+                Err(_) => false,
+            }
+        } else if choice < 40 && !active.is_empty() {
+            seq += 1;
+            let i = rng.below(active.len() as u64) as usize;
+            let t = &mut active[i];
+            match sessions.update(&t.token, &patch(seq)).await {
+                Ok(Some(s)) => {
+                    if n_of(&s.data) == Some(seq) {
+                        t.acked = seq;
+                        t.uncertain.clear();
+                    } else {
+                        // The library says it wrote our patch but hands back other data.
+                        t.uncertain.push(seq);
+                        r.vanished += 1;
+                    }
+                    true
+                }
+                Ok(None) => {
+                    // An acknowledged session is gone: keep it for the final check (which counts
+                    // it as lost) and stop writing to it.
+                    r.vanished += 1;
+                    let gone = active.swap_remove(i);
+                    r.sessions.push(gone);
+                    true
+                }
+                Err(_) => {
+                    t.uncertain.push(seq);
+                    false
+                }
+            }
+        } else if choice < 80 {
+            let key = format!("doc-{}", rng.below(scenario.cache_keys));
+            cache.get::<Doc>(Family::Content, &key).await.is_ok()
+        } else {
+            let key = format!("doc-{}", rng.below(scenario.cache_keys));
+            cache.set(Family::Content, &key, &doc).await.is_ok()
+        };
+        let t1 = Instant::now();
+        let store_failed = STORE_FAILURES.with(std::cell::Cell::get) > 0;
+        let ok = returned_ok && !store_failed;
+        r.ops += 1;
+        if ok {
+            r.ok += 1;
+        } else if returned_ok {
+            r.degraded += 1;
+        } else {
+            r.errors_returned += 1;
+        }
+        timeline.call(t0, t1, ok);
+    }
+    r.sessions.extend(active);
+    r
+}
+
+/// Reads every tracked session back; returns `(checked, lost, unverified)`.
+async fn verify(sessions: &SessionManager<Arc<dyn Store>>, tracked: &[Tracked]) -> (u64, u64, u64) {
+    let (mut lost, mut unverified) = (0, 0);
+    for t in tracked {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match sessions.get(&t.token).await {
+                Ok(Some(s)) => {
+                    if !n_of(&s.data).is_some_and(|n| t.accepts(n)) {
+                        lost += 1;
+                    }
+                    break;
+                }
+                Ok(None) => {
+                    lost += 1;
+                    break;
+                }
+                Err(_) if attempt < 20 => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(_) => {
+                    unverified += 1;
+                    break;
+                }
+            }
+        }
+    }
+    (tracked.len() as u64, lost, unverified)
+}
+
+/// Runs one scenario against a fresh server and returns its report. Fails only when the harness
+/// fails (the server cannot start, a fault cannot be injected).
+pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
+    let server = Arc::new(
+        blocking("starting redis-server", || {
+            RedisServer::builder()
+                .args(["--appendonly", "yes", "--appendfsync", "always"])
+                .start()
+        })
+        .await?,
+    );
+    let cfg = config(&server.url())?;
+    let bound = call_timeout(&cfg);
+    let fault_len = match scenario.fault {
+        Fault::Kill { down } => down,
+        Fault::Freeze { stopped } => stopped,
+    };
+    let span =
+        scenario.warmup + scenario.baseline + fault_len + scenario.after + Duration::from_secs(30);
+    let timeline = Arc::new(Timeline::new(span));
+    let redis: Arc<dyn Store> = Arc::new(
+        RedisStore::connect(&cfg)
+            .await
+            .context("connecting RedisStore")?,
+    );
+    let store: Arc<dyn Store> = Arc::new(Instrumented::new(redis, Arc::clone(&timeline)));
+    let sessions = SessionManager::new(Arc::clone(&store));
+    let cache = CacheManager::new(Arc::clone(&store));
+    let docs: Vec<(String, Doc)> = (0..scenario.cache_keys)
+        .map(|i| (format!("doc-{i}"), Doc::sample(i)))
+        .collect();
+    for chunk in docs.chunks(500) {
+        cache.set_many(Family::Content, chunk).await?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..scenario.concurrency as u64)
+        .map(|id| {
+            let fut = load_task(
+                id,
+                scenario.clone(),
+                sessions.clone(),
+                cache.clone(),
+                Arc::clone(&timeline),
+                Arc::clone(&stop),
+            );
+            tokio::spawn(STORE_FAILURES.scope(std::cell::Cell::new(0), fut))
+        })
+        .collect();
+
+    tokio::time::sleep(scenario.warmup + scenario.baseline).await;
+    let fault_at = Instant::now();
+    let fault_desc = match scenario.fault {
+        Fault::Kill { down } => {
+            let s = Arc::clone(&server);
+            blocking("SIGKILL", move || s.kill()).await?;
+            tokio::time::sleep(down).await;
+            let s = Arc::clone(&server);
+            blocking("restarting redis-server", move || s.restart()).await?;
+            format!(
+                "SIGKILL, restart on the same port after {down:?} (appendonly yes, appendfsync always)"
+            )
+        }
+        Fault::Freeze { stopped } => {
+            let s = Arc::clone(&server);
+            blocking("SIGSTOP", move || s.freeze()).await?;
+            tokio::time::sleep(stopped).await;
+            let s = Arc::clone(&server);
+            blocking("SIGCONT", move || s.thaw()).await?;
+            format!("SIGSTOP for {stopped:?}, then SIGCONT")
+        }
+    };
+    let returned_at = Instant::now();
+    tokio::time::sleep(scenario.after).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut totals = TaskResult::default();
+    let mut panics = 0;
+    for t in tasks {
+        match t.await {
+            Ok(r) => {
+                totals.ops += r.ops;
+                totals.ok += r.ok;
+                totals.errors_returned += r.errors_returned;
+                totals.degraded += r.degraded;
+                totals.vanished += r.vanished;
+                totals.sessions.extend(r.sessions);
+            }
+            Err(e) if e.is_panic() => panics += 1,
+            Err(e) => anyhow::bail!("a load task was cancelled: {e}"),
+        }
+    }
+    let data = timeline.snapshot();
+    let (checked, lost, unverified) = verify(&sessions, &totals.sessions).await;
+    drop(server);
+
+    let fault_off = timeline.offset(fault_at);
+    let return_off = timeline.offset(returned_at);
+    let baseline_rate = data.ok_rate(bucket_of(scenario.warmup), bucket_of(fault_off));
+    let recovery = data.recovery(return_off, baseline_rate, RECOVERED_FRACTION);
+    let window_end = return_off + Duration::from_secs(2);
+    let max_call = TimelineData::longest_in_flight(&data.longest_call_us, fault_off, window_end);
+    let max_store = TimelineData::longest_in_flight(&data.longest_store_us, fault_off, window_end);
+
+    let mut report = ScenarioReport {
+        scenario: scenario.name.to_owned(),
+        run: true,
+        not_run_reason: None,
+        ops: totals.ops,
+        ok: totals.ok,
+        errors: totals.ops - totals.ok,
+        errors_returned: totals.errors_returned,
+        degraded: totals.degraded,
+        max_call_ms_during_outage: Some(ms(max_call)),
+        max_store_call_ms_during_outage: Some(ms(max_store)),
+        call_timeout_ms: ms(bound),
+        recovery_ms: recovery.map(ms),
+        baseline_ops_per_s: baseline_rate.round(),
+        sessions_vanished_during_run: totals.vanished,
+        sessions_checked: checked,
+        acknowledged_writes_lost: lost,
+        sessions_unverified: unverified,
+        panics,
+        fault_at_ms: ms(fault_off),
+        returned_at_ms: ms(return_off),
+        fault: fault_desc,
+        concurrency: scenario.concurrency,
+        goals: Vec::new(),
+    };
+    report.goals = goals(&report);
+    Ok(report)
+}
+
+/// The goals of the issue, checked against a report: no store call waits longer than its
+/// configured bound + 100 ms; throughput back within 2 s of the server's return; zero
+/// acknowledged session writes lost (and every session verifiable); zero panics.
+pub fn goals(r: &ScenarioReport) -> Vec<Goal> {
+    let limit = r.call_timeout_ms + ms(TIMEOUT_SLACK);
+    let store_max = r.max_store_call_ms_during_outage.unwrap_or(0.0);
+    let recovery_goal = ms(RECOVERY_GOAL);
+    vec![
+        Goal {
+            goal: format!(
+                "no call waits longer than its configured timeout + 100 ms ({limit:.0} ms per store call)"
+            ),
+            measured: format!(
+                "longest store call {store_max:.0} ms; longest library call {:.0} ms",
+                r.max_call_ms_during_outage.unwrap_or(0.0)
+            ),
+            met: store_max <= limit,
+        },
+        Goal {
+            goal: format!("throughput back to 90 % within {recovery_goal:.0} ms of the server's return"),
+            measured: r
+                .recovery_ms
+                .map_or_else(|| "not recovered while observed".to_owned(), |v| format!("{v:.0} ms")),
+            met: r.recovery_ms.is_some_and(|v| v <= recovery_goal),
+        },
+        Goal {
+            goal: "zero acknowledged session writes lost".to_owned(),
+            measured: format!(
+                "{} lost of {} sessions checked{}",
+                r.acknowledged_writes_lost,
+                r.sessions_checked,
+                if r.sessions_unverified > 0 {
+                    format!(", {} could not be read back", r.sessions_unverified)
+                } else {
+                    String::new()
+                }
+            ),
+            met: r.acknowledged_writes_lost == 0 && r.sessions_unverified == 0,
+        },
+        Goal {
+            goal: "zero panics".to_owned(),
+            measured: format!("{} panics", r.panics),
+            met: r.panics == 0,
+        },
+    ]
+}
+
+/// The report of a scenario that did not run.
+pub fn not_run(name: &str, reason: &str) -> ScenarioReport {
+    ScenarioReport {
+        scenario: name.to_owned(),
+        run: false,
+        not_run_reason: Some(reason.to_owned()),
+        ..ScenarioReport::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(ok: &[u64]) -> TimelineData {
+        TimelineData {
+            ok: ok.to_vec(),
+            failed: vec![0; ok.len()],
+            longest_call_us: vec![0; ok.len()],
+            longest_store_us: vec![0; ok.len()],
+        }
+    }
+
+    #[test]
+    fn recovery_is_the_end_of_the_first_good_window() {
+        // 100 ok per bucket = 2000/s before, nothing for 10 buckets, then ramping back.
+        let mut ok = vec![100; 20];
+        ok.extend([0; 10]);
+        ok.extend([20, 50, 90, 95, 95, 95, 95, 95, 95, 95]);
+        let d = data(&ok);
+        assert_eq!(d.ok_rate(0, 20), 2000.0);
+        let returned = BUCKET * 30;
+        // Windows from bucket 30: [20,50,90,95,95] = 350 < 450; [50,90,95,95,95] = 425 < 450;
+        // [90,95,95,95,95] = 470 >= 450 -> window 32..37 ends at bucket 37.
+        assert_eq!(d.recovery(returned, 2000.0, 0.9), Some(BUCKET * 7));
+        assert_eq!(d.recovery(returned, 3000.0, 0.9), None);
+    }
+
+    #[test]
+    fn longest_in_flight_counts_calls_overlapping_the_window() {
+        let mut d = data(&[0; 100]);
+        d.longest_call_us[2] = 50_000; // before the window, ended long before
+        d.longest_call_us[38] = 1_500_000; // started before the fault, still running in it
+        d.longest_call_us[90] = 3_000_000; // after the window
+        let from = BUCKET * 40;
+        let to = BUCKET * 80;
+        let got = TimelineData::longest_in_flight(&d.longest_call_us, from, to);
+        assert_eq!(got, Duration::from_millis(1_500));
+    }
+
+    #[test]
+    fn tracked_accepts_acknowledged_or_uncertain_values() {
+        let t = Tracked {
+            token: String::new(),
+            acked: 4,
+            uncertain: vec![6, 7],
+        };
+        assert!(t.accepts(4) && t.accepts(7));
+        assert!(!t.accepts(3) && !t.accepts(5));
+    }
+
+    #[test]
+    fn goals_follow_the_numbers() {
+        let mut r = ScenarioReport {
+            call_timeout_ms: 1500.0,
+            max_store_call_ms_during_outage: Some(1550.0),
+            max_call_ms_during_outage: Some(3000.0),
+            recovery_ms: Some(300.0),
+            sessions_checked: 10,
+            ..ScenarioReport::default()
+        };
+        assert!(goals(&r).iter().all(|g| g.met), "{:?}", goals(&r));
+        r.max_store_call_ms_during_outage = Some(1700.0);
+        r.recovery_ms = None;
+        r.acknowledged_writes_lost = 1;
+        r.panics = 2;
+        assert!(goals(&r).iter().all(|g| !g.met));
+    }
+}
