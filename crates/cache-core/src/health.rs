@@ -148,7 +148,9 @@ pub async fn self_test(t: &dyn Store) -> SelfTestReport {
     step!("set/get", {
         let key = k("str");
         check(
-            t.set(&key, b"v1", SetOptions::ttl(ttl)).await.map_err(e2s)?,
+            t.set(&key, b"v1", SetOptions::ttl(ttl))
+                .await
+                .map_err(e2s)?,
             "SET did not write",
         )?;
         check(
@@ -269,9 +271,7 @@ pub async fn self_test(t: &dyn Store) -> SelfTestReport {
     });
     step!("scan", {
         let key = k("scan:1");
-        t.set(&key, b"1", SetOptions::ttl(ttl))
-            .await
-            .map_err(e2s)?;
+        t.set(&key, b"1", SetOptions::ttl(ttl)).await.map_err(e2s)?;
         let keys = t
             .scan_all(&format!("{scope}:scan:*"), 100)
             .await

@@ -8,7 +8,7 @@
 //!   [`crate::keys::KeySchema`] so that user input is escaped.
 //! - **Values are bytes**, binary-safe, possibly empty. Typed values go through [`crate::codec`].
 //! - **TTLs** are [`Duration`]s of at least one millisecond; a zero TTL is
-//!   [`Error::InvalidInput`](crate::Error::InvalidInput), never "delete" nor "forever". Sub-millisecond
+//!   [`Error::InvalidInput`], never "delete" nor "forever". Sub-millisecond
 //!   parts are rounded *up* to the next millisecond, so a key never expires earlier than asked.
 //!   An expired key is indistinguishable from a missing one for every method.
 //! - **Errors**: backend failures are returned as [`crate::Error`], never turned into `None` or
