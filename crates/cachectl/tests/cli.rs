@@ -1,0 +1,326 @@
+//! Every `cachectl` command, run as a real process, on the in-memory backend and on a spawned
+//! `redis-server`.
+
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use cachekit::core::{Config, Store};
+use cachekit::sessions::CreateOptions;
+use predicates::prelude::*;
+use serde_json::Value;
+use test_redis::RedisServer;
+
+/// A `cachectl` command with a clean environment (no REDIS_URL from the machine leaks in).
+fn cachectl() -> Command {
+    let mut cmd =
+        Command::cargo_bin("cachectl").expect("the cachectl binary is built by cargo test");
+    for var in [
+        "REDIS_URL",
+        "REDIS_CLUSTER_NODES",
+        "CACHE_BACKEND",
+        "CACHE_KEY_PREFIX",
+        "CACHE_PROFILE",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.timeout(Duration::from_secs(60));
+    cmd
+}
+
+fn json_of(output: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(output);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn redis_config(server: &RedisServer, prefix: &str) -> Config {
+    Config::builder()
+        .redis_url(server.url())
+        .key_prefix(prefix)
+        .build()
+        .expect("valid test config")
+}
+
+// ---- In-memory backend ---------------------------------------------------------------------
+
+#[test]
+fn demo_runs_on_the_embedded_backend() {
+    cachectl()
+        .arg("demo")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("embedded in-memory store"))
+        .stdout(predicate::str::contains("40/40 fields present"))
+        .stdout(predicate::str::contains("database queried 1 time(s)"))
+        .stdout(predicate::str::contains("old token works: false"))
+        .stdout(predicate::str::contains("HEALTHY"));
+}
+
+#[test]
+fn demo_json_reports_every_step() {
+    let out = cachectl().args(["--json", "demo"]).assert().success();
+    let v = json_of(&out.get_output().stdout);
+    assert_eq!(v["backend"], "memory");
+    assert_eq!(v["concurrent_updates"]["present"], 40);
+    assert_eq!(v["single_flight"]["loads"], 1);
+    assert_eq!(v["rotation"]["old_token_works"], false);
+    assert_eq!(v["invalidation"]["escaped_star_deleted"], 0);
+    assert_eq!(v["health"]["healthy"], true);
+    assert_eq!(v["session_created"]["token_in_keys"], 0);
+}
+
+#[test]
+fn memory_health_stats_get_invalidate_sessions() {
+    cachectl()
+        .arg("health")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("HEALTHY"));
+    let stats = cachectl().args(["--json", "stats"]).assert().success();
+    let v = json_of(&stats.get_output().stdout);
+    assert_eq!(v["backend"], "memory");
+    assert_eq!(v["keys_per_family"]["user"], 0);
+    cachectl()
+        .args(["get", "user:1"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("not found"));
+    cachectl()
+        .args(["invalidate", "--family", "user", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 key(s) match"));
+    cachectl()
+        .args(["sessions", "list", "--user", "ada"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 live session(s)"));
+    cachectl()
+        .args(["sessions", "cleanup"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("cleanup:"));
+    cachectl()
+        .args(["sessions", "revoke", "--user", "ada"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("revoked 0"));
+}
+
+#[test]
+fn usage_and_input_errors_are_one_line_with_exit_codes() {
+    // Missing required arguments: clap's usage error, exit 2.
+    cachectl().args(["sessions", "revoke"]).assert().code(2);
+    // An unknown family: exit 1 with a readable line naming the valid ones.
+    cachectl()
+        .args(["invalidate", "--family", "nope"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("unknown family"))
+        .stderr(predicate::str::contains("user_keywords"));
+    // A malformed handle is rejected before any store call.
+    cachectl()
+        .args(["sessions", "revoke", "--handle", "not*a*handle"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with("cachectl: error:"));
+    // A malformed URL is a configuration error naming the setting, exit 5.
+    cachectl()
+        .args(["--redis", "http://localhost", "stats"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("REDIS_URL"));
+}
+
+// ---- Redis --------------------------------------------------------------------------------
+
+#[test]
+fn health_fails_fast_with_a_clear_message_on_a_dead_port() {
+    // Reserve a free port, then close it: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let started = Instant::now();
+    let out = cachectl()
+        .args(["--redis", &format!("redis://127.0.0.1:{port}/0"), "health"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("UNHEALTHY"))
+        .stdout(predicate::str::contains("nothing listens"));
+    let elapsed = started.elapsed();
+    // Generous bound: the point is "no hang", not a latency target.
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "health took {elapsed:?}: {:?}",
+        out.get_output()
+    );
+    // JSON mode carries the same verdict.
+    let out = cachectl()
+        .args([
+            "--json",
+            "--redis",
+            &format!("redis://127.0.0.1:{port}/0"),
+            "health",
+        ])
+        .assert()
+        .code(3);
+    let v = json_of(&out.get_output().stdout);
+    assert_eq!(v["healthy"], false);
+}
+
+#[test]
+fn every_command_on_a_real_redis() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let prefix = "clitest";
+    let config = redis_config(&server, prefix);
+
+    // Seed data through the library, as a service would.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let handles = rt.block_on(async {
+        let store = cachekit::connect(&config).await.expect("connect");
+        let cache = cachekit::cache_manager(store.clone(), &config).expect("cache");
+        for i in 0..30 {
+            cache
+                .cache_keyword_posts(&format!("kw{i}"), &serde_json::json!([i]))
+                .await
+                .expect("cache posts");
+        }
+        cache
+            .cache_user("42", &serde_json::json!({"name": "ada"}))
+            .await
+            .expect("cache user");
+        cache
+            .cache_user("*", &serde_json::json!({"name": "star"}))
+            .await
+            .expect("cache user *");
+        let sessions = cachekit::session_manager(store.clone(), &config).expect("sessions");
+        let mut handles = Vec::new();
+        for _ in 0..3 {
+            let s = sessions
+                .create("ada", CreateOptions::new())
+                .await
+                .expect("create session");
+            handles.push(s.session.handle.to_string());
+        }
+        handles
+    });
+    let base = |args: &[&str]| {
+        let mut c = cachectl();
+        c.args(["--redis", &url, "--prefix", prefix]).args(args);
+        c
+    };
+
+    base(&["health"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("HEALTHY"))
+        .stdout(predicate::str::contains("server 7").or(predicate::str::contains("server ")));
+
+    let v = json_of(
+        &base(&["--json", "stats"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(v["keys_per_family"]["keyword_posts"], 30);
+    assert_eq!(v["keys_per_family"]["user"], 2);
+    assert_eq!(v["keys_per_family"]["session"], 3);
+    assert!(v["server"]["version"].as_str().is_some(), "{v}");
+    assert!(v["server"]["pool"]["max_open"].as_u64().is_some(), "{v}");
+
+    let v = json_of(
+        &base(&["--json", "get", "user:42"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(v["value"]["name"], "ada");
+    assert!(v["ttl_ms"].as_u64().is_some_and(|ms| ms > 3_000_000), "{v}");
+    base(&["get", "user:42"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("expires in"));
+
+    // Sessions: list shows handles (never tokens), revoke by handle, then by user.
+    let v = json_of(
+        &base(&["--json", "sessions", "list", "--user", "ada"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    let listed: Vec<String> = v["sessions"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["handle"].as_str().expect("handle").to_string())
+        .collect();
+    assert_eq!(listed.len(), 3);
+    for h in &handles {
+        assert!(listed.contains(h));
+    }
+    base(&["sessions", "revoke", "--handle", &handles[0]])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("revoked 1"));
+    base(&["sessions", "revoke", "--user", "ada"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("revoked 2"));
+    base(&["sessions", "cleanup"]).assert().success();
+
+    // Invalidate: an escaped id deletes only that id; dry run counts; a family run deletes all.
+    base(&["invalidate", "--family", "user", "--id", "*"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("deleted 1 key(s)"));
+    base(&["get", "user:42"]).assert().success();
+    base(&["invalidate", "--family", "keyword_posts", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("30 key(s) match"));
+    let v = json_of(
+        &base(&["--json", "invalidate", "--pattern", "post:keyword:*"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(v["deleted"], 30);
+
+    // The demo on Redis cleans up after itself.
+    base(&["demo"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Redis at"))
+        .stdout(predicate::str::contains("Cleaned up"));
+    let left = rt.block_on(async {
+        let store = cachekit::connect(&config).await.expect("connect");
+        store
+            .scan("*cachectl-demo*", cachekit::core::ScanCursor::start(), 1000)
+            .await
+            .map(|p| p.keys.len())
+    });
+    assert_eq!(left.expect("scan"), 0);
+
+    // Wrong password: a readable auth error, exit 4.
+    let locked = RedisServer::builder().password("s3cret").start();
+    cachectl()
+        .args([
+            "--redis",
+            &format!("redis://:wrong@127.0.0.1:{}/0", locked.port()),
+            "stats",
+        ])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("auth").or(predicate::str::contains("password")));
+}
