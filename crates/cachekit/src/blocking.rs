@@ -37,10 +37,32 @@ use crate::{CacheManager, Config, DynStore, Error, Family, Result, SessionManage
 
 /// Runs futures to completion on the client's runtime, refusing to run inside another runtime.
 #[derive(Debug, Clone)]
-struct Runner(Arc<tokio::runtime::Runtime>);
+struct Runner(Arc<OwnedRuntime>);
+
+/// The runtime, shut down without blocking when the last handle goes: dropping a tokio runtime the
+/// ordinary way panics when it happens inside an async context.
+#[derive(Debug)]
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn inside_runtime() -> Error {
+    Error::Unsupported(
+        "the blocking API was called from inside an async runtime; use the async API there".into(),
+    )
+}
 
 impl Runner {
     fn new() -> Result<Self> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(inside_runtime());
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("cachekit-blocking")
@@ -51,17 +73,20 @@ impl Runner {
                 transient: false,
                 source: Some(Box::new(e)),
             })?;
-        Ok(Self(Arc::new(rt)))
+        Ok(Self(Arc::new(OwnedRuntime(Some(rt)))))
     }
 
     fn run<F: Future>(&self, fut: F) -> Result<F::Output> {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::Unsupported(
-                "the blocking API was called from inside an async runtime; use the async API there"
-                    .into(),
-            ));
+            return Err(inside_runtime());
         }
-        Ok(self.0.block_on(fut))
+        match &self.0 .0 {
+            Some(rt) => Ok(rt.block_on(fut)),
+            // Unreachable in practice: the runtime is only taken out in `Drop`.
+            None => Err(Error::Unsupported(
+                "the blocking client was shut down".into(),
+            )),
+        }
     }
 }
 

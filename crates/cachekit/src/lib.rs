@@ -131,3 +131,28 @@ pub fn cache_manager<S: Store>(store: S, config: &Config) -> Result<CacheManager
 pub fn session_manager<S: Store>(store: S, config: &Config) -> Result<SessionManager<S>> {
     SessionManager::builder(store).with_config(config).build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compiled_out_backend_names_its_feature() {
+        let e = feature_off("redis", "REDIS_URL (a Redis server)");
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let msg = e.to_string();
+        assert!(msg.contains("CACHE_BACKEND"), "{msg}");
+        assert!(msg.contains(r#"features = ["redis"]"#), "{msg}");
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[tokio::test]
+    async fn redis_config_without_the_feature_is_a_clear_error() {
+        let config = Config::builder()
+            .redis_url("redis://127.0.0.1:1")
+            .build()
+            .unwrap();
+        let err = connect(&config).await.unwrap_err();
+        assert!(err.to_string().contains(r#"features = ["redis"]"#), "{err}");
+    }
+}
