@@ -427,7 +427,8 @@ impl Connections {
                 return Ok((conn.clone(), *generation));
             }
         }
-        self.refill(idx).await
+        // Boxed: the cold path's state (pool checkout, connect) stays out of every call's future.
+        Box::pin(self.refill(idx)).await
     }
 
     /// Fills an empty slot from the pool (one refiller per slot; others wait, or fail fast with the
