@@ -138,10 +138,16 @@ pub(crate) fn map(e: RedisError, ctx: Ctx<'_>) -> Error {
         }
         RKind::Io => {
             if looks_like_tls(&text) {
+                let hint = if text.to_ascii_lowercase().contains("certificate") {
+                    "the server's certificate is not trusted or does not match the host: check the \
+                     host in REDIS_URL, and that the issuing CA is in the system roots (or in \
+                     SSL_CERT_FILE)"
+                } else {
+                    "is the server speaking TLS? use rediss:// only for TLS servers, redis:// for \
+                     plain ones"
+                };
                 return Error::Tls(format!(
-                    "TLS with {} failed during {}: {text} (is the server speaking TLS? use \
-                     rediss:// only for TLS servers, redis:// for plain ones; check the \
-                     certificate and host name)",
+                    "TLS with {} failed during {}: {text} ({hint})",
                     ctx.target, ctx.op
                 ));
             }

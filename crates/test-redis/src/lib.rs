@@ -71,6 +71,7 @@ pub struct RedisServerBuilder {
     args: Vec<String>,
     password: Option<String>,
     port: Option<u16>,
+    tls: bool,
 }
 
 impl RedisServerBuilder {
@@ -97,6 +98,14 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Serves TLS only (`--tls-port`, plain port off), with a certificate for `127.0.0.1` and
+    /// `localhost` signed by a fresh test CA ([`RedisServer::ca_cert_path`]); clients are not asked
+    /// for certificates. [`RedisServer::url`] is then `rediss://`. Needs the `openssl` command.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     /// Uses this port instead of a free one chosen by the harness.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
@@ -111,7 +120,9 @@ impl RedisServerBuilder {
             .tempdir()
             .unwrap_or_else(|e| panic!("test-redis: cannot create a temporary directory: {e}"));
         let log = dir.path().join("redis.log");
+        let tls = self.tls.then(|| make_certs(dir.path()));
         let mut server = RedisServer {
+            tls,
             port: self.port.unwrap_or_else(free_port),
             password: self.password,
             args: self.args,
@@ -140,6 +151,8 @@ impl RedisServerBuilder {
 /// tasks that inject faults while others generate load (`Arc<RedisServer>`).
 #[derive(Debug)]
 pub struct RedisServer {
+    /// Certificate files when the server speaks TLS.
+    tls: Option<TlsFiles>,
     port: u16,
     password: Option<String>,
     args: Vec<String>,
@@ -169,16 +182,31 @@ impl RedisServer {
     }
 
     /// `redis://127.0.0.1:PORT`, with `:PASSWORD@` when the server was built with a password.
+    /// `rediss://` instead for a [TLS](RedisServerBuilder::tls) server.
     pub fn url(&self) -> String {
         match &self.password {
-            Some(pw) => format!("redis://:{pw}@{HOST}:{}", self.port),
-            None => format!("redis://{HOST}:{}", self.port),
+            Some(pw) => format!("{}://:{pw}@{HOST}:{}", self.scheme(), self.port),
+            None => self.url_without_auth(),
         }
     }
 
     /// [`RedisServer::url`] without credentials, even when the server requires a password.
     pub fn url_without_auth(&self) -> String {
-        format!("redis://{HOST}:{}", self.port)
+        format!("{}://{HOST}:{}", self.scheme(), self.port)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        }
+    }
+
+    /// The PEM file of the CA that signed a [TLS](RedisServerBuilder::tls) server's certificate
+    /// (for `SSL_CERT_FILE`, `redis-cli --cacert`, ...); `None` for a plain server.
+    pub fn ca_cert_path(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.ca.as_path())
     }
 
     /// The TCP port the server listens on (the same across restarts).
@@ -268,6 +296,9 @@ impl RedisServer {
     {
         let mut cmd = Command::new(cli_bin());
         cmd.args(["-h", HOST, "-p", &self.port.to_string()]);
+        if let Some(tls) = &self.tls {
+            cmd.arg("--tls").arg("--cacert").arg(&tls.ca);
+        }
         if let Some(pw) = &self.password {
             cmd.arg("--no-auth-warning").args(["-a", pw]);
         }
@@ -318,8 +349,22 @@ impl RedisServer {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(server_bin());
-        cmd.args(["--port", &self.port.to_string()])
-            .args(["--bind", HOST])
+        match &self.tls {
+            None => {
+                cmd.args(["--port", &self.port.to_string()]);
+            }
+            Some(tls) => {
+                cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(&tls.cert)
+                    .arg("--tls-key-file")
+                    .arg(&tls.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&tls.ca)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
+        cmd.args(["--bind", HOST])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .args(["--daemonize", "no"])
@@ -354,7 +399,7 @@ impl RedisServer {
         *self.child() = Some(child);
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
-            if ping(self.port, self.password.as_deref()) {
+            if self.answers_ping() {
                 return Ok(());
             }
             let exited = {
@@ -385,6 +430,29 @@ impl RedisServer {
         }
     }
 
+    /// Whether the server answers `PING` (plain: a hand-written RESP exchange; TLS: `redis-cli`).
+    fn answers_ping(&self) -> bool {
+        let Some(tls) = &self.tls else {
+            return ping(self.port, self.password.as_deref());
+        };
+        let mut cmd = Command::new(cli_bin());
+        cmd.args([
+            "-h",
+            HOST,
+            "-p",
+            &self.port.to_string(),
+            "--tls",
+            "--cacert",
+        ])
+        .arg(&tls.ca);
+        if let Some(pw) = &self.password {
+            cmd.arg("--no-auth-warning").args(["-a", pw]);
+        }
+        cmd.arg("PING").stdin(Stdio::null()).stderr(Stdio::null());
+        cmd.output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+    }
+
     fn log_since(&self, offset: u64) -> String {
         let all = std::fs::read(&self.log).unwrap_or_default();
         let start = usize::try_from(offset).unwrap_or(0).min(all.len());
@@ -413,6 +481,99 @@ impl Drop for RedisServer {
         }
         // SIGKILL works on a frozen process too.
         self.kill();
+    }
+}
+
+/// Certificate files of a TLS test server.
+#[derive(Debug)]
+struct TlsFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Makes a CA and a server certificate for `127.0.0.1` / `localhost` with the `openssl` command.
+fn make_certs(dir: &Path) -> TlsFiles {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("test-redis: cannot run `openssl` ({e}); TLS test servers need it")
+            });
+        assert!(
+            out.status.success(),
+            "test-redis: openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-redis CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "redis.key",
+            "-out",
+            "redis.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap_or_else(|e| panic!("test-redis: cannot write server.ext: {e}"));
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "redis.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "redis.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    TlsFiles {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("redis.crt"),
+        key: dir.join("redis.key"),
     }
 }
 
@@ -533,6 +694,18 @@ mod tests {
         server.kill();
         server.restart();
         assert_eq!(get(&server, "durable"), "1");
+    }
+
+    #[test]
+    fn tls_server_answers_over_tls_only() {
+        let server = RedisServer::builder().tls().password("pw").start();
+        assert!(server.url().starts_with("rediss://:pw@127.0.0.1:"));
+        assert!(server.ca_cert_path().unwrap().exists());
+        assert_eq!(server.cli(["PING"]), "PONG");
+        assert!(!ping(server.port(), Some("pw")), "plain text is not served");
+        server.kill();
+        server.restart();
+        assert_eq!(server.cli(["PING"]), "PONG");
     }
 
     #[test]
