@@ -581,6 +581,14 @@ impl Connections {
     /// first, so commands keep flowing on the old one meanwhile (commands in flight on the old one
     /// finish: it closes when its last clone is dropped).
     async fn rotate(self: &Arc<Self>, idx: usize, generation: u64) {
+        let state = self.pool.state().await;
+        if state.max_open > 0 && state.connections >= state.max_open {
+            // No room to open the new connection first (the shared connections fill the pool):
+            // retire, then reopen.
+            self.retire(idx, generation, "max lifetime reached");
+            let _ = self.refill(idx).await;
+            return;
+        }
         let lease = match self.checkout().await {
             Ok(lease) => lease,
             Err(e) => {

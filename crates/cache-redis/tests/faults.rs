@@ -156,6 +156,13 @@ async fn the_background_check_replaces_dead_connections_without_traffic() {
 
 #[tokio::test]
 async fn connections_are_rotated_at_their_max_lifetime() {
+    // With room in the pool (new connection first) and without (shared connections fill it).
+    for max_open in [4, 2] {
+        rotation(max_open).await;
+    }
+}
+
+async fn rotation(max_open: u64) {
     let server = RedisServer::start();
     let cfg = Config::builder()
         .profile(Profile::Production)
@@ -163,7 +170,7 @@ async fn connections_are_rotated_at_their_max_lifetime() {
         .key_prefix("t")
         .pool(
             cache_core::config::PoolConfig::default()
-                .with_max_open(4)
+                .with_max_open(max_open)
                 .with_health_check_interval(Duration::from_millis(50))
                 .with_max_lifetime(Duration::from_millis(100)),
         )
@@ -179,7 +186,11 @@ async fn connections_are_rotated_at_their_max_lifetime() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let pool = s.stats().await.unwrap().unwrap().pool.unwrap();
-    assert!(pool.open <= 4, "old connections are closed: {pool:?}");
+    assert!(
+        pool.open <= max_open,
+        "old connections are closed: {pool:?}"
+    );
+    assert_eq!(pool.timeouts, 0, "{pool:?}");
 }
 
 #[tokio::test]
