@@ -66,10 +66,11 @@ fn cargo(args: &[&str]) -> Command {
     c
 }
 
-/// The tests start their own `redis-server` processes (and build clusters with `redis-cli`): check that
-/// both are installed, and fail with the fix rather than letting fifty tests fail one by one.
+/// The tests start their own `redis-server` processes (and build clusters with `redis-cli`; the TLS
+/// tests make certificates with `openssl`): check that all are installed, and fail with the fix rather
+/// than letting fifty tests fail one by one.
 fn require_redis_tools() -> Result<()> {
-    for tool in ["redis-server", "redis-cli"] {
+    for tool in ["redis-server", "redis-cli", "openssl"] {
         let ok = Command::new(tool)
             .arg("--version")
             .output()
@@ -78,7 +79,7 @@ fn require_redis_tools() -> Result<()> {
         if !ok {
             bail!(
                 "{tool} is not installed; the tests start their own Redis servers. \
-                 Install it (Debian: `apt-get install -y redis-server redis-tools`) and rerun."
+                 Install it (Debian: `apt-get install -y redis-server redis-tools openssl`) and rerun."
             );
         }
     }
