@@ -70,9 +70,13 @@ fn cargo(args: &[&str]) -> Command {
 /// tests make certificates with `openssl`): check that all are installed, and fail with the fix rather
 /// than letting fifty tests fail one by one.
 fn require_redis_tools() -> Result<()> {
-    for tool in ["redis-server", "redis-cli", "openssl"] {
+    for (tool, version_arg) in [
+        ("redis-server", "--version"),
+        ("redis-cli", "--version"),
+        ("openssl", "version"),
+    ] {
         let ok = Command::new(tool)
-            .arg("--version")
+            .arg(version_arg)
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
