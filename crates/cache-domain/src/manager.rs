@@ -447,6 +447,10 @@ impl<S: Store> CacheManager<S> {
     /// - **Early refresh** when configured ([`CacheConfig::with_early_refresh`]).
     /// - **Outages**: a failed read is a miss, so the loader runs and the caller gets the data.
     ///
+    /// A hit is one `GET`. On a miss the loading caller reads the cache once more before running
+    /// the loader (a load that finished between its first read and its turn may have filled it),
+    /// then writes the value: two reads and a write around one loader run.
+    ///
     /// The loader is not bounded in time by the cache; wrap it in `tokio::time::timeout` if the
     /// database may hang, since waiters wait as long as it runs.
     pub async fn get_or_load<T, E, F, Fut>(
