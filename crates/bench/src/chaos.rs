@@ -744,22 +744,31 @@ pub fn goals(r: &ScenarioReport) -> Vec<Goal> {
     let limit = r.call_timeout_ms + ms(TIMEOUT_SLACK);
     let store_max = r.max_store_call_ms_during_outage.unwrap_or(0.0);
     let recovery_goal = ms(RECOVERY_GOAL);
+    let call_max = r.max_call_ms_during_outage.unwrap_or(0.0);
     vec![
         Goal {
             goal: format!(
-                "no call waits longer than its configured timeout + 100 ms ({limit:.0} ms per store call)"
+                "no store call waits longer than its configured timeout + 100 ms ({limit:.0} ms)"
             ),
-            measured: format!(
-                "longest store call {store_max:.0} ms; longest library call {:.0} ms",
-                r.max_call_ms_during_outage.unwrap_or(0.0)
-            ),
+            measured: format!("longest store call {store_max:.0} ms"),
             met: store_max <= limit,
         },
         Goal {
-            goal: format!("throughput back to 90 % within {recovery_goal:.0} ms of the server's return"),
-            measured: r
-                .recovery_ms
-                .map_or_else(|| "not recovered while observed".to_owned(), |v| format!("{v:.0} ms")),
+            goal: format!(
+                "no library call (session create / update, cache get / set) waits longer than \
+                 the same {limit:.0} ms"
+            ),
+            measured: format!("longest library call {call_max:.0} ms"),
+            met: call_max <= limit,
+        },
+        Goal {
+            goal: format!(
+                "throughput back to 90 % within {recovery_goal:.0} ms of the server's return"
+            ),
+            measured: r.recovery_ms.map_or_else(
+                || "not recovered while observed".to_owned(),
+                |v| format!("{v:.0} ms"),
+            ),
             met: r.recovery_ms.is_some_and(|v| v <= recovery_goal),
         },
         Goal {
@@ -850,13 +859,14 @@ mod tests {
         let mut r = ScenarioReport {
             call_timeout_ms: 1500.0,
             max_store_call_ms_during_outage: Some(1550.0),
-            max_call_ms_during_outage: Some(3000.0),
+            max_call_ms_during_outage: Some(1580.0),
             recovery_ms: Some(300.0),
             sessions_checked: 10,
             ..ScenarioReport::default()
         };
         assert!(goals(&r).iter().all(|g| g.met), "{:?}", goals(&r));
         r.max_store_call_ms_during_outage = Some(1700.0);
+        r.max_call_ms_during_outage = Some(3000.0);
         r.recovery_ms = None;
         r.acknowledged_writes_lost = 1;
         r.panics = 2;

@@ -22,11 +22,21 @@ use crate::workload::{
     doc_id, kv_key, raw_key, session_data, Doc, BATCH, GET_PERCENT, PREFIX, SET_TTL,
 };
 
-/// Every client name, in schedule order.
-pub const CLIENTS: [&str; 8] = [
+/// Diagnostic clients, run only when named with `--clients`: `store_1conn` is `store` with one
+/// shared connection instead of the default (to separate the cost of the library's code from the
+/// cost of spreading commands over several sockets).
+pub const EXTRA_CLIENTS: [&str; 1] = ["store_1conn"];
+
+/// Every client name of a default run, in schedule order. `raw_json` and `raw_session_get` are
+/// reference points, not library clients: raw redis-rs plus the decoding the library's typed
+/// answer needs (see their docs), so the report can tell the cost of the library's code from the
+/// cost of turning bytes into data.
+pub const CLIENTS: [&str; 10] = [
     "raw",
     "store",
+    "raw_json",
     "cache",
+    "raw_session_get",
     "session_get",
     "session_update",
     "raw_pipeline64",
@@ -63,6 +73,63 @@ impl Client for Raw {
                 .query_async::<()>(&mut conn)
                 .await?;
         }
+        Ok(())
+    }
+}
+
+/// `raw_json`: `raw` plus what an application does to get a typed value out of the bytes:
+/// `serde_json` decodes the [`Doc`] of each `GET` and encodes it for each `SET`. The fair baseline
+/// of `cache`, which does the same (plus its small version envelope).
+pub struct RawJson {
+    conn: MultiplexedConnection,
+    doc: Doc,
+    keys: u64,
+}
+
+impl Client for RawJson {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let key = raw_key((r >> 8) % self.keys);
+        if is_get(r) {
+            let v: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+            let doc: Option<Doc> = v.map(|b| serde_json::from_slice(&b)).transpose()?;
+            std::hint::black_box(doc);
+        } else {
+            let bytes = serde_json::to_vec(&self.doc)?;
+            redis::cmd("SET")
+                .arg(key)
+                .arg(bytes)
+                .arg("PX")
+                .arg(TTL_MS)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `raw_session_get`: the minimum work of a session read with sliding expiry, in raw redis-rs:
+/// one `GETEX key PX <idle>` of the session's record and a `serde_json` decode of it into a
+/// dynamic JSON value. The fair baseline of `session_get` (which also parses and hashes the token,
+/// builds the key, checks the deadlines and builds the `Session`).
+pub struct RawSessionGet {
+    conn: MultiplexedConnection,
+    keys: Arc<[String]>,
+}
+
+impl Client for RawSessionGet {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let key = &self.keys[(r % self.keys.len() as u64) as usize];
+        let v: Option<Vec<u8>> = redis::cmd("GETEX")
+            .arg(key)
+            .arg("PX")
+            .arg(sessions::DEFAULT_IDLE_TIMEOUT.as_millis() as u64)
+            .query_async(&mut conn)
+            .await?;
+        let bytes = v.context("a preloaded session is missing")?;
+        let record: serde_json::Value = serde_json::from_slice(&bytes)?;
+        std::hint::black_box(record);
         Ok(())
     }
 }
@@ -259,11 +326,32 @@ pub async fn setup(
     }
     let mut tokens: Arc<[String]> = Arc::from(Vec::new());
     let manager = SessionManager::new(Arc::clone(&redis_store));
-    if wanted("session_get") || wanted("session_update") {
+    if wanted("session_get") || wanted("session_update") || wanted("raw_session_get") {
         tokens = create_sessions(&manager, sessions).await?.into();
     }
-    for name in CLIENTS {
-        if !wanted(name) {
+    let one_conn: Option<Arc<dyn Store>> = if only.iter().any(|o| o == "store_1conn") {
+        Some(Arc::new(
+            RedisStore::builder(&cfg)
+                .with_shared_connections(1)
+                .connect()
+                .await
+                .context("connecting RedisStore with one shared connection")?,
+        ))
+    } else {
+        None
+    };
+    // The Redis keys of the sessions, for raw_session_get: `bench:session:{handle}`.
+    let session_keys: Arc<[String]> = tokens
+        .iter()
+        .map(|t| {
+            let token = sessions::SessionToken::parse(t)?;
+            let key = cache_core::KeySchema::session(token.handle().as_str())?;
+            anyhow::Ok(format!("{PREFIX}:{}", key.as_str()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into();
+    for name in CLIENTS.into_iter().chain(EXTRA_CLIENTS) {
+        if !wanted(name) || (EXTRA_CLIENTS.contains(&name) && only.is_empty()) {
             continue;
         }
         let entry = match name {
@@ -281,6 +369,21 @@ pub async fn setup(
                     store: Arc::clone(&redis_store),
                     value: Arc::clone(&value),
                     keys,
+                },
+            ),
+            "raw_json" => Entry::new(
+                name,
+                RawJson {
+                    conn: conn.clone(),
+                    doc: doc.clone(),
+                    keys,
+                },
+            ),
+            "raw_session_get" => Entry::new(
+                name,
+                RawSessionGet {
+                    conn: conn.clone(),
+                    keys: Arc::clone(&session_keys),
                 },
             ),
             "cache" => Entry::new(
@@ -327,7 +430,17 @@ pub async fn setup(
                     keys,
                 },
             ),
-            _ => unreachable!("every name of CLIENTS is matched"),
+            "store_1conn" => Entry::new(
+                name,
+                Kv {
+                    store: one_conn
+                        .clone()
+                        .context("store_1conn was requested, so its store was built")?,
+                    value: Arc::clone(&value),
+                    keys,
+                },
+            ),
+            _ => unreachable!("every name of CLIENTS and EXTRA_CLIENTS is matched"),
         };
         entries.push(entry);
     }

@@ -26,6 +26,10 @@ pub struct Row {
     pub ratio_vs_raw: Option<f64>,
     /// p99 relative to the same baseline.
     pub p99_ratio_vs_raw: Option<f64>,
+    /// For `cache` and `session_get`: throughput relative to the raw client that does the same
+    /// decoding work (`raw_json`, `raw_session_get`), which isolates the cost of the library's own
+    /// code. `None` for other clients or when the reference was not measured.
+    pub ratio_vs_reference: Option<f64>,
     /// Operations measured.
     pub ops: u64,
     /// Operations that failed (should be 0).
@@ -42,6 +46,15 @@ pub fn baseline_of(client: &str) -> &'static str {
     match client {
         "batch64" | "raw_pipeline64" => "raw_pipeline64",
         _ => "raw",
+    }
+}
+
+/// The raw client doing the same decoding work as a library client, when there is one.
+pub fn reference_of(client: &str) -> Option<&'static str> {
+    match client {
+        "cache" => Some("raw_json"),
+        "session_get" => Some("raw_session_get"),
+        _ => None,
     }
 }
 
@@ -72,6 +85,11 @@ pub fn rows(cells: &[Cell]) -> Vec<Row> {
                 .map(|b| b.measured.hist.quantile(0.99) as f64 / 1_000.0)
                 .filter(|b| *b > 0.0)
                 .map(|b| round(p99 / b, 3));
+            let reference = reference_of(cell.client)
+                .and_then(|r| find(r, cell.concurrency))
+                .map(|r| r.measured.ops_per_s())
+                .filter(|r| *r > 0.0)
+                .map(|r| round(ops_per_s / r, 3));
             Row {
                 client: cell.client.to_owned(),
                 concurrency: cell.concurrency,
@@ -80,6 +98,7 @@ pub fn rows(cells: &[Cell]) -> Vec<Row> {
                 p99_us: round(p99, 1),
                 ratio_vs_raw: ratio,
                 p99_ratio_vs_raw: p99_ratio,
+                ratio_vs_reference: reference,
                 ops: m.ops,
                 errors: m.errors,
                 first_error: m.first_error.clone(),
@@ -106,14 +125,14 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// A Markdown table of the rows (also readable as plain text on a terminal).
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| client | C | ops/s | p50 µs | p99 µs | vs baseline | p99 vs baseline | errors |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| client | C | ops/s | p50 µs | p99 µs | vs baseline | p99 vs baseline | vs reference | errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         // Writing to a String cannot fail.
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {} |",
             r.client,
             r.concurrency,
             r.ops_per_s,
@@ -121,6 +140,7 @@ pub fn table(rows: &[Row]) -> String {
             r.p99_us,
             opt(r.ratio_vs_raw, 2),
             opt(r.p99_ratio_vs_raw, 2),
+            opt(r.ratio_vs_reference, 2),
             r.errors
         );
     }
@@ -266,7 +286,10 @@ pub fn markdown(rows: &[Row], checks: &[Check], input: &DocInput<'_>) -> String 
     out.push_str("\n## Results\n\n");
     out.push_str(
         "`vs baseline`: ops/s relative to `raw` at the same concurrency (for `batch64` and \
-         `raw_pipeline64`: relative to `raw_pipeline64`, and one op is one batch of 64 keys).\n\n",
+         `raw_pipeline64`: relative to `raw_pipeline64`, and one op is one batch of 64 keys). \
+         `vs reference`: ops/s of `cache` relative to `raw_json`, of `session_get` relative to \
+         `raw_session_get`: raw redis-rs doing the same decoding, so the ratio is the cost of the \
+         library's own code.\n\n",
     );
     out.push_str(&table(rows));
     out.push_str("\n## Analysis\n\n");
@@ -334,5 +357,6 @@ mod tests {
             assert!(first.get(field).is_some(), "{field}");
         }
         assert!(table(&rows).contains("| store | 1 | 950 |"));
+        assert_eq!(store.ratio_vs_reference, None);
     }
 }

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use bench::clients::{self, CLIENTS};
+use bench::clients::{self, CLIENTS, EXTRA_CLIENTS};
 use bench::env::{build_profile, docs_file, output_dir, Machine};
 use bench::load::{run_plan, Plan};
 use bench::report::{self, DocInput};
@@ -31,8 +31,10 @@ struct Args {
 }
 
 const USAGE: &str = "usage: bench [--smoke] [--clients a,b,...] [--rounds N] [--round-ms MS] \
-                     [--keys N] [--no-docs]\nclients: raw, store, cache, session_get, \
-                     session_update, raw_pipeline64, batch64, memory";
+                     [--keys N] [--no-docs]\nclients: raw, store, raw_json, cache, \
+                     raw_session_get, session_get, session_update, raw_pipeline64, batch64, memory \
+                     (default: all of these); diagnostic: \
+                     store_1conn";
 
 fn parse_args() -> anyhow::Result<Option<Args>> {
     let mut args = Args {
@@ -55,7 +57,9 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
                     .map(|s| s.trim().to_owned())
                     .filter(|s| !s.is_empty())
                     .collect();
-                if let Some(bad) = args.clients.iter().find(|c| !CLIENTS.contains(&c.as_str())) {
+                if let Some(bad) = args.clients.iter().find(|c| {
+                    !CLIENTS.contains(&c.as_str()) && !EXTRA_CLIENTS.contains(&c.as_str())
+                }) {
                     bail!("unknown client {bad:?}\n{USAGE}");
                 }
             }
@@ -211,7 +215,11 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              (one `GETEX` sliding the idle expiry); `session_update` = `SessionManager::update` \
              (atomic merge: `GET` + compare-and-swap script); `raw_pipeline64` = one redis-rs \
              pipeline of 64 `GET`s; `batch64` = `Store::get_many` of 64 keys (one `MGET`); \
-             `memory` = `MemoryStore`, same workload, no network.",
+             `memory` = `MemoryStore`, same workload, no network. Reference clients (raw \
+             redis-rs doing the decoding a typed answer needs): `raw_json` = `raw` plus \
+             `serde_json` decode of each document read and encode of each written (what `cache` \
+             does); `raw_session_get` = one `GETEX PX` of a session record plus its decode into a \
+             `serde_json::Value` (the least work of a sliding session read).",
             cores = machine.cores,
             get = bench::workload::GET_PERCENT,
             set = 100 - bench::workload::GET_PERCENT,
