@@ -45,6 +45,11 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
 
+mod cluster;
+pub use cluster::{
+    ClusterNode, NodeRole, RedisCluster, RedisClusterBuilder, CLUSTER_READY_TIMEOUT,
+};
+
 /// How long [`RedisServer::start`] and [`RedisServer::restart`] wait for the server to answer.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -72,6 +77,7 @@ pub struct RedisServerBuilder {
     password: Option<String>,
     port: Option<u16>,
     tls: bool,
+    cluster_bus: bool,
 }
 
 impl RedisServerBuilder {
@@ -112,6 +118,14 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Runs as a Redis Cluster node (`--cluster-enabled yes`, `nodes.conf` in the server's
+    /// directory) whose cluster bus listens on a second free port (`--cluster-port`; the default
+    /// `port + 10000` may be taken or out of range). Used by [`crate::RedisCluster`].
+    pub fn cluster_node(mut self) -> Self {
+        self.cluster_bus = true;
+        self
+    }
+
     /// Starts the server and waits until it answers `PING`. Panics (with the server's log) when it
     /// cannot start.
     pub fn start(self) -> RedisServer {
@@ -124,6 +138,7 @@ impl RedisServerBuilder {
         let mut server = RedisServer {
             tls,
             port: self.port.unwrap_or_else(free_port),
+            bus_port: self.cluster_bus.then(free_port),
             password: self.password,
             args: self.args,
             log,
@@ -138,6 +153,9 @@ impl RedisServerBuilder {
                     // Someone took the port between our probe and the server's bind: try another.
                     attempt += 1;
                     server.port = free_port();
+                    if server.bus_port.is_some() {
+                        server.bus_port = Some(free_port());
+                    }
                 }
                 Err(e) => server.fail_start(e),
             }
@@ -154,6 +172,8 @@ pub struct RedisServer {
     /// Certificate files when the server speaks TLS.
     tls: Option<TlsFiles>,
     port: u16,
+    /// The cluster bus port of a [cluster node](RedisServerBuilder::cluster_node).
+    bus_port: Option<u16>,
     password: Option<String>,
     args: Vec<String>,
     log: PathBuf,
@@ -212,6 +232,11 @@ impl RedisServer {
     /// The TCP port the server listens on (the same across restarts).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The cluster bus port of a [cluster node](RedisServerBuilder::cluster_node).
+    pub fn bus_port(&self) -> Option<u16> {
+        self.bus_port
     }
 
     /// `127.0.0.1:PORT`.
@@ -374,6 +399,13 @@ impl RedisServer {
             .arg(&self.log);
         if let Some(pw) = &self.password {
             cmd.args(["--requirepass", pw]);
+            // Cluster nodes (replicas) authenticate to their primary with the same password.
+            cmd.args(["--masterauth", pw]);
+        }
+        if let Some(bus) = self.bus_port {
+            cmd.args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-port", &bus.to_string()]);
         }
         cmd.args(&self.args)
             .stdin(Stdio::null())
