@@ -21,22 +21,31 @@ use cache_core::config::RetryConfig;
 use cache_core::{Error, PoolStats, Result};
 use parking_lot::RwLock;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, Value};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo};
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Value};
 
 use crate::error::{self, Ctx, Disposition};
 
-/// One connection of the hot path. An enum so that a cluster connection can join it: every command
-/// of the store is written against `ConnectionLike`, which both connection kinds implement.
+/// One connection of the hot path: a multiplexed connection to one server, or a cluster connection
+/// (redis-rs keeps a multiplexed connection per node inside it, follows `MOVED`/`ASK` and refreshes
+/// the slot map). Every command of the store is written against `ConnectionLike`, which both
+/// implement; the cluster-only parts (routing to a node, to a slot's primary or replica) are the
+/// methods below.
 #[derive(Clone)]
 pub(crate) enum Conn {
     /// A multiplexed connection to one server.
     Single(MultiplexedConnection),
+    /// A Redis Cluster connection.
+    Cluster(ClusterConnection),
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -48,22 +57,86 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
         }
     }
 }
 
 impl Conn {
     /// Shortens the response timeout of this clone (for the last attempt within a retry budget).
+    /// A cluster connection has one overall timeout per request, set when it is opened.
     fn set_response_timeout(&mut self, timeout: Duration) {
         match self {
             Conn::Single(c) => c.set_response_timeout(timeout),
+            Conn::Cluster(_) => {}
         }
+    }
+
+    /// Sends `cmd` to the node that serves `route` (cluster), or to the one server.
+    pub(crate) async fn query_routed<T: FromRedisValue>(
+        &mut self,
+        cmd: &Cmd,
+        route: Route,
+    ) -> std::result::Result<T, RedisError> {
+        let value = match self {
+            Conn::Single(c) => c.req_packed_command(cmd).await?,
+            Conn::Cluster(c) => {
+                c.route_command(
+                    cmd.clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                )
+                .await?
+            }
+        };
+        Ok(redis::from_redis_value(value.extract_error()?)?)
+    }
+
+    /// Sends `cmd` to the cluster node at `host:port` (or to the one server).
+    pub(crate) async fn query_node<T: FromRedisValue>(
+        &mut self,
+        cmd: &Cmd,
+        host: &str,
+        port: u16,
+    ) -> std::result::Result<T, RedisError> {
+        let value = match self {
+            Conn::Single(c) => c.req_packed_command(cmd).await?,
+            Conn::Cluster(c) => {
+                c.route_command(
+                    cmd.clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.to_owned(),
+                        port,
+                    }),
+                )
+                .await?
+            }
+        };
+        Ok(redis::from_redis_value(value.extract_error()?)?)
+    }
+
+    /// Sends `cmd` to any one node (cluster), or to the one server.
+    pub(crate) async fn query_any<T: FromRedisValue>(
+        &mut self,
+        cmd: &Cmd,
+    ) -> std::result::Result<T, RedisError> {
+        let value = match self {
+            Conn::Single(c) => c.req_packed_command(cmd).await?,
+            Conn::Cluster(c) => {
+                c.route_command(
+                    cmd.clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+                )
+                .await?
+            }
+        };
+        Ok(redis::from_redis_value(value.extract_error()?)?)
     }
 }
 
@@ -74,9 +147,18 @@ pub(crate) struct Pooled {
     broken: bool,
 }
 
+/// What a [`Manager`] connects with.
+#[allow(clippy::large_enum_variant)] // One per store, built once and never moved on a hot path.
+pub(crate) enum Client {
+    /// One server.
+    Single(redis::Client),
+    /// A cluster (timeouts, retries, TLS, credentials and read routing are set on the client).
+    Cluster(ClusterClient),
+}
+
 /// The project's own `mobc::Manager` for redis 1.x (mobc-redis pins redis 0.28: see the crate docs).
 pub(crate) struct Manager {
-    client: redis::Client,
+    client: Client,
     config: AsyncConnectionConfig,
     connect_timeout: Duration,
     response_timeout: Duration,
@@ -87,14 +169,17 @@ pub(crate) struct Manager {
 
 impl Manager {
     pub(crate) fn new(
-        client: redis::Client,
+        client: Client,
         connect_timeout: Duration,
         response_timeout: Duration,
         target: String,
     ) -> Self {
-        let tls_addr = match client.get_connection_info().addr() {
-            redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
-            _ => None,
+        let tls_addr = match &client {
+            Client::Single(c) => match c.get_connection_info().addr() {
+                redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+                _ => None,
+            },
+            Client::Cluster(_) => None,
         };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect_timeout))
@@ -115,16 +200,26 @@ impl Manager {
     }
 
     /// Opens a connection, bounded by the connect timeout (TCP, TLS, AUTH and SELECT included).
+    /// A cluster connection also reads the slot map (`CLUSTER SLOTS`) and connects to every node,
+    /// so it gets the response timeout on top.
     pub(crate) async fn open(&self) -> std::result::Result<Conn, RedisError> {
-        let fut = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config);
-        // redis-rs applies the connect timeout itself; the outer one is a backstop a little later.
-        match tokio::time::timeout(self.connect_timeout + BACKSTOP, fut).await {
-            Ok(r) => r.map(Conn::Single),
-            Err(_) => Err(RedisError::from(std::io::Error::from(
-                std::io::ErrorKind::TimedOut,
-            ))),
+        let timed_out = || RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        match &self.client {
+            Client::Single(client) => {
+                let fut = client.get_multiplexed_async_connection_with_config(&self.config);
+                // redis-rs applies the connect timeout itself; the outer one is a backstop.
+                match tokio::time::timeout(self.connect_timeout + BACKSTOP, fut).await {
+                    Ok(r) => r.map(Conn::Single),
+                    Err(_) => Err(timed_out()),
+                }
+            }
+            Client::Cluster(client) => {
+                let limit = self.connect_timeout + self.response_timeout + BACKSTOP;
+                match tokio::time::timeout(limit, client.get_async_connection()).await {
+                    Ok(r) => r.map(Conn::Cluster),
+                    Err(_) => Err(timed_out()),
+                }
+            }
         }
     }
 
@@ -181,7 +276,7 @@ impl mobc::Manager for Manager {
     }
 
     async fn check(&self, mut conn: Pooled) -> std::result::Result<Pooled, RedisError> {
-        ping(&mut conn.conn, self.response_timeout).await?;
+        probe(&mut conn.conn, self.response_timeout).await?;
         Ok(conn)
     }
 
@@ -203,6 +298,29 @@ pub(crate) async fn ping(
         Err(_) => Err(RedisError::from(std::io::Error::from(
             std::io::ErrorKind::TimedOut,
         ))),
+    }
+}
+
+/// Whether a connection object still works: `PING` on a single connection; on a cluster
+/// connection a `PING` to any one node (the cluster connection reconnects to nodes by itself, so
+/// one node being down does not make the connection object bad; `ping` of the store checks every
+/// primary instead).
+pub(crate) async fn probe(
+    conn: &mut Conn,
+    timeout: Duration,
+) -> std::result::Result<Duration, RedisError> {
+    match conn {
+        Conn::Single(_) => ping(conn, timeout).await,
+        Conn::Cluster(_) => {
+            let start = Instant::now();
+            let cmd = redis::cmd("PING");
+            match tokio::time::timeout(timeout + BACKSTOP, conn.query_any::<String>(&cmd)).await {
+                Ok(r) => r.map(|_| start.elapsed()),
+                Err(_) => Err(RedisError::from(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                ))),
+            }
+        }
     }
 }
 
@@ -270,6 +388,8 @@ struct Slot {
 /// The connections of a store: the pool and the shared slots.
 pub(crate) struct Connections {
     manager_target: String,
+    /// Whether the connections are cluster connections.
+    cluster: bool,
     tls_addr: Option<(String, u16)>,
     pool: mobc::Pool<Manager>,
     slots: Vec<Slot>,
@@ -313,6 +433,7 @@ impl Connections {
     ) -> Arc<Self> {
         let target = manager.target().to_owned();
         let tls_addr = manager.tls_addr();
+        let cluster = matches!(manager.client, Client::Cluster(_));
         let pool = mobc::Pool::builder()
             .max_open(max_open)
             // mobc treats 0 as "unlimited"; keep at least one idle connection allowed.
@@ -337,6 +458,7 @@ impl Connections {
             .collect();
         Arc::new(Self {
             manager_target: target,
+            cluster,
             tls_addr,
             pool,
             slots,
@@ -355,6 +477,11 @@ impl Connections {
     /// The redacted server address.
     pub(crate) fn target(&self) -> &str {
         &self.manager_target
+    }
+
+    /// Whether these are cluster connections.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster
     }
 
     pub(crate) fn limits(&self) -> &Limits {
@@ -398,10 +525,16 @@ impl Connections {
                     self.rotate(idx, generation).await;
                 }
                 Some((mut conn, generation, _)) => {
-                    if let Err(e) = ping(&mut conn, self.limits.response_timeout).await {
+                    if let Err(e) = probe(&mut conn, self.limits.response_timeout).await {
                         tracing::warn!(target: "cache_redis", server = %self.manager_target, slot = idx, error = %e, "health check failed; replacing the connection");
-                        self.retire(idx, generation, "health check failed");
-                        let _ = self.refill(idx).await;
+                        if self.cluster {
+                            // Open the replacement first: the old cluster connection may still
+                            // serve every node but the one that is down.
+                            self.rotate(idx, generation).await;
+                        } else {
+                            self.retire(idx, generation, "health check failed");
+                            let _ = self.refill(idx).await;
+                        }
                     }
                 }
                 None => {
@@ -648,7 +781,10 @@ impl Connections {
             return;
         };
         handle.spawn(async move {
-            if ping(&mut conn, this.limits.response_timeout).await.is_err() {
+            if probe(&mut conn, this.limits.response_timeout)
+                .await
+                .is_err()
+            {
                 this.retire(idx, generation, "did not answer a PING after a timeout");
             }
             this.slots[idx].checking.store(false, Ordering::Release);
@@ -712,7 +848,12 @@ impl Connections {
                         match f(conn).await {
                             Ok(v) => return Ok(v),
                             Err(e) => {
-                                match error::disposition(&e) {
+                                let disposition = if self.cluster {
+                                    error::cluster_disposition(&e)
+                                } else {
+                                    error::disposition(&e)
+                                };
+                                match disposition {
                                     Disposition::Healthy => {}
                                     Disposition::Suspect => self.suspect(idx, generation),
                                     Disposition::Broken => {

@@ -48,6 +48,17 @@ pub(crate) fn disposition(e: &RedisError) -> Disposition {
     }
 }
 
+/// Classifies an error of a *cluster* connection. The cluster connection reconnects to nodes and
+/// refreshes its slot map by itself, so a node's connection error or timeout says nothing about the
+/// connection object; only a cluster connection whose internal task has ended is broken.
+pub(crate) fn cluster_disposition(e: &RedisError) -> Disposition {
+    if chain_text(e).contains("redis_cluster: Unable to") {
+        Disposition::Broken
+    } else {
+        Disposition::Healthy
+    }
+}
+
 fn chain_text(e: &RedisError) -> String {
     let mut text = e.to_string();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = e.source();
@@ -196,7 +207,10 @@ pub(crate) fn map(e: RedisError, ctx: Ctx<'_>) -> Error {
                 message: server_msg(),
             }
         }
-        Some("LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "BUSY" | "READONLY") => {
+        Some(
+            "LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "BUSY" | "READONLY" | "MOVED"
+            | "ASK",
+        ) => {
             return Error::Backend {
                 message: format!("{} on {}: {} (temporary)", ctx.op, ctx.target, server_msg()),
                 transient: true,

@@ -110,6 +110,7 @@
 //! application installed a provider already. Server certificates are checked against the system
 //! roots.
 
+mod cluster;
 mod conn;
 mod error;
 mod health;
@@ -118,4 +119,5 @@ mod scripts;
 mod store;
 
 pub use cache_core::health::{Connectivity, SelfTestReport, SelfTestStep};
+pub use cluster::{NodeHealth, NodeRole};
 pub use store::{RedisStore, RedisStoreBuilder, DEFAULT_SHARED_CONNECTIONS};

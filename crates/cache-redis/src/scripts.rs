@@ -1,12 +1,49 @@
 //! The Lua scripts behind the atomic operations.
 //!
 //! Each script touches exactly one key, passed as `KEYS[1]`, so it runs unchanged on Redis Cluster
-//! (one hash slot). They are sent with `EVALSHA` and loaded on `NOSCRIPT` (`redis::Script`), so the
-//! script body crosses the network once per server, not per call.
+//! (one hash slot, routed to that slot's primary). They are sent with `EVALSHA`; on `NOSCRIPT` the
+//! call is repeated once as `EVAL` with the body, which also caches the script on that server. So
+//! the body crosses the network once per server, not per call, and nothing depends on `SCRIPT
+//! LOAD`, which in a cluster goes to every node and fails while one of them is down.
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::aio::ConnectionLike;
+use redis::{Cmd, FromRedisValue, RedisError, Script};
+
+/// A Lua script over one key: its body and its SHA1.
+pub(crate) struct Lua {
+    code: &'static str,
+    sha: String,
+}
+
+impl Lua {
+    fn new(code: &'static str) -> Self {
+        let sha = Script::new(code).get_hash().to_owned();
+        Self { code, sha }
+    }
+
+    /// Runs the script on `key` (`KEYS[1]`); `args` appends `ARGV`.
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ConnectionLike,
+        key: &str,
+        args: impl Fn(&mut Cmd),
+    ) -> Result<T, RedisError> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.sha).arg(1).arg(key);
+        args(&mut cmd);
+        match cmd.query_async(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(self.code).arg(1).arg(key);
+                args(&mut cmd);
+                cmd.query_async(conn).await
+            }
+            other => other,
+        }
+    }
+}
 
 /// Compare-and-swap on one key.
 ///
@@ -16,8 +53,8 @@ use redis::Script;
 ///
 /// Returns `{1}` when swapped, `{0}` on conflict with a missing key, `{0, current}` on conflict
 /// with a present key. A key of another type fails with `WRONGTYPE` (from `GET`).
-pub(crate) static COMPARE_AND_SWAP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static COMPARE_AND_SWAP: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
         r"
 local cur = redis.call('GET', KEYS[1])
 local ok
@@ -48,8 +85,8 @@ return {1}
 ///
 /// `ARGV`: `[1]` the delta, `[2]` the TTL in milliseconds. Returns the new value. Errors as
 /// `INCRBY` does (not an integer, overflow, `WRONGTYPE`) and then changes nothing.
-pub(crate) static INCR_BY_WITH_TTL: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static INCR_BY_WITH_TTL: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
         r"
 local existed = redis.call('EXISTS', KEYS[1])
 local v = redis.call('INCRBY', KEYS[1], ARGV[1])

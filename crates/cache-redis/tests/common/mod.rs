@@ -38,3 +38,21 @@ pub async fn store(server: &RedisServer) -> RedisStore {
 pub fn dbsize(server: &RedisServer) -> u64 {
     server.cli(["DBSIZE"]).parse().expect("DBSIZE is a number")
 }
+
+/// The test configuration (short timeouts, prefix `t`) for a spawned cluster, by seed URLs.
+pub fn cluster_config(cluster: &test_redis::RedisCluster) -> Config {
+    Config::builder()
+        .profile(Profile::Production)
+        .cluster_nodes(cluster.seed_urls())
+        .key_prefix("t")
+        .connect_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_millis(500))
+        .pool(
+            PoolConfig::default()
+                .with_max_open(8)
+                .with_health_check_interval(Duration::from_millis(200)),
+        )
+        .retry(RetryConfig::default().with_budget(Duration::from_millis(1000)))
+        .build()
+        .expect("test cluster config is valid")
+}
