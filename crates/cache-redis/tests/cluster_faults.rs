@@ -173,7 +173,7 @@ async fn a_primary_fails_under_load_and_operations_resume_after_the_failover() {
         w.await.unwrap();
     }
 
-    let log = log.lock().unwrap();
+    let log = std::mem::take(&mut *log.lock().unwrap());
     let interruption = log
         .last_failure
         .map(|last| last.saturating_duration_since(log.first_failure.unwrap_or(last)));
@@ -351,7 +351,7 @@ async fn redirections_are_followed_while_a_slot_migrates() {
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
 
-    let errors = errors.lock().unwrap();
+    let errors = std::mem::take(&mut *errors.lock().unwrap());
     assert!(
         errors.is_empty(),
         "operations failed during the migration: {errors:?}"
