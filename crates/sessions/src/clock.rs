@@ -26,7 +26,8 @@ pub trait Clock: Send + Sync + Debug + 'static {
     }
 }
 
-/// Wall time read once, then advanced by tokio's monotonic clock (see the [module docs](self)).
+/// Wall time read once, then advanced by tokio's monotonic clock: follows `tokio::time::pause()`
+/// in tests, immune to wall clock steps after start. See [`Clock`].
 ///
 /// Managers that must agree on time in a test with a paused clock should share one `TokioClock`
 /// (clones of a manager do).
