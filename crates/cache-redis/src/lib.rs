@@ -55,9 +55,9 @@
 //!   opened first, so traffic does not stall), and refills empty slots, so the store recovers after
 //!   an outage even without traffic. It holds a weak reference and ends with the store.
 //!
-//! The connection type is an internal enum over `redis::aio::ConnectionLike`, and every command is
-//! written against that trait, so a cluster connection can join it (scan and `flush_prefix` are the
-//! topology-specific parts).
+//! The connection type is an internal enum over `redis::aio::ConnectionLike` (a multiplexed
+//! connection, or a cluster connection), and every command is written against that trait; the
+//! cluster-specific parts are listed in [Redis Cluster](#redis-cluster).
 //!
 //! ## Timeouts
 //!
@@ -103,6 +103,46 @@
 //! get the glob-escaped prefix in front and results come back without it, so no method can reach a
 //! key outside the prefix. [`Store::flush_prefix`](cache_core::Store::flush_prefix) is `SCAN` +
 //! batched `UNLINK` and refuses an empty prefix.
+//!
+//! ## Redis Cluster
+//!
+//! With [`BackendConfig::Cluster`](cache_core::BackendConfig::Cluster) (`REDIS_CLUSTER_NODES`)
+//! the same [`RedisStore`] runs on redis-rs's async cluster connection
+//! (`redis::cluster_async::ClusterConnection`), under the same mobc manager, slots, timeouts,
+//! retries and error mapping as above. A cluster connection holds a multiplexed connection per node,
+//! routes each single-key command to its slot's primary, follows `MOVED` and `ASK` (and refreshes
+//! its slot map), and reconnects to nodes by itself; so a node's error never retires the shared
+//! connection, and the background check `PING`s any one node and replaces the connection (new one
+//! opened first) only when that fails. Seeds, credentials and TLS come from the node URLs
+//! (`host:port`, or `redis://user:password@host:port`, `rediss://` for TLS; every node the same).
+//!
+//! What the store adds on top (module `cluster`):
+//!
+//! - **scan** visits every primary: the primaries are listed (`CLUSTER NODES`), scanned one after
+//!   the other by address, and the opaque [`ScanCursor`](cache_core::ScanCursor) carries the node
+//!   list, the position and the node's own cursor. `flush_prefix` does the same per primary;
+//! - **batches are split by hash slot**: `get_many` (`MGET`), `set_many` (a pipeline of `SET`) and
+//!   `delete` (`UNLINK`) send one command per slot concurrently and put the answers back in the
+//!   caller's order; any failed part fails the call (redis-rs 1.8 splits `MGET`/`UNLINK` itself but
+//!   silently leaves out a slot whose node has no connection at that moment, and cannot split a
+//!   pipeline);
+//! - **atomic operations touch one key**: every Lua script has one `KEYS[1]`, so it runs on one
+//!   slot; scripts go as `EVALSHA`, falling back to `EVAL` on `NOSCRIPT` (no `SCRIPT LOAD`, which
+//!   goes to every node and fails while one is down);
+//! - **per-node health and stats**: [`Store::ping`](cache_core::Store::ping) `PING`s every primary
+//!   and an error names the node that did not answer; [`RedisStore::cluster_health`] reports every
+//!   node (role, slots, the cluster's failure flag, our own `PING`); `stats` sums the primaries'
+//!   `INFO` and lists each one in `BackendStats::nodes` (whose `backend` field holds the node's
+//!   `host:port`);
+//! - **reads from replicas** are opt-in twice: `REDIS_READ_FROM_REPLICAS=true` lets the client
+//!   route reads to replicas, and only the view [`RedisStore::replica_reads`] uses it (for cache
+//!   data); the store itself keeps reading from primaries, because sessions must read their own
+//!   writes.
+//!
+//! The cluster connection re-sends a command whose node connection dropped (that is how it follows
+//! a failover), for every command: so unlike on one server, an `incr_by`, `compare_and_swap` or
+//! `SET NX` in flight at the moment a primary dies may be applied twice or answer as if it had not
+//! been applied. See `docs/scaling.md` for what else changes for users.
 //!
 //! ## TLS
 //!

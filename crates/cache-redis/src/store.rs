@@ -319,8 +319,8 @@ impl RedisStore {
     }
 
     /// A view of this store (same connections, same prefix) whose reads (`get`, `get_many`,
-    /// `exists`, `ttl`, `zrange_by_score`, `zcard`, `scan`) go to replicas when the cluster has
-    /// them and `REDIS_READ_FROM_REPLICAS` is on; writes and atomic operations still go to the
+    /// `exists`, `ttl`, `zrange_by_score`, `zcard`) go to replicas when the cluster has them and
+    /// `REDIS_READ_FROM_REPLICAS` is on; writes, atomic operations and scans still go to the
     /// primaries. Replicas lag behind their primary (asynchronous replication), so a read may miss
     /// a write made a moment earlier: use this view for cache data, never for sessions or anything
     /// that must read its own writes. Without `REDIS_READ_FROM_REPLICAS`, or on one server, the
