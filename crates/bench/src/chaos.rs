@@ -325,6 +325,15 @@ pub enum Fault {
         /// Time frozen.
         stopped: Duration,
     },
+    /// Against a Redis Cluster of 3 primaries with 1 replica each (node timeout 1 s): `SIGKILL` the
+    /// primary of slot 0 and wait until its replica has taken over (the "return").
+    ClusterFailover,
+}
+
+/// The server(s) a scenario runs against.
+enum Target {
+    Single(Arc<RedisServer>),
+    Cluster(Arc<test_redis::RedisCluster>),
 }
 
 /// One scenario: load, fault, observation.
@@ -367,8 +376,12 @@ impl Tracked {
     }
 }
 
+/// The kinds of library call the load makes, for per-kind maxima.
+pub const CALL_KINDS: [&str; 4] = ["session_create", "session_update", "cache_get", "cache_set"];
+
 #[derive(Debug, Default)]
 struct TaskResult {
+    longest: [Duration; 4],
     ops: u64,
     ok: u64,
     errors_returned: u64,
@@ -401,6 +414,9 @@ pub struct ScenarioReport {
     pub max_call_ms_during_outage: Option<f64>,
     /// Longest single store call in flight in the same window, ms.
     pub max_store_call_ms_during_outage: Option<f64>,
+    /// Longest call of each kind over the whole scenario, ms (`session_create`, `session_update`,
+    /// `cache_get`, `cache_set`).
+    pub max_call_ms_by_kind: std::collections::BTreeMap<String, f64>,
     /// The bound a store call is configured to respect:
     /// `max(REDIS_RETRY_BUDGET, REDIS_CONNECT_TIMEOUT + REDIS_RESPONSE_TIMEOUT)`, ms.
     pub call_timeout_ms: f64,
@@ -506,7 +522,9 @@ async fn load_task(
         let choice = rng.below(100);
         let t0 = Instant::now();
         let create = choice < 10 || (choice < 40 && active.is_empty());
+        let kind;
         let returned_ok = if create && active.len() < scenario.sessions_per_task {
+            kind = 0;
             let data = patch(0);
             match sessions
                 .create(&format!("user-{id}"), CreateOptions::new().with_data(data))
@@ -523,6 +541,7 @@ async fn load_task(
                 Err(_) => false,
             }
         } else if choice < 40 && !active.is_empty() {
+            kind = 1;
             seq += 1;
             let i = rng.below(active.len() as u64) as usize;
             let t = &mut active[i];
@@ -552,13 +571,16 @@ async fn load_task(
                 }
             }
         } else if choice < 80 {
+            kind = 2;
             let key = format!("doc-{}", rng.below(scenario.cache_keys));
             cache.get::<Doc>(Family::Content, &key).await.is_ok()
         } else {
+            kind = 3;
             let key = format!("doc-{}", rng.below(scenario.cache_keys));
             cache.set(Family::Content, &key, &doc).await.is_ok()
         };
         let t1 = Instant::now();
+        r.longest[kind] = r.longest[kind].max(t1 - t0);
         let store_failed = STORE_FAILURES.with(std::cell::Cell::get) > 0;
         let ok = returned_ok && !store_failed;
         r.ops += 1;
@@ -607,19 +629,37 @@ async fn verify(sessions: &SessionManager<Arc<dyn Store>>, tracked: &[Tracked]) 
 /// Runs one scenario against a fresh server and returns its report. Fails only when the harness
 /// fails (the server cannot start, a fault cannot be injected).
 pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
-    let server = Arc::new(
-        blocking("starting redis-server", || {
-            RedisServer::builder()
-                .args(["--appendonly", "yes", "--appendfsync", "always"])
-                .start()
-        })
-        .await?,
-    );
-    let cfg = config(&server.url())?;
+    let (target, cfg) = match scenario.fault {
+        Fault::ClusterFailover => {
+            let cluster = Arc::new(
+                blocking("starting a Redis Cluster", test_redis::RedisCluster::start).await?,
+            );
+            let cfg = Config::builder()
+                .profile(Profile::Production)
+                .cluster_nodes(cluster.seed_urls())
+                .key_prefix("chaos")
+                .build()
+                .context("building the cluster configuration")?;
+            (Target::Cluster(cluster), cfg)
+        }
+        _ => {
+            let server = Arc::new(
+                blocking("starting redis-server", || {
+                    RedisServer::builder()
+                        .args(["--appendonly", "yes", "--appendfsync", "always"])
+                        .start()
+                })
+                .await?,
+            );
+            let cfg = config(&server.url())?;
+            (Target::Single(server), cfg)
+        }
+    };
     let bound = call_timeout(&cfg);
     let fault_len = match scenario.fault {
         Fault::Kill { down } => down,
         Fault::Freeze { stopped } => stopped,
+        Fault::ClusterFailover => test_redis::CLUSTER_READY_TIMEOUT,
     };
     let span =
         scenario.warmup + scenario.baseline + fault_len + scenario.after + Duration::from_secs(30);
@@ -656,22 +696,43 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
 
     tokio::time::sleep(scenario.warmup + scenario.baseline).await;
     let fault_at = Instant::now();
-    let fault_desc = match scenario.fault {
-        Fault::Kill { down } => {
-            let s = Arc::clone(&server);
+    let fault_desc = match (scenario.fault, &target) {
+        (Fault::ClusterFailover, Target::Cluster(cluster)) => {
+            let c = Arc::clone(cluster);
+            let (port, waited) =
+                blocking("killing a primary and waiting for failover", move || {
+                    let port = c.kill_primary_of_slot(0);
+                    (port, c.wait_for_failover(0, port))
+                })
+                .await?;
+            format!(
+                "SIGKILL of the primary of slot 0 (port {port}, 1 of 3 primaries); replica \
+                 promoted and cluster ok after {} ms (node timeout {} ms)",
+                waited.as_millis(),
+                cluster.node_timeout().as_millis()
+            )
+        }
+        (Fault::ClusterFailover, Target::Single(_)) | (_, Target::Cluster(_)) => {
+            anyhow::bail!(
+                "scenario {} has a fault that does not fit its target",
+                scenario.name
+            )
+        }
+        (Fault::Kill { down }, Target::Single(server)) => {
+            let s = Arc::clone(server);
             blocking("SIGKILL", move || s.kill()).await?;
             tokio::time::sleep(down).await;
-            let s = Arc::clone(&server);
+            let s = Arc::clone(server);
             blocking("restarting redis-server", move || s.restart()).await?;
             format!(
                 "SIGKILL, restart on the same port after {down:?} (appendonly yes, appendfsync always)"
             )
         }
-        Fault::Freeze { stopped } => {
-            let s = Arc::clone(&server);
+        (Fault::Freeze { stopped }, Target::Single(server)) => {
+            let s = Arc::clone(server);
             blocking("SIGSTOP", move || s.freeze()).await?;
             tokio::time::sleep(stopped).await;
-            let s = Arc::clone(&server);
+            let s = Arc::clone(server);
             blocking("SIGCONT", move || s.thaw()).await?;
             format!("SIGSTOP for {stopped:?}, then SIGCONT")
         }
@@ -685,6 +746,9 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
     for t in tasks {
         match t.await {
             Ok(r) => {
+                for (a, b) in totals.longest.iter_mut().zip(r.longest) {
+                    *a = (*a).max(b);
+                }
                 totals.ops += r.ops;
                 totals.ok += r.ok;
                 totals.errors_returned += r.errors_returned;
@@ -698,7 +762,11 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
     }
     let data = timeline.snapshot();
     let (checked, lost, unverified) = verify(&sessions, &totals.sessions).await;
-    drop(server);
+    // Dropping the target kills the server(s); a cluster's nodes are killed in a blocking task.
+    drop(sessions);
+    drop(cache);
+    drop(store);
+    blocking("stopping the servers", move || drop(target)).await?;
 
     let fault_off = timeline.offset(fault_at);
     let return_off = timeline.offset(returned_at);
@@ -719,6 +787,11 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
         degraded: totals.degraded,
         max_call_ms_during_outage: Some(ms(max_call)),
         max_store_call_ms_during_outage: Some(ms(max_store)),
+        max_call_ms_by_kind: CALL_KINDS
+            .iter()
+            .zip(totals.longest)
+            .map(|(k, d)| ((*k).to_owned(), ms(d)))
+            .collect(),
         call_timeout_ms: ms(bound),
         recovery_ms: recovery.map(ms),
         baseline_ops_per_s: baseline_rate.round(),

@@ -102,9 +102,9 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
     } else {
         Plan {
             concurrency: &[1, 16, 64],
-            rounds: args.rounds.unwrap_or(5),
-            round: Duration::from_millis(args.round_ms.unwrap_or(700)),
-            warmup: Duration::from_millis(300),
+            rounds: args.rounds.unwrap_or(10),
+            round: Duration::from_millis(args.round_ms.unwrap_or(350)),
+            warmup: Duration::from_millis(200),
         }
     };
     let keys = args.keys.unwrap_or(if args.smoke { 1_000 } else { 10_000 });
