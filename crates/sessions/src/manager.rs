@@ -367,7 +367,7 @@ impl<S: Store> SessionManager<S> {
         });
         Ok(NewSession {
             token,
-            session: record.to_session(handle),
+            session: record.into_session(handle),
         })
     }
 
@@ -510,7 +510,7 @@ impl<S: Store> SessionManager<S> {
         } else if ttl_differs && !store.expire(&key, ttl).await? {
             return Ok(None);
         }
-        let mut session = record.to_session(handle.clone());
+        let mut session = record.into_session(handle.clone());
         session.last_accessed = crate::record::ms_to_datetime(now);
         Ok(Some(session))
     }
@@ -605,7 +605,7 @@ impl<S: Store> SessionManager<S> {
                 .compare_and_swap(&key, Some(&bytes), Some(&new), expiry)
                 .await?
             {
-                CasOutcome::Swapped => return Ok(Some(next.to_session(handle.clone()))),
+                CasOutcome::Swapped => return Ok(Some(next.into_session(handle.clone()))),
                 CasOutcome::Conflict { current: c } => current = c,
             }
         }
@@ -673,14 +673,18 @@ impl<S: Store> SessionManager<S> {
                 return Err(e);
             }
         }
-        store.zrem(&index, &[old.handle().as_str()]).await?;
+        // The old entry is now stale, which the index tolerates: a failure here must not turn a
+        // completed rotation (old token dead, new one live) into an error that loses the new token.
+        if let Err(e) = store.zrem(&index, &[old.handle().as_str()]).await {
+            tracing::warn!(handle = %old.handle(), error = %e, "could not unindex a rotated-out token");
+        }
         tracing::debug!(old = %old.handle(), new = %new_token.handle(), "session rotated");
         self.emit(SessionEvent::Rotated {
             old: old.handle().clone(),
             new: new_token.handle().clone(),
             user_id: next.user_id.clone(),
         });
-        let session = next.to_session(new_token.handle().clone());
+        let session = next.into_session(new_token.handle().clone());
         Ok(Some(NewSession {
             token: new_token,
             session,
@@ -875,7 +879,7 @@ impl<S: Store> SessionManager<S> {
         });
         Ok(live
             .into_iter()
-            .map(|(handle, rec)| rec.to_session(handle))
+            .map(|(handle, rec)| rec.into_session(handle))
             .collect())
     }
 

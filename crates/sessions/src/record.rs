@@ -52,11 +52,11 @@ impl Record {
         (ms > 0).then(|| Duration::from_millis(ms.unsigned_abs()))
     }
 
-    pub(crate) fn to_session(&self, handle: SessionHandle) -> Session {
+    pub(crate) fn into_session(self, handle: SessionHandle) -> Session {
         Session {
             handle,
-            user_id: self.user_id.clone(),
-            data: self.data.clone(),
+            user_id: self.user_id,
+            data: self.data,
             created_at: ms_to_datetime(self.created_at_ms),
             last_accessed: ms_to_datetime(self.last_accessed_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(0).unsigned_abs()),
@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(r.ttl_at(1_000), Some(Duration::from_millis(100)));
         assert_eq!(r.ttl_at(1_100), Some(Duration::from_millis(50)));
         assert_eq!(r.ttl_at(1_150), None);
-        let s = r.to_session(crate::SessionToken::generate().unwrap().handle().clone());
+        let s = r.into_session(crate::SessionToken::generate().unwrap().handle().clone());
         assert_eq!(s.expires_at().timestamp_millis(), 1_100);
     }
 }
