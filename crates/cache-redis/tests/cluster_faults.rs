@@ -22,6 +22,10 @@ use common::cluster_config;
 use sessions::{CreateOptions, SessionManager};
 use test_redis::{NodeRole, RedisCluster, RedisServer};
 
+/// The tests of this binary run one at a time: each starts a cluster of its own, and three clusters
+/// at once on a 2-core machine would make failure detection (1 s node timeout) flaky.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Outcome of every operation of the load, by time.
 #[derive(Default)]
 struct Log {
@@ -74,6 +78,7 @@ fn wait_replicated(primary: &RedisServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_fails_under_load_and_operations_resume_after_the_failover() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Arc::new(RedisCluster::start());
     let mut cfg = cluster_config(&cluster);
     cfg.key_prefix = "failover".into();
@@ -223,6 +228,7 @@ async fn a_primary_fails_under_load_and_operations_resume_after_the_failover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_names_the_primary_that_is_down() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = RedisCluster::builder()
         .replicas_per_primary(0)
         .node_timeout(Duration::from_secs(5))
@@ -259,6 +265,7 @@ fn errorstat(node: &RedisServer, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirections_are_followed_while_a_slot_migrates() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Arc::new(RedisCluster::start());
     let mut cfg = cluster_config(&cluster);
     cfg.key_prefix = "mig".into();
@@ -343,8 +350,14 @@ async fn redirections_are_followed_while_a_slot_migrates() {
         assert_eq!(src_node.cli(&args), "OK");
         wait_ops(10).await;
     }
+    // The documented order: the destination first, then the source (otherwise the two answer
+    // MOVED to each other for a moment), then the others.
+    dst_node.cli(["CLUSTER", "SETSLOT", &slot_s, "NODE", &dst.id]);
+    src_node.cli(["CLUSTER", "SETSLOT", &slot_s, "NODE", &dst.id]);
     for n in cluster.nodes() {
-        n.cli(["CLUSTER", "SETSLOT", &slot_s, "NODE", &dst.id]);
+        if n.port() != src.port && n.port() != dst.port {
+            n.cli(["CLUSTER", "SETSLOT", &slot_s, "NODE", &dst.id]);
+        }
     }
     // MOVED phase: the client's slot map still points at the old owner until it follows MOVED.
     wait_ops(100).await;
