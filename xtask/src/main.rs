@@ -136,7 +136,13 @@ fn feature_matrix() -> Result<()> {
         return Ok(());
     }
     for features in ["", "memory", "redis", "cluster", "mock"] {
-        let mut c = cargo(&["check", "-p", facade, "--no-default-features", "--all-targets"]);
+        let mut c = cargo(&[
+            "check",
+            "-p",
+            facade,
+            "--no-default-features",
+            "--all-targets",
+        ]);
         if !features.is_empty() {
             c.args(["--features", features]);
         }
@@ -169,5 +175,8 @@ fn run_bench_bin(bin: &str, args: &[String]) -> Result<()> {
         c.arg("--release");
     }
     c.arg("--").args(args);
-    step(&format!("{bin}{}", if smoke { " (smoke)" } else { "" }), &mut c)
+    step(
+        &format!("{bin}{}", if smoke { " (smoke)" } else { "" }),
+        &mut c,
+    )
 }
