@@ -51,11 +51,11 @@ impl Log {
     }
 }
 
-/// Waits until the replicas of the primary on `port` have every write it acknowledged (the
-/// replication offsets match), so the failover loses nothing the test checks afterwards.
+/// Waits until a replica of `primary` has everything the primary had written when this was called
+/// (its replication offset reached the primary's offset of that moment; the load keeps writing, so
+/// the current offsets are never equal), so the failover loses nothing the test checks afterwards.
 fn wait_replicated(primary: &RedisServer) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let offsets = || {
         let info = primary.cli(["INFO", "replication"]);
         let master: u64 = info
             .lines()
@@ -68,7 +68,13 @@ fn wait_replicated(primary: &RedisServer) {
             .filter_map(|l| l.split(',').find_map(|f| f.strip_prefix("offset=")))
             .filter_map(|v| v.trim().parse::<u64>().ok())
             .max();
-        if replica.is_some_and(|r| r >= master) {
+        (master, replica, info)
+    };
+    let (target, _, _) = offsets();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, replica, info) = offsets();
+        if replica.is_some_and(|r| r >= target) {
             return;
         }
         assert!(Instant::now() < deadline, "replica never caught up: {info}");
