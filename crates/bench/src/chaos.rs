@@ -445,6 +445,13 @@ pub struct ScenarioReport {
     pub fault: String,
     /// Concurrent load tasks.
     pub concurrency: usize,
+    /// Completions around the fault, for diagnosis: one entry per 50 ms bucket from 1 s before the
+    /// fault to 3 s after the server's return, starting at `timeline_from_ms`.
+    pub timeline_from_ms: f64,
+    /// Ok completions per 50 ms bucket (see `timeline_from_ms`).
+    pub ok_per_50ms: Vec<u64>,
+    /// Failed or degraded completions per 50 ms bucket.
+    pub failed_per_50ms: Vec<u64>,
     /// Each goal and whether it was met.
     pub goals: Vec<Goal>,
 }
@@ -776,7 +783,12 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
     let max_call = TimelineData::longest_in_flight(&data.longest_call_us, fault_off, window_end);
     let max_store = TimelineData::longest_in_flight(&data.longest_store_us, fault_off, window_end);
 
+    let from = bucket_of(fault_off.saturating_sub(Duration::from_secs(1)));
+    let to = bucket_of(return_off + Duration::from_secs(3)).min(data.ok.len());
     let mut report = ScenarioReport {
+        timeline_from_ms: ms(BUCKET * from as u32),
+        ok_per_50ms: data.ok[from..to].to_vec(),
+        failed_per_50ms: data.failed[from..to].to_vec(),
         scenario: scenario.name.to_owned(),
         run: true,
         not_run_reason: None,

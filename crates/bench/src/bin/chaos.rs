@@ -262,6 +262,27 @@ fn markdown(reports: &[ScenarioReport], machine: &Machine) -> String {
         out.push_str(&summary(r));
         out.push('\n');
     }
+    out.push_str(
+        "\nLongest call of each kind over the whole scenario, ms:\n\n\
+         | scenario | session_create | session_update | cache_get | cache_set |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    for r in reports.iter().filter(|r| r.run) {
+        let k = |name: &str| {
+            r.max_call_ms_by_kind
+                .get(name)
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            r.scenario,
+            k("session_create"),
+            k("session_update"),
+            k("cache_get"),
+            k("cache_set")
+        );
+    }
     for r in reports.iter().filter(|r| !r.run) {
         let _ = writeln!(
             out,
