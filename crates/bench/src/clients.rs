@@ -7,7 +7,6 @@
 //! does for its caller).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use cache_core::{Config, Family, Profile, SetOptions, Store};
@@ -477,20 +476,4 @@ async fn create_sessions(
         all.extend(h.await.context("a session-creating task panicked")??);
     }
     Ok(all)
-}
-
-/// Waits until `f` succeeds or `timeout` passes (used while a server comes up).
-pub async fn retry_for<T, F, Fut>(timeout: Duration, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
 }
