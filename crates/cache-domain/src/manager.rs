@@ -66,7 +66,10 @@ use crate::stats::{describe_metrics, CacheStats, FamilyCounters, FamilyStats};
 pub const TOMBSTONE: &[u8] = br#"{"v":1,"absent":true}"#;
 
 /// How many times [`CacheManager::update_crawl_status`] retries a lost compare-and-swap race.
-const CAS_ATTEMPTS: usize = 32;
+const CAS_ATTEMPTS: usize = 64;
+
+/// Stripes of the in-process update locks (see `Inner::update_locks`).
+const UPDATE_LOCK_STRIPES: usize = 64;
 
 /// The minimum time between two warnings of one family (store errors, decode failures).
 const WARN_INTERVAL_MS: u64 = 1000;
@@ -266,6 +269,9 @@ pub(crate) struct Inner<S> {
     flights: Flights,
     epoch: Instant,
     refresh_ms: u64,
+    /// Striped locks that serialise read-modify-write updates of one key inside this process, so
+    /// that its own writers never race each other's compare-and-swap (only other processes' do).
+    update_locks: Box<[tokio::sync::Mutex<()>]>,
 }
 
 /// The cache manager: typed caching per data family over any [`Store`].
@@ -348,6 +354,9 @@ impl<S: Store> CacheManager<S> {
                 flights: Flights::new(),
                 epoch: Instant::now(),
                 refresh_ms,
+                update_locks: (0..UPDATE_LOCK_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
             }),
         }
     }
@@ -658,6 +667,16 @@ impl<S: Store> CacheManager<S> {
             .await
             .inspect_err(|e| self.inner.store_failed(fs, "read namespace version", e))?;
         let key = key(fs, v, id)?;
+        // Writers of one status in this process take turns; the compare-and-swap loop below then
+        // only competes with other processes. Without this, a busy process's own writers starve
+        // each other (measured: 20 writers on one status exhausted the retries on a cluster).
+        let stripe = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            (h.finish() as usize) % self.inner.update_locks.len()
+        };
+        let _turn = self.inner.update_locks[stripe].lock().await;
         let mut current = self
             .inner
             .store

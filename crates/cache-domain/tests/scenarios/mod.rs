@@ -541,10 +541,16 @@ pub async fn corrupt_values_on_redis_are_misses_and_deleted(t: &Target) {
 }
 
 pub async fn crawl_status_updates_lose_nothing_under_contention(t: &Target) {
+    // Two managers (two service instances): their writers race each other's compare-and-swap.
     let cache = t.manager(CacheConfig::default()).await;
+    let other = t.manager(CacheConfig::default()).await;
     let workers: Vec<_> = (0..20)
         .map(|w| {
-            let cache = cache.clone();
+            let cache = if w % 2 == 0 {
+                cache.clone()
+            } else {
+                other.clone()
+            };
             tokio::spawn(async move {
                 for i in 0..10 {
                     cache
