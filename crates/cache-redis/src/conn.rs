@@ -880,7 +880,16 @@ impl Connections {
                 if !(err.is_transient() && may_repeat && attempt < retry.max_attempts) {
                     return Err(err);
                 }
-                let delay = full_jitter(retry, attempt);
+                let mut delay = full_jitter(retry, attempt);
+                if !sent {
+                    // No connection could be had: every slot may be in its reconnect backoff
+                    // (failing fast with the last error). Retrying before the earliest slot may
+                    // reconnect would only replay that error, so wait until then when it fits in
+                    // the budget (a server that just came back is then reached at once).
+                    if let Some(at) = self.earliest_reconnect() {
+                        delay = delay.max(at.saturating_duration_since(Instant::now()));
+                    }
+                }
                 if start.elapsed() + delay >= retry.budget {
                     return Err(err);
                 }
@@ -897,6 +906,17 @@ impl Connections {
                 setting: "REDIS_RETRY_BUDGET",
             }),
         }
+    }
+
+    /// The earliest instant at which an empty slot may try to reconnect, if any slot is empty.
+    fn earliest_reconnect(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|slot| match &*slot.state.read() {
+                SlotState::Empty { retry_at, .. } => Some(*retry_at),
+                SlotState::Ready { .. } => None,
+            })
+            .min()
     }
 
     /// Pool state plus our own wait and timeout counters.
