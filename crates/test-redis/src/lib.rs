@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
 
-mod cluster;
+pub mod cluster;
 pub use cluster::{
     ClusterNode, NodeRole, RedisCluster, RedisClusterBuilder, CLUSTER_READY_TIMEOUT,
 };
