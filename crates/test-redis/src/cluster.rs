@@ -557,8 +557,10 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001,hostname1 myself,
         );
     }
 
+    /// Failover, restart and rejoin are exercised by `cache-redis`'s `cluster_faults` tests (one
+    /// cluster start per CI run is enough here).
     #[test]
-    fn a_cluster_starts_serves_every_slot_and_fails_over() {
+    fn a_cluster_with_a_password_starts_and_serves_every_slot() {
         let cluster = RedisCluster::builder().password("pw").start();
         assert_eq!(cluster.nodes().len(), 6);
         assert_eq!(cluster.primaries().len(), 3);
@@ -569,22 +571,16 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001,hostname1 myself,
             .sum();
         assert_eq!(slots, SLOTS);
         assert!(cluster.seed_urls()[0].starts_with("redis://:pw@127.0.0.1:"));
-
-        let slot = cluster.slot_of("some-key");
-        let old = cluster.kill_primary_of_slot(slot);
-        let took = cluster.wait_for_failover(slot, old);
-        assert_ne!(cluster.primary_of_slot(slot).port(), old);
-        eprintln!("failover took {took:?}");
-        cluster.restart_node(old);
-        let back = cluster
+        let replicas = cluster
             .topology()
             .into_iter()
-            .find(|n| n.port == old)
-            .unwrap();
-        assert_eq!(
-            back.role,
-            NodeRole::Replica,
-            "the old primary rejoins as a replica"
-        );
+            .filter(|n| n.role == NodeRole::Replica)
+            .count();
+        assert_eq!(replicas, 3);
+        let slot = cluster.slot_of("some-key");
+        assert!(cluster
+            .primaries()
+            .iter()
+            .any(|p| p.serves(slot) && p.port == cluster.primary_of_slot(slot).port()));
     }
 }
