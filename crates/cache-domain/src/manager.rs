@@ -783,10 +783,12 @@ impl<S: Store> Inner<S> {
             return match self.fetch_version(fs).await {
                 Ok(v) => Ok(v),
                 Err(e) => {
-                    // Keep the known version and try again after another interval.
-                    self.store_failed(fs, "read namespace version", &e);
+                    // Other calls keep the known version and the refresh is tried again after
+                    // another interval. This call returns the error (the caller counts it and
+                    // treats it as a miss or a failed write) instead of going on to a second
+                    // store call: a call must not wait out two store timeouts in an outage.
                     fs.version.fetched_at.store(now, Ordering::Release);
-                    Ok(known)
+                    Err(e)
                 }
             };
         }

@@ -263,7 +263,7 @@ async fn a_failed_lease_is_not_fatal() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_version_refresh_failure_keeps_the_known_version() {
+async fn a_version_refresh_failure_is_a_miss_and_keeps_the_known_version() {
     let mut mock = MockStore::new();
     let version_reads = Arc::new(AtomicUsize::new(0));
     let vr = version_reads.clone();
@@ -284,9 +284,13 @@ async fn a_version_refresh_failure_keeps_the_known_version() {
     .unwrap();
     assert_eq!(cache.get_user::<u8>("1").await.unwrap(), Some(5));
     tokio::time::advance(Duration::from_millis(5)).await;
-    // The refresh fails: the known version 3 is still used, and the failure counted.
-    assert_eq!(cache.get_user::<u8>("1").await.unwrap(), Some(5));
+    // The refresh fails: that call is a miss at once (it does not wait out a second store call),
+    // the failure is counted, and the known version 3 stays in use.
+    assert_eq!(cache.get_user::<u8>("1").await.unwrap(), None);
     assert_eq!(cache.cached_version(Family::User), Some(3));
     assert_eq!(version_reads.load(Ordering::SeqCst), 2);
     assert_eq!(cache.family_stats(Family::User).store_errors, 1);
+    // Until the next refresh is due, calls use the known version without a version read.
+    assert_eq!(cache.get_user::<u8>("1").await.unwrap(), Some(5));
+    assert_eq!(version_reads.load(Ordering::SeqCst), 2);
 }
