@@ -110,7 +110,8 @@ fn ci(args: &[String]) -> Result<()> {
     feature_matrix()?;
     step(
         "tests (unit, integration against spawned redis-server, doc tests)",
-        cargo(&["test", "--workspace", "--all-features", "--no-fail-fast"]).env("RUST_BACKTRACE", "1"),
+        cargo(&["test", "--workspace", "--all-features", "--no-fail-fast"])
+            .env("RUST_BACKTRACE", "1"),
     )?;
     step(
         "docs",

@@ -73,7 +73,8 @@ pub enum BackendConfig {
         /// The connection URL.
         url: String,
     },
-    /// A Redis Cluster, by seed nodes (`host:port`); credentials and TLS come from `url_template`.
+    /// A Redis Cluster, by seed nodes (`redis://[user:password@]host:port`, or `rediss://` for TLS;
+    /// `REDIS_CLUSTER_NODES` also accepts bare `host:port`).
     Cluster {
         /// Seed node URLs (`redis://host:port` or `rediss://...`).
         nodes: Vec<String>,
