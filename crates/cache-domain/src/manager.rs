@@ -646,10 +646,11 @@ impl<S: Store> CacheManager<S> {
     // ---- Crawl status (read-modify-write) ------------------------------------------------------
 
     /// Updates the status of a crawl task atomically as it advances: reads it, applies `update`,
-    /// and writes it back with a compare-and-swap, retrying (with the value the failed swap
-    /// returned, no extra read; after the first retry with a short jittered backoff) when another
-    /// worker changed it meanwhile. `update` may therefore
-    /// run more than once; it should only change the status it is given. A missing status (never
+    /// and writes it back with a compare-and-swap, retrying when another worker changed it
+    /// meanwhile: the first retry at once with the value the failed swap returned, later ones after
+    /// a short jittered backoff and a fresh read. Writers in one process take turns (a striped
+    /// lock), so retries only happen against other processes. `update` may therefore run more than
+    /// once; it should only change the status it is given. A missing status (never
     /// cached, expired, or undecodable) starts as [`CrawlStatus::new`]. Each update gives the status
     /// the family TTL again. Returns the stored status. Store errors are returned whatever the
     /// [`WritePolicy`], since the caller needs to know whether the step was recorded.
@@ -706,11 +707,20 @@ impl<S: Store> CacheManager<S> {
                     return Ok(status);
                 }
                 cache_core::CasOutcome::Conflict { current: now } => {
-                    current = now;
                     // The first retry is immediate (it has the current value already); later ones
-                    // back off with jitter so that many writers of one status do not livelock.
-                    if attempt > 0 {
+                    // back off with jitter so that writers of one status in several processes do
+                    // not livelock, and read the value again after the pause, since the one the
+                    // failed swap returned is likely stale by then.
+                    if attempt == 0 {
+                        current = now;
+                    } else {
                         tokio::time::sleep(cas_backoff(attempt)).await;
+                        current = self
+                            .inner
+                            .store
+                            .get(&key)
+                            .await
+                            .inspect_err(|e| self.inner.store_failed(fs, "read", e))?;
                     }
                 }
             }
