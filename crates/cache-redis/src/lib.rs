@@ -62,10 +62,13 @@
 //! ## Timeouts
 //!
 //! Every command has redis-rs's per-command response timeout (`REDIS_RESPONSE_TIMEOUT`); opening a
-//! connection has `REDIS_CONNECT_TIMEOUT` (TCP, TLS, AUTH and SELECT together). On top, the whole
-//! call (retries included) runs under one `tokio::time::timeout` of
-//! `max(REDIS_RETRY_BUDGET, REDIS_CONNECT_TIMEOUT + REDIS_RESPONSE_TIMEOUT)`, so no call can hang
-//! whatever the server does. [`cache_core::Error::Timeout`] names the setting that fired.
+//! connection has `REDIS_CONNECT_TIMEOUT` (TCP, TLS, AUTH and SELECT together). On top, reconnects
+//! and retries (and every cluster call) run under one `tokio::time::timeout` of
+//! `max(REDIS_RETRY_BUDGET, REDIS_CONNECT_TIMEOUT + REDIS_RESPONSE_TIMEOUT)` counted from the start of
+//! the call, so no call can hang whatever the server does. The first attempt on a ready connection
+//! to one server skips that outer timer (its response timeout bounds it already): a second timer per
+//! call was a measurable share of the client's CPU. [`cache_core::Error::Timeout`] names the setting
+//! that fired.
 //!
 //! ## Retries
 //!
