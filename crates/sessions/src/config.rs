@@ -35,7 +35,7 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// Reads the process environment (see the [module docs](self)).
+    /// Reads `CACHE_TTL_SESSION` from the process environment.
     pub fn from_env() -> Result<SessionConfig> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }

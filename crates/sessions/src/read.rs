@@ -21,8 +21,8 @@ impl<S: Store> SessionManager<S> {
     /// last idle window before the absolute deadline, where the TTL is clamped to the deadline).
     ///
     /// The idle and absolute deadlines are checked here against the manager's clock; the store's TTL
-    /// only collects garbage. A malformed token is [`Error::InvalidInput`] before any store call; a
-    /// store failure is an error, never `None`.
+    /// only collects garbage. A malformed token is [`cache_core::Error::InvalidInput`] before any
+    /// store call; a store failure is an error, never `None`.
     pub async fn get(&self, token: &str) -> Result<Option<Session>> {
         let token = SessionToken::parse(token)?;
         let handle = token.handle();

@@ -84,7 +84,8 @@ impl<S: Store> SessionManager<S> {
     }
 
     /// Revokes every session of `user_id` except the one of `current_token` ("sign out other
-    /// devices"). A malformed token is [`Error::InvalidInput`] and revokes nothing.
+    /// devices"). A malformed token is [`cache_core::Error::InvalidInput`] and revokes
+    /// nothing.
     pub async fn revoke_all_except(&self, user_id: &str, current_token: &str) -> Result<u64> {
         let keep = SessionToken::parse(current_token)?;
         self.revoke_all_inner(user_id, Some(keep.handle())).await

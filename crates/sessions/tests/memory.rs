@@ -394,6 +394,29 @@ async fn bad_input_is_rejected_and_changes_nothing() {
         .is_err());
 }
 
+/// `CACHE_TTL_SESSION`, through `SessionConfig`, is the default idle timeout of new sessions; a later
+/// builder call still wins.
+#[tokio::test(start_paused = true)]
+async fn session_config_sets_the_default_idle_timeout() {
+    let config = sessions::SessionConfig::from_lookup(|k| {
+        (k == "CACHE_TTL_SESSION").then(|| "5m".to_owned())
+    })
+    .unwrap();
+    let m = SessionManager::builder(store())
+        .with_config(&config)
+        .build()
+        .unwrap();
+    let c = m.create("u", CreateOptions::new()).await.unwrap();
+    assert_eq!(c.session.idle_timeout, 5 * MIN);
+    let m = SessionManager::builder(store())
+        .with_config(&config)
+        .with_idle_timeout(7 * MIN)
+        .build()
+        .unwrap();
+    let c = m.create("u", CreateOptions::new()).await.unwrap();
+    assert_eq!(c.session.idle_timeout, 7 * MIN);
+}
+
 trait ScanLen {
     async fn scan_all_len(&self) -> usize;
 }
