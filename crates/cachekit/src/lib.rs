@@ -129,7 +129,15 @@ pub fn cache_manager<S: Store>(store: S, config: &Config) -> Result<CacheManager
 
 /// A [`SessionManager`] over `store` with the settings of `config`.
 pub fn session_manager<S: Store>(store: S, config: &Config) -> Result<SessionManager<S>> {
-    SessionManager::builder(store).with_config(config).build()
+    // `CACHE_TTL_SESSION` is still parsed by cache-core's `Config` (as the `session` family's TTL
+    // override); hand it to the sessions crate's own settings.
+    let mut settings = sessions::SessionConfig::default();
+    if let Some(ttl) = config.ttl_overrides.get(&Family::Session) {
+        settings = settings.with_idle_timeout(*ttl);
+    }
+    SessionManager::builder(store)
+        .with_config(&settings)
+        .build()
 }
 
 #[cfg(test)]
