@@ -53,7 +53,7 @@ pub use cache_memory::mock::MockStore;
 #[cfg(feature = "memory")]
 pub use cache_memory::MemoryStore;
 #[cfg(any(feature = "redis", feature = "cluster"))]
-pub use cache_redis::RedisStore;
+pub use cache_redis::{RedisConfig, RedisStore};
 
 /// The store type services hold: any backend behind the trait.
 pub type DynStore = Arc<dyn Store>;
@@ -90,7 +90,9 @@ fn connect_memory(_: &Config) -> Result<DynStore> {
 
 #[cfg(feature = "redis")]
 async fn connect_redis(config: &Config) -> Result<DynStore> {
-    Ok(Arc::new(RedisStore::connect(config).await?))
+    Ok(Arc::new(
+        RedisStore::connect(&RedisConfig::from_core(config)?).await?,
+    ))
 }
 
 #[cfg(not(feature = "redis"))]
@@ -100,7 +102,9 @@ async fn connect_redis(_: &Config) -> Result<DynStore> {
 
 #[cfg(feature = "cluster")]
 async fn connect_cluster(config: &Config) -> Result<DynStore> {
-    Ok(Arc::new(RedisStore::connect(config).await?))
+    Ok(Arc::new(
+        RedisStore::connect(&RedisConfig::from_core(config)?).await?,
+    ))
 }
 
 #[cfg(not(feature = "cluster"))]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cache_core::config::{PoolConfig, Profile};
 use cache_core::Config;
-use cache_redis::RedisStore;
+use cache_redis::{RedisConfig, RedisStore};
 use common::*;
 use serde_json::json;
 use sessions::keys::session_key;
@@ -28,7 +28,9 @@ async fn connect(prefix: &str) -> RedisStore {
         .pool(PoolConfig::default().with_max_open(8))
         .build()
         .unwrap();
-    RedisStore::connect(&config).await.unwrap()
+    RedisStore::connect(&RedisConfig::from_core(&config).unwrap())
+        .await
+        .unwrap()
 }
 
 /// The shared cluster under a key prefix of the test's own (`s_{test name}`); every store is a new

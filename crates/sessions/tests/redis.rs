@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use cache_core::{Config, Store};
-use cache_redis::RedisStore;
+use cache_redis::{RedisConfig, RedisStore};
 use common::*;
 use serde_json::json;
 use sessions::keys::{index_key, session_key};
@@ -25,7 +25,9 @@ async fn connect(server: &RedisServer) -> RedisStore {
         .connect_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    RedisStore::connect(&config).await.unwrap()
+    RedisStore::connect(&RedisConfig::from_core(&config).unwrap())
+        .await
+        .unwrap()
 }
 
 async fn manager(server: &RedisServer) -> SessionManager<RedisStore> {
