@@ -155,7 +155,8 @@ pub struct Config {
     pub profile: Profile,
     /// The backend (`CACHE_BACKEND`, `REDIS_URL`, `REDIS_CLUSTER_NODES`).
     pub backend: BackendConfig,
-    /// Global key prefix (`CACHE_KEY_PREFIX`); empty means none.
+    /// Global key prefix (`CACHE_KEY_PREFIX`): one name without `:` (see
+    /// [`crate::keys::validate_prefix`]); empty means none.
     pub key_prefix: String,
     /// Redis database number (`REDIS_DB`; overrides the URL's `/db`). Not allowed with a cluster.
     pub database: Option<i64>,

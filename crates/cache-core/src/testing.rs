@@ -10,8 +10,8 @@
 //! memory data set) and calls [`run_all`]:
 //!
 //! - `store`: the store under test, with a non-empty prefix used by nothing else;
-//! - `other_prefix`: another prefix, not nested in the first (`conformance_a` / `conformance_b`, not
-//!   `a` / `a:b`); [`check_prefix_isolation`] flushes it;
+//! - `other_prefix`: another prefix (`conformance_a` / `conformance_b`); [`check_prefix_isolation`]
+//!   flushes it;
 //! - `unprefixed`: an empty prefix; only used to look at the raw keys and to check that
 //!   [`Store::flush_prefix`] refuses to run without a prefix.
 //!
@@ -1071,7 +1071,11 @@ pub async fn check_incr_by_exact_beyond_2_pow_53(store: &dyn Store) {
     let ns = namespace("incr_exact");
     const ABOVE_2_POW_53: i64 = 9_007_199_254_740_993; // 2^53 + 1: no double holds it.
     for ttl in [None, Some(LONG)] {
-        let with = if ttl.is_some() { "with TTL" } else { "without TTL" };
+        let with = if ttl.is_some() {
+            "with TTL"
+        } else {
+            "without TTL"
+        };
         let k = format!("{ns}:big:{}", ttl.is_some());
         assert_eq!(
             must(store.incr_by(&k, ABOVE_2_POW_53, ttl).await, with),

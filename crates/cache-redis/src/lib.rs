@@ -136,7 +136,8 @@
 //!
 //! ## Keys
 //!
-//! Every key is stored as `{prefix}:{key}` (`CACHE_KEY_PREFIX`; no prefix when empty). Scan patterns
+//! Every key is stored as `{prefix}:{key}` (`CACHE_KEY_PREFIX`, one name without `:`: see
+//! [`cache_core::keys::validate_prefix`]; no prefix when empty). Scan patterns
 //! get the glob-escaped prefix in front and results come back without it, so no method can reach a
 //! key outside the prefix. [`Store::flush_prefix`](cache_core::Store::flush_prefix) is `SCAN` +
 //! batched `UNLINK` and refuses an empty prefix.

@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::keys::validate_prefix;
+use cache_core::keys::sub_prefix;
 use cache_core::store::{check_key, ttl_millis};
 use cache_core::{
     async_trait, BackendStats, CasOutcome, Error, Expiry, KeyTtl, Result, ScanCursor, ScanPage,
@@ -84,19 +84,14 @@ impl RedisStore {
         }
     }
 
-    /// A store sharing this one's connections, whose keys live under `{prefix}:{sub}` (for a
-    /// component or a test that must not see or touch other keys). `sub` follows the prefix rules
-    /// (letters, digits, `-_.`, `:` between segments).
+    /// A store sharing this one's connections, whose keys live under the prefix `{prefix}.{sub}`
+    /// (`sub` alone without a prefix; see [`cache_core::keys::sub_prefix`]), for a component or a
+    /// test that must not see or touch other keys. A prefix is one name without `:`, so the scope
+    /// and its parent are isolated from each other: no scan, count, pattern deletion or
+    /// `flush_prefix` of one reaches a key of the other (the rule is on
+    /// [`cache_core::keys::validate_prefix`]). `sub` is a name of letters, digits and `-_.`.
     pub fn scoped(&self, sub: &str) -> Result<RedisStore> {
-        if sub.is_empty() {
-            return Err(Error::invalid_input("a scope must not be empty"));
-        }
-        let prefix = if self.prefix.is_empty() {
-            sub.to_owned()
-        } else {
-            format!("{}:{sub}", self.prefix)
-        };
-        validate_prefix(&prefix).map_err(|e| Error::invalid_input(e.to_string()))?;
+        let prefix = sub_prefix(&self.prefix, sub)?;
         Ok(RedisStore {
             conns: Arc::clone(&self.conns),
             replica_reads: self.replica_reads,

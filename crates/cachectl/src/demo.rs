@@ -51,11 +51,8 @@ pub(crate) async fn run(config: &Config, base: Arc<dyn Store>, out: &Out) -> any
     // A key space of our own, so that the demo never touches anybody's data and can clean up.
     let mut demo_config = config.clone();
     let scope = format!("cachectl-demo-{}", std::process::id());
-    demo_config.key_prefix = if config.key_prefix.is_empty() {
-        scope
-    } else {
-        format!("{}:{scope}", config.key_prefix)
-    };
+    // A scope of the configured prefix (`{prefix}.{scope}`): one name, so isolated from it.
+    demo_config.key_prefix = cachekit::core::keys::sub_prefix(&config.key_prefix, &scope)?;
     // The connection was checked by the caller; the demo's own store shares nothing with it (an
     // in-memory store is created fresh, a Redis store reconnects under the demo prefix).
     drop(base);
