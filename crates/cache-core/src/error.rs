@@ -164,8 +164,10 @@ impl Error {
     /// Whether the same call may succeed if retried later: connection failures, timeouts and backend
     /// errors the server marks as temporary. Invalid input, auth, TLS and decode errors are permanent.
     ///
-    /// A transient error says nothing about whether a non-idempotent operation took effect: only retry
-    /// operations that are safe to repeat.
+    /// A transient error says nothing about whether a write took effect: only retry operations that
+    /// are safe to repeat. An unconditional `set` is not, once it may have been applied: repeated
+    /// after another client's delete, it brings the deleted value back (the Redis backend therefore
+    /// never repeats a value write after sending it).
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Connection { .. } | Error::Timeout { .. } => true,

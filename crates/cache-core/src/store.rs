@@ -287,7 +287,10 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>>;
 
     /// Writes a key according to `opts`. Returns `true` when the value was written, `false` when the
-    /// condition (`IfAbsent` / `IfPresent`) did not hold, in which case nothing changed.
+    /// condition (`IfAbsent` / `IfPresent`) did not hold, in which case nothing changed. Never
+    /// repeated by a backend once it may have reached the server, not even unconditionally: a repeat
+    /// after another client's delete would bring the deleted value back. A transient error therefore
+    /// says the write may or may not have happened.
     async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool>;
 
     /// Writes many keys in one round trip, each with the same expiry (`Expiry::Keep` is not accepted:

@@ -251,13 +251,10 @@ impl Store for RedisStore {
             }
             _ => {}
         }
-        // An unconditional SET answers OK every time: safe to repeat. NX / XX could answer
-        // differently the second time (NX: "not written" although our first attempt wrote it).
-        let idempotency = match opts.condition {
-            SetCondition::Always => Idempotency::Repeatable,
-            _ => Idempotency::Once,
-        };
-        let reply: Value = self.query("SET", Some(key), idempotency, cmd).await?;
+        // Never repeated once sent, whatever the condition: an unconditional SET repeated after
+        // another client's DEL brings the deleted value back (tests/retries.rs), and NX / XX would
+        // also answer differently the second time. See `Idempotency`.
+        let reply: Value = self.query("SET", Some(key), Idempotency::Once, cmd).await?;
         Ok(!matches!(reply, Value::Nil))
     }
 
