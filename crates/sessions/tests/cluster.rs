@@ -41,7 +41,7 @@ async fn lifecycle_and_no_resurrection_on_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn races_on_cluster() {
     let plain = SessionManager::new(connect("s_race").await);
-    let (gated_store, gate) = PausingStore::new(connect("s_race").await);
+    let (gated_store, gate) = pausing(connect("s_race").await);
     let gated = SessionManager::builder(gated_store)
         .with_clock(Arc::clone(plain.clock()))
         .build()

@@ -42,7 +42,7 @@ async fn no_resurrection_on_memory() {
 async fn late_update_and_rotation_races_on_memory() {
     let s = store();
     let plain = manager(&s);
-    let (gated_store, gate) = PausingStore::new(s.clone());
+    let (gated_store, gate) = pausing(s.clone());
     let gated = SessionManager::builder(gated_store)
         .with_clock(Arc::clone(plain.clock()))
         .build()

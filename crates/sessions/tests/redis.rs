@@ -48,7 +48,7 @@ async fn no_resurrection_on_redis() {
 async fn late_update_and_rotation_races_on_redis() {
     let server = RedisServer::start();
     let plain = manager(&server).await;
-    let (gated_store, gate) = PausingStore::new(connect(&server).await);
+    let (gated_store, gate) = pausing(connect(&server).await);
     let gated = SessionManager::builder(gated_store)
         .with_clock(Arc::clone(plain.clock()))
         .build()
