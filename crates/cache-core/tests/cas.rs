@@ -39,10 +39,24 @@ async fn bump(store: &dyn Store, key: &str, policy: &CasPolicy, calls: &AtomicU3
     .await
 }
 
-/// 16 tasks x 25 updates of one counter on a multi-threaded runtime, the tasks spread evenly over
-/// `policies` (one policy per simulated process). Returns the counter and the closure runs.
-async fn contention(policies: &[CasPolicy]) -> (u64, u32) {
-    let store = MemoryStore::new();
+/// Yields before every compare-and-swap: on one thread, every writer then reads before the first
+/// one swaps, so conflicts are certain rather than a matter of timing.
+#[derive(Debug)]
+struct YieldBeforeSwap;
+
+#[async_trait]
+impl StoreHook for YieldBeforeSwap {
+    async fn before(&self, op: &Op<'_>) -> Result<()> {
+        if op.method == Method::CompareAndSwap {
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+}
+
+/// 16 tasks x 25 updates of one counter in `store`, the tasks spread evenly over `policies` (one
+/// policy per simulated process). Returns the counter and the closure runs.
+async fn contention<S: Store + Clone>(store: S, policies: &[CasPolicy]) -> (u64, u32) {
     let calls = Arc::new(AtomicU32::new(0));
     let mut tasks = Vec::new();
     for i in 0..16 {
@@ -61,32 +75,52 @@ async fn contention(policies: &[CasPolicy]) -> (u64, u32) {
     (n, calls.load(Ordering::Relaxed))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+fn racing() -> Layered<MemoryStore, Arc<YieldBeforeSwap>> {
+    Layered::new(MemoryStore::new(), Arc::new(YieldBeforeSwap))
+}
+
+#[tokio::test(start_paused = true)]
 async fn no_update_is_lost_under_contention() {
     // Enough attempts that the loop, not the bound, is what is tested here.
-    let (n, calls) = contention(&[policy().with_max_attempts(10_000)]).await;
+    let (n, calls) = contention(racing(), &[policy().with_max_attempts(10_000)]).await;
     assert_eq!(n, 400, "every update landed exactly once");
-    assert!(calls >= 400);
+    assert!(
+        calls > 400,
+        "the writers did conflict ({calls} closure runs)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_update_is_lost_with_writers_on_two_threads() {
+    let (n, _) = contention(MemoryStore::new(), &[policy().with_max_attempts(10_000)]).await;
+    assert_eq!(n, 400);
+}
+
+#[tokio::test(start_paused = true)]
 async fn with_the_local_lock_writers_in_one_process_never_conflict() {
-    let (n, calls) = contention(&[policy().with_local_lock(8).with_max_attempts(1)]).await;
+    let (n, calls) = contention(
+        racing(),
+        &[policy().with_local_lock(8).with_max_attempts(1)],
+    )
+    .await;
     assert_eq!(n, 400);
     // One attempt each is enough: writers of one key in this process take turns.
     assert_eq!(calls, 400, "the closure ran once per update");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn two_processes_with_local_locks_lose_nothing() {
     // Two policies with their own locks over one store: their writers race each other only.
     let processes = [
         policy().with_local_lock(4).with_max_attempts(10_000),
         policy().with_local_lock(4).with_max_attempts(10_000),
     ];
-    let (n, calls) = contention(&processes).await;
+    let (n, calls) = contention(racing(), &processes).await;
     assert_eq!(n, 400);
-    assert!(calls >= 400);
+    assert!(
+        calls > 400,
+        "the two processes did conflict ({calls} closure runs)"
+    );
 }
 
 /// Before every compare-and-swap on its key, another writer changes the value: every swap loses.
@@ -110,16 +144,19 @@ impl StoreHook for Meddler {
     }
 }
 
+/// `store` behind a [`Meddler`] that writes to it before every compare-and-swap.
+fn meddled(store: &MemoryStore) -> Layered<MemoryStore, Meddler> {
+    let meddler = Meddler {
+        store: store.clone(),
+        n: AtomicU32::new(0),
+    };
+    Layered::new(store.clone(), meddler)
+}
+
 #[tokio::test(start_paused = true)]
 async fn attempts_are_bounded_and_the_error_names_the_key() {
     let store = MemoryStore::new();
-    let meddled = Layered::new(
-        store.clone(),
-        Meddler {
-            store: store.clone(),
-            n: AtomicU32::new(0),
-        },
-    );
+    let meddled = meddled(&store);
     let calls = AtomicU32::new(0);
     let err = cas::update(
         &meddled,
@@ -160,13 +197,7 @@ async fn attempts_are_bounded_and_the_error_names_the_key() {
 #[tokio::test(start_paused = true)]
 async fn backoff_sleeps_after_the_immediate_retries() {
     let store = MemoryStore::new();
-    let meddled = Layered::new(
-        store.clone(),
-        Meddler {
-            store: store.clone(),
-            n: AtomicU32::new(0),
-        },
-    );
+    let meddled = meddled(&store);
     let sleeps = Arc::new(AtomicU32::new(0));
     let counted = Arc::clone(&sleeps);
     let p = CasPolicy::new(move |d| {
