@@ -49,7 +49,7 @@ pub use cache_domain::CacheManager;
 pub use sessions::{Session, SessionManager, SessionToken};
 
 #[cfg(feature = "mock")]
-pub use cache_memory::mock::MockStore;
+pub use cache_testing::MockStore;
 #[cfg(feature = "memory")]
 pub use cache_memory::MemoryStore;
 #[cfg(any(feature = "redis", feature = "cluster"))]
