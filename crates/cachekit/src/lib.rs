@@ -48,12 +48,12 @@ pub use cache_core::{
 pub use cache_domain::CacheManager;
 pub use sessions::{Session, SessionManager, SessionToken};
 
-#[cfg(feature = "mock")]
-pub use cache_memory::mock::MockStore;
 #[cfg(feature = "memory")]
 pub use cache_memory::MemoryStore;
 #[cfg(any(feature = "redis", feature = "cluster"))]
 pub use cache_redis::{RedisConfig, RedisStore};
+#[cfg(feature = "mock")]
+pub use cache_testing::MockStore;
 
 /// The store type services hold: any backend behind the trait.
 pub type DynStore = Arc<dyn Store>;
