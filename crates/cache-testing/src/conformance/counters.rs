@@ -79,7 +79,7 @@ pub async fn check_incr_by(store: &dyn Store, caps: &Capabilities) {
 
 /// `incr_by` answers the exact 64-bit result, with and without `ttl_if_created`: beyond 2^53 (where
 /// a double, such as a Lua number, rounds), at `i64::MAX` and `i64::MIN`, and overflow in either
-/// direction is [`Error::InvalidInput`] that changes nothing.
+/// direction is [`cache_core::Error::InvalidInput`] that changes nothing.
 pub async fn check_incr_by_exact_beyond_2_pow_53(store: &dyn Store) {
     let ns = namespace("incr_exact");
     const ABOVE_2_POW_53: i64 = 9_007_199_254_740_993; // 2^53 + 1: no double holds it.
