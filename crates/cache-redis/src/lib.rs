@@ -158,9 +158,11 @@ mod conn;
 mod error;
 mod health;
 pub mod info;
+mod introspect;
 mod scripts;
 mod store;
 
 pub use cache_core::health::{Connectivity, SelfTestReport, SelfTestStep};
 pub use cluster::{NodeHealth, NodeRole};
+pub use introspect::NodeInfo;
 pub use store::{RedisStore, RedisStoreBuilder, DEFAULT_SHARED_CONNECTIONS};
