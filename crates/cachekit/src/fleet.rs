@@ -28,7 +28,7 @@
 //! let fleet = Fleet::connect_with(&config, Some(FleetConfig::new(Duration::from_secs(5)))).await?;
 //! let store = fleet.store(); // instrumented when the heartbeat is on: give it to the managers
 //! let cache = cachekit::cache_manager(store.clone(), &config)?;
-//! let heartbeat = fleet.start_with_cache(&cache)?; // None when the heartbeat is off
+//! let heartbeat = fleet.start_with_cache(&cache).await?; // None when the heartbeat is off
 //!
 //! let view = cachekit::fleet::read_fleet(store.as_ref(), 100).await?;
 //! assert_eq!(view.instances.len(), 1);
@@ -284,20 +284,28 @@ impl Fleet {
         self.calls.as_ref()
     }
 
-    /// Starts the heartbeat without cache statistics (e.g. a service that only uses sessions).
-    /// `None` when the heartbeat is off. Must run inside a tokio runtime.
-    pub fn start(&self) -> Result<Option<Heartbeat>> {
-        self.start_inner(None)
+    /// Starts the heartbeat without cache statistics (e.g. a service that only uses sessions):
+    /// writes the first heartbeat, then leaves the next ones to a background task. `None` when the
+    /// heartbeat is off. A store that cannot be written now is not an error (the write is logged
+    /// and retried every interval): the instance appears once the store answers.
+    pub async fn start(&self) -> Result<Option<Heartbeat>> {
+        self.start_inner(None).await
     }
 
-    /// Starts the heartbeat, reporting `cache`'s per-family statistics. `None` when the heartbeat
-    /// is off. Must run inside a tokio runtime.
-    pub fn start_with_cache<S: Store>(&self, cache: &CacheManager<S>) -> Result<Option<Heartbeat>> {
+    /// [`Fleet::start`], reporting `cache`'s per-family statistics.
+    pub async fn start_with_cache<S: Store>(
+        &self,
+        cache: &CacheManager<S>,
+    ) -> Result<Option<Heartbeat>> {
         let cache = cache.clone();
         self.start_inner(Some(Box::new(move || cache.stats())))
+            .await
     }
 
-    fn start_inner(&self, cache: Option<publish::CacheStatsSource>) -> Result<Option<Heartbeat>> {
+    async fn start_inner(
+        &self,
+        cache: Option<publish::CacheStatsSource>,
+    ) -> Result<Option<Heartbeat>> {
         let Some(config) = &self.config else {
             return Ok(None);
         };
@@ -319,7 +327,7 @@ impl Fleet {
             cache,
             pool,
         );
-        Ok(Some(publisher.spawn(&runtime)))
+        Ok(Some(publisher.start(&runtime).await))
     }
 }
 

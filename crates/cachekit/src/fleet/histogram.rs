@@ -165,7 +165,12 @@ mod tests {
         for b in 0..BUCKETS {
             let upper = upper_bound_of(b);
             if let Some(p) = previous_upper {
-                assert_eq!(bucket_of(p + 1), b, "value after bucket {} starts bucket {b}", b - 1);
+                assert_eq!(
+                    bucket_of(p + 1),
+                    b,
+                    "value after bucket {} starts bucket {b}",
+                    b - 1
+                );
                 assert!(upper > p);
             }
             assert_eq!(bucket_of(upper), b, "upper bound of {b} is in {b}");
@@ -205,7 +210,10 @@ mod tests {
 
         let mut merged = first.to_buckets();
         merged.extend(window.to_buckets());
-        assert_eq!(quantile_of_buckets(&merged, 0.0), Some(first.to_buckets()[0].0));
+        assert_eq!(
+            quantile_of_buckets(&merged, 0.0),
+            Some(first.to_buckets()[0].0)
+        );
         assert!(quantile_of_buckets(&merged, 0.99).unwrap() >= 5000);
         assert_eq!(quantile_of_buckets(&[], 0.5), None);
     }

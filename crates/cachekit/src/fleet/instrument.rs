@@ -298,11 +298,15 @@ impl<S: Store> Store for InstrumentedStore<S> {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.stats.observe(Op::GetMany, self.inner.get_many(keys)).await
+        self.stats
+            .observe(Op::GetMany, self.inner.get_many(keys))
+            .await
     }
 
     async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
-        self.stats.observe(Op::GetEx, self.inner.get_ex(key, ttl)).await
+        self.stats
+            .observe(Op::GetEx, self.inner.get_ex(key, ttl))
+            .await
     }
 
     async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool> {
@@ -318,7 +322,9 @@ impl<S: Store> Store for InstrumentedStore<S> {
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64> {
-        self.stats.observe(Op::Delete, self.inner.delete(keys)).await
+        self.stats
+            .observe(Op::Delete, self.inner.delete(keys))
+            .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
@@ -332,7 +338,9 @@ impl<S: Store> Store for InstrumentedStore<S> {
     }
 
     async fn persist(&self, key: &str) -> Result<bool> {
-        self.stats.observe(Op::Persist, self.inner.persist(key)).await
+        self.stats
+            .observe(Op::Persist, self.inner.persist(key))
+            .await
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {

@@ -109,15 +109,23 @@ impl Publisher {
         }
     }
 
-    /// Starts the task on the current tokio runtime.
-    pub(crate) fn spawn(self, runtime: &tokio::runtime::Handle) -> Heartbeat {
+    /// Writes the first heartbeat now (so the instance is listed as soon as this returns; a
+    /// failure is logged and retried by the task), then starts the task on `runtime`.
+    pub(crate) async fn start(mut self, runtime: &tokio::runtime::Handle) -> Heartbeat {
+        let failing = match self.publish().await {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::warn!(target: "cachekit::fleet", key = %self.key, error = %e, "fleet heartbeat could not be written; retrying every interval");
+                true
+            }
+        };
         let (stop, stopped) = watch::channel(false);
         let (id, key, store) = (
             self.config.instance_id.clone(),
             self.key.clone(),
             Arc::clone(&self.store),
         );
-        let task = runtime.spawn(self.run(stopped));
+        let task = runtime.spawn(self.run(stopped, failing));
         Heartbeat {
             id,
             key,
@@ -127,11 +135,12 @@ impl Publisher {
         }
     }
 
-    async fn run(mut self, mut stopped: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(self.config.interval);
+    async fn run(mut self, mut stopped: watch::Receiver<bool>, mut failing: bool) {
+        // The first heartbeat was written by `start`.
+        let mut ticker =
+            tokio::time::interval_at(Instant::now() + self.config.interval, self.config.interval);
         // After a stall (a slow store), write once and keep the rhythm, rather than a burst.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut failing = false;
         loop {
             tokio::select! {
                 biased;
@@ -227,8 +236,8 @@ impl Publisher {
             recent_calls: recent.calls,
             recent_errors: recent.errors,
             recent_timeouts: recent.timeouts,
-            p50_us: recent.latency.quantile(0.5).map(|d| micros(d)),
-            p99_us: recent.latency.quantile(0.99).map(|d| micros(d)),
+            p50_us: recent.latency.quantile(0.5).map(micros),
+            p99_us: recent.latency.quantile(0.99).map(micros),
             latency_buckets: recent.latency.to_buckets(),
         };
         self.prev_calls = now;

@@ -6,7 +6,12 @@ use std::time::Duration;
 use super::*;
 
 fn lookup(value: Option<&'static str>) -> impl Fn(&str) -> Option<String> {
-    move |name| (name == HEARTBEAT_ENV).then_some(value).flatten().map(str::to_owned)
+    move |name| {
+        (name == HEARTBEAT_ENV)
+            .then_some(value)
+            .flatten()
+            .map(str::to_owned)
+    }
 }
 
 #[test]
@@ -14,12 +19,20 @@ fn the_environment_turns_the_heartbeat_on_with_its_interval() {
     assert_eq!(FleetConfig::from_lookup(lookup(None)).unwrap(), None);
     for off in ["", "off", "OFF", "false", "0"] {
         let leaked: &'static str = Box::leak(off.to_owned().into_boxed_str());
-        assert_eq!(FleetConfig::from_lookup(lookup(Some(leaked))).unwrap(), None, "{off:?}");
+        assert_eq!(
+            FleetConfig::from_lookup(lookup(Some(leaked))).unwrap(),
+            None,
+            "{off:?}"
+        );
     }
-    let on = FleetConfig::from_lookup(lookup(Some("5s"))).unwrap().unwrap();
+    let on = FleetConfig::from_lookup(lookup(Some("5s")))
+        .unwrap()
+        .unwrap();
     assert_eq!(on.interval, Duration::from_secs(5));
     assert_eq!(on.ttl, Duration::from_secs(15));
-    assert!(on.instance_id.ends_with(&format!("-{}", std::process::id())));
+    assert!(on
+        .instance_id
+        .ends_with(&format!("-{}", std::process::id())));
 
     let err = FleetConfig::from_lookup(lookup(Some("soon"))).unwrap_err();
     assert_eq!(err.kind(), cache_core::ErrorKind::Config);
@@ -30,7 +43,10 @@ fn the_environment_turns_the_heartbeat_on_with_its_interval() {
 fn a_ttl_that_does_not_outlive_the_interval_is_refused() {
     let c = FleetConfig::new(Duration::from_secs(5)).with_ttl(Duration::from_secs(5));
     let err = c.validate().unwrap_err();
-    assert!(err.to_string().contains("longer than its interval"), "{err}");
+    assert!(
+        err.to_string().contains("longer than its interval"),
+        "{err}"
+    );
     assert!(FleetConfig::new(Duration::ZERO).validate().is_err());
     assert!(FleetConfig::new(Duration::from_secs(1))
         .with_instance_id("")
@@ -63,7 +79,11 @@ mod memory {
     }
 
     fn memory_config() -> Config {
-        Config::builder().memory().key_prefix("fleet-test").build().unwrap()
+        Config::builder()
+            .memory()
+            .key_prefix("fleet-test")
+            .build()
+            .unwrap()
     }
 
     #[tokio::test(start_paused = true)]
@@ -71,7 +91,7 @@ mod memory {
         let fleet = Fleet::connect_with(&memory_config(), None).await.unwrap();
         assert!(fleet.config().is_none());
         assert!(fleet.call_stats().is_none());
-        assert!(fleet.start().unwrap().is_none());
+        assert!(fleet.start().await.unwrap().is_none());
         let view = read_fleet(fleet.store().as_ref(), 100).await.unwrap();
         assert!(view.instances.is_empty());
     }
@@ -82,11 +102,10 @@ mod memory {
         let (a, cache_a) = instance("a", store.clone()).await;
         let (b, cache_b) = instance("b", store.clone()).await;
 
-        let hb_a = a.start_with_cache(&cache_a).unwrap().unwrap();
-        let hb_b = b.start_with_cache(&cache_b).unwrap().unwrap();
+        let hb_a = a.start_with_cache(&cache_a).await.unwrap().unwrap();
+        let hb_b = b.start_with_cache(&cache_b).await.unwrap().unwrap();
         assert_eq!(hb_a.key(), "fleet:a");
-        // The first heartbeats go out at once, before any traffic.
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The first heartbeats are written by `start` itself.
         let view = read_fleet(store.as_ref(), 100).await.unwrap();
         assert_eq!(view.instances.len(), 2);
         assert!(view.instances[0].families.is_empty());
@@ -96,7 +115,7 @@ mod memory {
         assert_eq!(cache_a.get_user::<i32>("2").await.unwrap(), None);
         assert_eq!(cache_b.get_content::<i32>("9").await.unwrap(), None);
         // The second heartbeats (one interval later) carry that traffic in their window.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(1010)).await;
 
         let view = read_fleet(store.as_ref(), 100).await.unwrap();
         let ids: Vec<&str> = view.instances.iter().map(|i| i.id.as_str()).collect();
@@ -166,7 +185,14 @@ mod memory {
     fn starting_outside_a_runtime_is_an_error_not_a_panic() {
         let store: DynStore = std::sync::Arc::new(crate::MemoryStore::default());
         let fleet = Fleet::wrap(store, Some(FleetConfig::new(Duration::from_secs(1))));
-        let err = fleet.start().unwrap_err();
+        use std::future::Future;
+        // Polled once by hand, with no tokio runtime around: it fails before its first await.
+        let mut start = std::pin::pin!(fleet.start());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(result) = start.as_mut().poll(&mut cx) else {
+            panic!("start waited for something outside a runtime");
+        };
+        let err = result.unwrap_err();
         assert!(err.to_string().contains("tokio runtime"), "{err}");
     }
 }
