@@ -32,6 +32,7 @@
 use std::sync::Arc;
 
 pub mod blocking;
+pub mod fleet;
 pub mod health;
 
 /// The foundation: the `Store` trait, errors, key schema, codec, configuration.
