@@ -455,6 +455,11 @@ impl RequestState {
             }
         }
         if self.shared.source == TokenSource::Cookie {
+            if self.inner.lock().settled {
+                // The answer depended on the cookie: caches must not serve it to another one.
+                res.headers_mut()
+                    .append(header::VARY, HeaderValue::from_static("cookie"));
+            }
             if let Some(value) = self.cookie_header() {
                 match HeaderValue::from_str(&value) {
                     Ok(v) => {

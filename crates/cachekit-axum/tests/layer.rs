@@ -65,9 +65,21 @@ async fn login_sets_a_locked_down_cookie_and_the_session_survives() {
         assert_eq!(refreshed.value(), cookie.value());
         assert_eq!(refreshed.max_age(), Some(cookie::time::Duration::hours(1)));
     }
-    let me = client.send("GET", "/me").await.json();
+    let me = client.send("GET", "/me").await;
+    assert_eq!(
+        me.headers[header::VARY],
+        "cookie",
+        "the answer depends on the cookie"
+    );
+    let me = me.json();
     assert_eq!(me["user"], "ada");
     assert_eq!(me["data"]["n"], 3);
+    assert!(client
+        .send("GET", "/untouched")
+        .await
+        .headers
+        .get(header::VARY)
+        .is_none());
 }
 
 #[tokio::test]

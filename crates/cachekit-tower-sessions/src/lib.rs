@@ -1,7 +1,7 @@
 //! # cachekit-tower-sessions
 //!
 //! A [`tower_sessions_core::SessionStore`] (tower-sessions 0.15) on any cachekit
-//! [`Store`](cache_core::Store): Redis, Redis Cluster or the in-memory store. A service already on
+//! [`Store`]: Redis, Redis Cluster or the in-memory store. A service already on
 //! tower-sessions switches with one line and keeps its handlers:
 //!
 //! ```
