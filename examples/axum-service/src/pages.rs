@@ -54,7 +54,7 @@ pub(crate) async fn home(MaybeSession(session): MaybeSession) -> Result<Response
     let devices = session.devices().await?.len();
     let handle = session
         .handle()
-        .map(|h| h.as_str()[..12].to_owned())
+        .and_then(|h| h.as_str().get(..12).map(str::to_owned))
         .unwrap_or_default();
     let expires = session
         .expires_at()

@@ -85,7 +85,12 @@ impl Chromedriver {
         ]
         .map(String::from)
         .into_iter()
-        .chain([format!("--user-data-dir={}", profile.path().display())])
+        .chain([
+            format!("--user-data-dir={}", profile.path().display()),
+            // Belt and braces for "loopback only": no host name resolves, so nothing the browser
+            // might still try in the background can leave the machine.
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1".to_owned(),
+        ])
         .collect::<Vec<_>>();
         let caps = serde_json::json!({
             "browserName": "chrome",
