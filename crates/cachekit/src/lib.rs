@@ -20,7 +20,7 @@
 //! let cache = cachekit::cache_manager(store.clone(), &config)?;
 //! let sessions = cachekit::session_manager(store, &config)?;
 //!
-//! cache.cache_user("42", &serde_json::json!({"name": "ada"})).await?;
+//! cache.user().set("42", &serde_json::json!({"name": "ada"})).await?;
 //! let login = sessions.create("42", Default::default()).await?;
 //! let session = sessions.get(login.token.expose()).await?.expect("just created");
 //! assert_eq!(session.user_id, "42");
@@ -42,10 +42,9 @@ pub use cache_domain as cache;
 pub use sessions;
 
 pub use cache_core::{
-    BackendConfig, Config, Error, ErrorKind, Family, Key, KeySchema, Profile, Result, Store,
-    StoreExt,
+    BackendConfig, Config, Error, ErrorKind, Key, KeySchema, Profile, Result, Store, StoreExt,
 };
-pub use cache_domain::CacheManager;
+pub use cache_domain::{CacheManager, Family};
 pub use sessions::{Session, SessionManager, SessionToken};
 
 #[cfg(feature = "mock")]
