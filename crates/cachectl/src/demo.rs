@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context};
 use cachekit::cache::{CrawlError, Family, KeyMatch};
 use cachekit::core::{Config, KeyTtl, Store, StoreExt};
-use cachekit::sessions::{CreateOptions, SessionData};
+use cachekit::sessions::{keys, CreateOptions, SessionData};
 use cachekit::{CacheManager, SessionManager};
 use serde_json::{json, Value};
 
@@ -127,12 +127,16 @@ async fn sessions_tour(
         &token[..8],
         token.len()
     ));
-    out.line(&format!("Store key: session:{handle}: a SHA-256 of the token, so a Redis dump holds no usable token."));
-    let keys = store.scan_all("session:*", 100).await?;
-    let leaks = keys.iter().filter(|k| k.contains(&token)).count();
+    let key = keys::session_key(&handle)?;
     out.line(&format!(
-        "Keys under session:* : {} (containing the token: {leaks})",
-        keys.len()
+        "Store key: {key}: a SHA-256 of the token, so a Redis dump holds no usable token."
+    ));
+    let pattern = keys::SESSION.pattern();
+    let found = store.scan_all(&pattern, 100).await?;
+    let leaks = found.iter().filter(|k| k.contains(&token)).count();
+    out.line(&format!(
+        "Keys under {pattern} : {} (containing the token: {leaks})",
+        found.len()
     ));
     ensure!(leaks == 0, "a store key contains the session token");
     f.add(
@@ -159,7 +163,7 @@ async fn sessions_tour(
             CreateOptions::new().with_idle_timeout(Duration::from_secs(3)),
         )
         .await?;
-    let short_key = format!("session:{}", short.session.handle);
+    let short_key = keys::session_key(&short.session.handle)?;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let before = ttl_text(store.as_ref(), &short_key).await;
     sessions

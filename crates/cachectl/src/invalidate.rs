@@ -43,8 +43,7 @@ pub(crate) struct InvalidateArgs {
 /// Parses a cache family named on the command line; the session families are refused with the
 /// command that manages them.
 pub(crate) fn cache_family(name: &str) -> anyhow::Result<Family> {
-    let norm = name.trim().to_ascii_lowercase().replace('-', "_");
-    if matches!(norm.as_str(), "session" | "sessions" | "session_index") {
+    if cachekit::sessions::SessionFamily::from_name(name).is_some() || name.trim() == "sessions" {
         bail!(
             "{name:?} is not a cache family: session keys are managed by `cachectl sessions \
              list|revoke|cleanup` (deleting them here would bypass the session index, and deleting \

@@ -239,16 +239,11 @@ async fn stats(config: &Config, store: Arc<dyn Store>, out: &Out) -> anyhow::Res
     for (family, n) in cache.key_counts().await? {
         counts.insert(family.name().to_string(), json!(n));
     }
-    for family in [
-        cachekit::core::Family::Session,
-        cachekit::core::Family::SessionIndex,
-    ] {
-        // The session key layout still lives in cache-core's schema until the sessions crate
-        // publishes its own table; these two counts move there with it.
+    for family in cachekit::sessions::keys::FAMILIES {
         let n = store
             .count_matching(&family.pattern(), config.scan_count)
             .await?;
-        counts.insert(family.name().to_string(), json!(n));
+        counts.insert(family.name.to_string(), json!(n));
     }
     let mut text = format!("backend: {}\n", describe_backend(config));
     if let Some(s) = &backend_stats {

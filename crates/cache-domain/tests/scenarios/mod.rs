@@ -19,7 +19,7 @@ use cache_domain::{
     CacheConfig, CacheManager, CrawlError, CrawlStatus, Family, KeyMatch, LeaseConfig, LoadError,
 };
 use cache_memory::MemoryStore;
-use cache_redis::RedisStore;
+use cache_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
 use test_redis::{RedisCluster, RedisServer};
 use tokio::sync::watch;
@@ -151,9 +151,11 @@ impl Target {
         match self {
             Target::Memory(m) => Arc::new(m.clone()),
             _ => Arc::new(
-                RedisStore::connect(&self.redis_config())
-                    .await
-                    .expect("connect to the test server"),
+                RedisStore::connect(
+                    &RedisConfig::from_core(&self.redis_config()).expect("valid Redis settings"),
+                )
+                .await
+                .expect("connect to the test server"),
             ),
         }
     }
