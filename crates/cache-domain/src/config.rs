@@ -30,7 +30,7 @@ pub enum WritePolicy {
     Propagate,
 }
 
-/// The optional cross-process lease of [`CacheManager::get_or_load`](crate::CacheManager::get_or_load):
+/// The optional cross-process lease of [`FamilyCache::get_or_load`](crate::FamilyCache::get_or_load):
 /// before running its loader, the in-process leader of a key takes `lease:{key}` with
 /// `SET NX PX ttl`. An instance that finds the lease taken polls the cache every `poll_interval`
 /// for at most `wait`, and loads itself when nothing arrived by then (so a crashed lease holder
@@ -169,7 +169,7 @@ impl CacheConfig {
 
     /// Sets how long a namespace version read from the store is trusted before it is read again
     /// (default 1 s). This bounds how long *another* process keeps reading a family after
-    /// [`CacheManager::bump_version`](crate::CacheManager::bump_version); the process that bumps
+    /// [`FamilyCache::bump_version`](crate::FamilyCache::bump_version); the process that bumps
     /// sees the new version at once. The re-read is done by one caller per family and interval,
     /// the others keep using the known version, so the cost is one `GET` per family per interval.
     pub fn with_version_refresh(mut self, interval: Duration) -> Self {
@@ -184,7 +184,7 @@ impl CacheConfig {
     }
 
     /// Enables negative caching (off by default): when the loader of
-    /// [`CacheManager::get_or_load_optional`](crate::CacheManager::get_or_load_optional) finds
+    /// [`FamilyCache::get_or_load_optional`](crate::FamilyCache::get_or_load_optional) finds
     /// nothing, a small marker is cached for `ttl`, so repeated lookups of a missing id do not reach
     /// the database. Keep it short: an id created meanwhile stays "missing" for up to `ttl` unless
     /// it is invalidated.

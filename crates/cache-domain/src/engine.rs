@@ -1,4 +1,4 @@
-//! The engine under every typed call: the manager's shared state ([`Inner`], one [`FamilyState`] per
+//! The engine under every typed call: the manager's shared state (`Inner`, one `FamilyState` per
 //! family), typed reads and writes of one or many ids through the codec, and what happens when the
 //! store fails or holds bad bytes.
 //!

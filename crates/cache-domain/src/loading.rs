@@ -1,7 +1,7 @@
 //! Cache-aside loading: [`FamilyCache::get_or_load`](crate::FamilyCache::get_or_load) and
 //! [`FamilyCache::get_or_load_optional`](crate::FamilyCache::get_or_load_optional).
 //!
-//! - **Single-flight** per key inside the process ([`crate::flight`]): one leader runs the loader,
+//! - **Single-flight** per key inside the process (`flight.rs`): one leader runs the loader,
 //!   the callers that miss the same key meanwhile wait for its outcome.
 //! - **Cross-process lease** when configured: before loading, the leader takes `lease:{key}` with
 //!   `SET NX PX`; an instance that finds it taken polls for the holder's value for at most the

@@ -10,7 +10,7 @@
 //! interval (default 1 s), by one caller while the others go on with the known value. So after a
 //! bump, **other processes may read the old version for up to one refresh interval** (plus one
 //! round trip); the bumping process switches at once. Invalidation calls always read the versions
-//! fresh from the store ([`Inner::fresh_versions`]).
+//! fresh from the store (`Inner::fresh_versions`).
 //!
 //! If the version key is deleted (e.g. by `flush_prefix`, which deletes every key anyway) the
 //! version falls back to 0; a process that still had a higher version cached may write a few keys

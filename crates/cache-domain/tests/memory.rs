@@ -161,86 +161,6 @@ async fn bad_input_is_an_error_before_any_store_call() {
     assert_eq!(store.entry_count(), 0);
 }
 
-async fn run_concurrent<F, Fut>(
-    n: usize,
-    f: F,
-) -> Vec<Result<Result<User, LoadError<String>>, tokio::task::JoinError>>
-where
-    F: Fn(CacheManager<MemoryStore>) -> Fut,
-    Fut: std::future::Future<Output = Result<User, LoadError<String>>> + Send + 'static,
-{
-    let (cache, _) = manager();
-    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(f(cache.clone()))).collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await);
-    }
-    out
-}
-
-#[tokio::test(start_paused = true)]
-async fn single_flight_one_loader_run_for_100_callers() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (cache, _) = manager();
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            tokio::spawn(async move {
-                cache
-                    .user()
-                    .get_or_load("7", || async move {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        Ok::<_, String>(user(7))
-                    })
-                    .await
-            })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), user(7));
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    let s = cache.user().stats();
-    assert_eq!((s.loads, s.coalesced, s.misses, s.writes), (1, 99, 100, 1));
-    assert_eq!(cache.loads_in_flight(), 0);
-    // Cached now: another call does not load.
-    let again: User = cache
-        .user()
-        .get_or_load("7", || async { Err("no".to_owned()) })
-        .await
-        .unwrap();
-    assert_eq!(again, user(7));
-}
-
-#[tokio::test(start_paused = true)]
-async fn single_flight_shares_an_error_without_caching_it() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c2 = calls.clone();
-    let results = run_concurrent(100, move |cache| {
-        let calls = c2.clone();
-        async move {
-            cache
-                .user()
-                .get_or_load("7", || async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    Err::<User, _>("database down".to_owned())
-                })
-                .await
-        }
-    })
-    .await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    for r in results {
-        let err = r.unwrap().unwrap_err();
-        assert_eq!(
-            err.loader_error().map(String::as_str),
-            Some("database down")
-        );
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn an_error_is_not_cached() {
     let (cache, _) = manager();
@@ -257,47 +177,6 @@ async fn an_error_is_not_cached() {
     assert_eq!(v, user(1));
     let s = cache.user().stats();
     assert_eq!((s.loads, s.load_errors), (2, 1));
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_panicking_leader_does_not_wedge_the_waiters() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (cache, _) = manager();
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            tokio::spawn(async move {
-                cache
-                    .user()
-                    .get_or_load("7", || async move {
-                        let n = calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        if n == 0 {
-                            panic!("loader bug");
-                        }
-                        Ok::<_, String>(user(7))
-                    })
-                    .await
-            })
-        })
-        .collect();
-    let (mut ok, mut panicked) = (0, 0);
-    for t in tasks {
-        match t.await {
-            Ok(r) => {
-                assert_eq!(r.unwrap(), user(7));
-                ok += 1;
-            }
-            Err(e) => {
-                assert!(e.is_panic());
-                panicked += 1;
-            }
-        }
-    }
-    assert_eq!((ok, panicked), (99, 1));
-    // The panicking load, then exactly one more by the waiter that took over.
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert_eq!(cache.loads_in_flight(), 0);
 }
 
 #[tokio::test(start_paused = true)]

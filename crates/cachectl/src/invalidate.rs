@@ -17,6 +17,7 @@ use anyhow::bail;
 use cachekit::cache::{Family, KeyMatch};
 use cachekit::core::{Config, Store, StoreExt};
 use clap::Args;
+use indicatif::ProgressBar;
 use serde_json::json;
 
 use crate::output::Out;
@@ -74,6 +75,19 @@ pub(crate) async fn run(
     }
 }
 
+/// A progress bar for a run over `pattern`, and the callback that advances it.
+fn progress_bar(out: &Out, pattern: &str) -> (ProgressBar, impl Fn(u64, u64) + Send + Sync) {
+    let bar = out.progress_bar(&format!("invalidating {pattern}"));
+    let advance = {
+        let bar = bar.clone();
+        move |scanned: u64, deleted: u64| {
+            bar.set_position(scanned);
+            bar.set_message(format!("{deleted} deleted"));
+        }
+    };
+    (bar, advance)
+}
+
 async fn by_id(
     family: Family,
     id: &str,
@@ -120,14 +134,7 @@ async fn whole_family(
         );
         return Ok(0);
     }
-    let bar = out.progress_bar(&format!("invalidating {pattern}"));
-    let progress = {
-        let bar = bar.clone();
-        move |scanned: u64, deleted: u64| {
-            bar.set_position(scanned);
-            bar.set_message(format!("{deleted} deleted"));
-        }
-    };
+    let (bar, progress) = progress_bar(out, &pattern);
     let deleted = handle
         .invalidate_matching_with_progress(KeyMatch::All, &progress)
         .await?;
@@ -154,14 +161,7 @@ async fn by_pattern(
         );
         return Ok(0);
     }
-    let bar = out.progress_bar(&format!("invalidating {pattern}"));
-    let progress = {
-        let bar = bar.clone();
-        move |scanned: u64, deleted: u64| {
-            bar.set_position(scanned);
-            bar.set_message(format!("{deleted} deleted"));
-        }
-    };
+    let (bar, progress) = progress_bar(out, pattern);
     let deleted = store
         .delete_matching(pattern, config.scan_count, &progress)
         .await?;

@@ -437,6 +437,15 @@ pub async fn single_flight_with_100_callers(t: &Target) {
         assert_eq!(r.unwrap().unwrap(), user(1));
     }
     assert!(t.exists("user:ok").await);
+    let s = cache.user().stats();
+    assert_eq!((s.loads, s.coalesced, s.misses, s.writes), (1, 99, 100, 1));
+    // Cached now: another call does not load.
+    let again = cache
+        .user()
+        .get_or_load("ok", || async { Err::<User, _>("not called".to_owned()) })
+        .await
+        .unwrap();
+    assert_eq!(again, user(1));
 
     let (calls, results) = hundred_callers(&cache, "err", |_| Err("db down".into())).await;
     assert_eq!(calls, 1);
