@@ -14,24 +14,32 @@ use std::sync::Once;
 fn describe() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for (name, help) in [
-            ("session_layer_logins_total", "Sessions created by a login."),
-            (
-                "session_layer_logins_rejected_total",
-                "Logins refused by the per-user session limit.",
-            ),
-            ("session_layer_logouts_total", "Logouts, by scope."),
-            (
-                "session_layer_unavailable_total",
-                "Session operations failed closed because the store could not answer.",
-            ),
-            (
-                "session_layer_rejected_tokens_total",
-                "Malformed tokens and undecodable records treated as no session.",
-            ),
-        ] {
-            metrics::describe_counter!(name, metrics::Unit::Count, help);
-        }
+        use metrics::{describe_counter, Unit};
+        describe_counter!(
+            "session_layer_logins_total",
+            Unit::Count,
+            "Sessions created by a login."
+        );
+        describe_counter!(
+            "session_layer_logins_rejected_total",
+            Unit::Count,
+            "Logins refused by the per-user session limit."
+        );
+        describe_counter!(
+            "session_layer_logouts_total",
+            Unit::Count,
+            "Logouts, by scope."
+        );
+        describe_counter!(
+            "session_layer_unavailable_total",
+            Unit::Count,
+            "Session operations failed closed because the store could not answer."
+        );
+        describe_counter!(
+            "session_layer_rejected_tokens_total",
+            Unit::Count,
+            "Malformed tokens and undecodable records treated as no session."
+        );
     });
 }
 

@@ -18,7 +18,11 @@ async fn instance(server: &RedisServer, gate: Gate) -> (axum::Router, Arc<dyn St
         .key_prefix("web")
         .build()
         .unwrap();
-    let store: Arc<dyn Store> = Arc::new(cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(&config).unwrap()).await.unwrap());
+    let store: Arc<dyn Store> = Arc::new(
+        cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(&config).unwrap())
+            .await
+            .unwrap(),
+    );
     let manager = SessionManager::new(Arc::clone(&store));
     (routes(gate).layer(SessionLayer::new(manager)), store)
 }

@@ -46,7 +46,10 @@ async fn redis() -> Backend {
         .key_prefix("tower")
         .build()
         .unwrap();
-    let store = cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(&config).unwrap()).await.unwrap();
+    let store =
+        cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(&config).unwrap())
+            .await
+            .unwrap();
     Backend {
         store: Arc::new(store),
         _server: Some(server),

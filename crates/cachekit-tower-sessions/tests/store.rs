@@ -81,7 +81,11 @@ async fn a_redis_outage_is_an_error_never_no_session() {
         .key_prefix("tower")
         .build()
         .unwrap();
-    let redis: Arc<dyn Store> = Arc::new(cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(&config).unwrap()).await.unwrap());
+    let redis: Arc<dyn Store> = Arc::new(
+        cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(&config).unwrap())
+            .await
+            .unwrap(),
+    );
     let store = CachekitStore::new(redis);
     let mut rec = record(Id::default(), 1, Duration::hours(1));
     store.create(&mut rec).await.unwrap();

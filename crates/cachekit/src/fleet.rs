@@ -226,7 +226,9 @@ impl Fleet {
             };
             if redis {
                 config.validate()?;
-                let store = cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(config)?).await?;
+                let store =
+                    cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(config)?)
+                        .await?;
                 let mut built = Self::wrap(Arc::new(store.clone()), fleet);
                 built.pool = PoolSource::Redis(store);
                 return Ok(built);
