@@ -3,8 +3,8 @@
 //! fix, `shop`'s `invalidate_matching(User, All)` (pattern `shop:user:*`) deleted the cached users,
 //! session records and session index of the tenant `shop:user`, and `key_counts` counted them.
 
-use cachekit::cache::KeyMatch;
-use cachekit::core::{Config, ErrorKind, Family, Store, StoreExt};
+use cachekit::cache::{Family, KeyMatch};
+use cachekit::core::{Config, ErrorKind, Store, StoreExt};
 use cachekit::sessions::CreateOptions;
 use cachekit::{MemoryStore, RedisConfig, RedisStore};
 use serde_json::{json, Value};
@@ -25,11 +25,13 @@ async fn nested_tenants_stay_apart<S: Store + Clone + 'static>(
     let sessions_nested = cachekit::session_manager(nested.clone(), config).expect("sessions");
 
     cache_shop
-        .cache_user("1", &json!({"tenant": "shop"}))
+        .user()
+        .set("1", &json!({"tenant": "shop"}))
         .await
         .unwrap();
     cache_nested
-        .cache_user("1", &json!({"tenant": "nested"}))
+        .user()
+        .set("1", &json!({"tenant": "nested"}))
         .await
         .unwrap();
     let login = sessions_nested
@@ -55,7 +57,8 @@ async fn nested_tenants_stay_apart<S: Store + Clone + 'static>(
 
     // `invalidate_matching(User, All)` deletes shop's user, nothing of the other tenant.
     let deleted = cache_shop
-        .invalidate_matching(Family::User, KeyMatch::All)
+        .family(Family::User)
+        .invalidate_matching(KeyMatch::All)
         .await
         .unwrap();
     assert_eq!(
@@ -63,7 +66,7 @@ async fn nested_tenants_stay_apart<S: Store + Clone + 'static>(
         "{what}: invalidate_matching deleted {deleted} keys"
     );
     assert_eq!(
-        cache_nested.get_user::<Value>("1").await.unwrap(),
+        cache_nested.user().get::<Value>("1").await.unwrap(),
         Some(json!({"tenant": "nested"})),
         "{what}: the other tenant's cached user"
     );
@@ -82,7 +85,7 @@ async fn nested_tenants_stay_apart<S: Store + Clone + 'static>(
     );
 
     // `flush_prefix` of shop leaves the other tenant intact.
-    cache_shop.cache_user("2", &json!(2)).await.unwrap();
+    cache_shop.user().set("2", &json!(2)).await.unwrap();
     assert_eq!(
         shop.flush_prefix().await.unwrap(),
         1,
@@ -95,12 +98,13 @@ async fn nested_tenants_stay_apart<S: Store + Clone + 'static>(
     );
 
     // And the other way round.
-    cache_shop.cache_user("3", &json!(3)).await.unwrap();
+    cache_shop.user().set("3", &json!(3)).await.unwrap();
     let counts = cache_nested.key_counts().await.unwrap();
     assert_eq!(counts.get(&Family::User), Some(&1), "{what}: {counts:?}");
     assert_eq!(
         cache_nested
-            .invalidate_matching(Family::User, KeyMatch::All)
+            .family(Family::User)
+            .invalidate_matching(KeyMatch::All)
             .await
             .unwrap(),
         1,

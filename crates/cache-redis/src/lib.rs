@@ -13,7 +13,7 @@
 //!     .with_key_prefix("shop");
 //! // Or from REDIS_URL / REDIS_CLUSTER_NODES and the other variables of docs/operations.md:
 //! // let config = RedisConfig::from_env(Profile::Production)?;
-//! let store = RedisStore::connect(&config).await?; // fails here on a wrong URL or password
+//! let store = RedisStore::connect(&cache_redis::RedisConfig::from_core(&config).unwrap()).await?; // fails here on a wrong URL or password
 //! store.set("user:42", b"{}", SetOptions::ttl(Duration::from_secs(60))).await?;
 //! assert_eq!(store.get("user:42").await?.as_deref(), Some(&b"{}"[..]));
 //! println!("{:?}", store.connectivity().await);
@@ -201,6 +201,7 @@ mod conn;
 mod error;
 mod health;
 pub mod info;
+mod introspect;
 mod manager;
 mod retry;
 mod route;
@@ -213,4 +214,5 @@ pub use builder::RedisStoreBuilder;
 pub use cache_core::health::{Connectivity, SelfTestReport, SelfTestStep};
 pub use cluster::{NodeHealth, NodeRole};
 pub use config::{PoolConfig, RedisConfig, RedisEndpoint, RetryConfig, DEFAULT_SHARED_CONNECTIONS};
+pub use introspect::NodeInfo;
 pub use store::RedisStore;
