@@ -18,7 +18,7 @@
 //! already has: a read that ran before a local bump and returned after it, two refreshes that
 //! overtake each other, or a lagging replica behind `RedisStore::replica_reads`. Publishing it
 //! would send reads and writes back to a namespace that was invalidated, for a whole refresh
-//! interval. So every version is published with a maximum ([`VersionSlot`]), and a read below the
+//! interval. So every version is published with a maximum (`VersionSlot`), and a read below the
 //! known version is checked against the primary with a compare-and-swap of the bytes read:
 //!
 //! - the primary holds something else: the read was stale; the process keeps the higher version
