@@ -56,7 +56,7 @@ use cache_core::{BackendConfig, Config, Error, Result, Store};
 use cache_domain::CacheManager;
 
 pub use histogram::{quantile_of_buckets, LatencyHistogram, LatencySnapshot};
-pub use instrument::{CallStats, CallStatsSnapshot, InstrumentedStore};
+pub use instrument::{instrument, CallStats, CallStatsSnapshot, InstrumentedStore};
 pub use publish::Heartbeat;
 pub use read::{read_fleet, FleetTotals, FleetView};
 pub use report::{FamilyReport, InstanceReport, PoolReport, StoreCallReport};
@@ -226,7 +226,9 @@ impl Fleet {
             };
             if redis {
                 config.validate()?;
-                let store = cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(config)?).await?;
+                let store =
+                    cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(config)?)
+                        .await?;
                 let mut built = Self::wrap(Arc::new(store.clone()), fleet);
                 built.pool = PoolSource::Redis(store);
                 return Ok(built);
@@ -253,7 +255,7 @@ impl Fleet {
             },
             Some(config) => {
                 let calls = Arc::new(CallStats::new());
-                let instrumented: DynStore = Arc::new(InstrumentedStore::with_stats(
+                let instrumented: DynStore = Arc::new(InstrumentedStore::new(
                     Arc::clone(&store),
                     Arc::clone(&calls),
                 ));

@@ -377,7 +377,7 @@ mod runtime {
     #[test]
     fn what_the_library_registers_at_run_time_is_documented() {
         use cachekit::core::{Error, Store};
-        use cachekit::fleet::InstrumentedStore;
+        use cachekit::fleet::instrument;
 
         let recorder = Arc::new(Capture::default());
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -385,7 +385,7 @@ mod runtime {
             .build()
             .unwrap();
         metrics::with_local_recorder(recorder.as_ref(), || {
-            let store = InstrumentedStore::new(cachekit::MemoryStore::default());
+            let store = instrument(cachekit::MemoryStore::default());
             let cache = cachekit::CacheManager::new(cachekit::MemoryStore::default());
             runtime.block_on(async {
                 cache.cache_user("1", &1).await.unwrap();
