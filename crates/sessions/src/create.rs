@@ -64,9 +64,9 @@ pub struct NewSession {
 impl<S: Store> SessionManager<S> {
     /// Creates a session for `user_id` and returns it with its token.
     ///
-    /// Store calls: prune the user's index, add the new handle to it, `SET NX PX` the record, add the
-    /// handle again (see the crate docs for why the index is written before and after); with a
-    /// per-user maximum, a listing and the revocation of the oldest sessions beyond it.
+    /// Store calls: prune the user's index, `SET NX PX` the record, add its handle to the index (see
+    /// the crate docs for why in this order); with a per-user maximum, a listing and the revocation
+    /// of the sessions beyond it.
     pub async fn create(&self, user_id: &str, opts: CreateOptions) -> Result<NewSession> {
         let index = index_key(user_id)?;
         let s = &self.inner.settings;
@@ -118,8 +118,14 @@ impl<S: Store> SessionManager<S> {
         })
     }
 
-    /// Stores `record` under a fresh token: index entry, `SET NX`, index entry again. Returns the
+    /// Stores `record` under a fresh token: the record (`SET NX`), then its index entry. Returns the
     /// token. On a (practically impossible) key collision a new token is drawn.
+    ///
+    /// The record comes first so that an index entry is only ever visible for a record that was
+    /// written: a listing that sees an entry and then finds no record knows the record is gone for
+    /// good (see the crate docs, "The per-user index without transactions"). Between the two writes
+    /// the session exists without an entry, but nobody holds its token yet: the token leaves this
+    /// function only after the entry is written.
     pub(crate) async fn insert_new(
         &self,
         index: &Key,
@@ -132,25 +138,20 @@ impl<S: Store> SessionManager<S> {
         for _ in 0..MAX_TOKEN_ATTEMPTS {
             let token = SessionToken::generate()?;
             let key = session_key(token.handle())?;
-            let handle = token.handle().as_str();
-            // Index first: if we crash after the SET, the session is still findable by
-            // `revoke_all`. The index may hold entries for sessions that do not exist; never the
-            // other way round.
-            let added = store.zadd(index, handle, score).await?;
             let created = store
                 .set(&key, bytes, SetOptions::ttl(ttl).if_absent())
                 .await?;
             if !created {
-                // Someone holds this handle already. Only undo our index entry if we added it.
+                // Someone holds this handle already; its index entry is theirs, so nothing to undo.
                 tracing::error!("session key collision: the random number generator is suspect");
-                if added {
-                    store.zrem(index, &[handle]).await?;
-                }
                 continue;
             }
-            // Again after the SET: a concurrent listing may have seen our entry before the SET,
-            // found no session, and removed it. Re-adding is idempotent.
-            store.zadd(index, handle, score).await?;
+            if let Err(e) = store.zadd(index, token.handle().as_str(), score).await {
+                // The token is never handed out, so the record is unusable; remove it (best effort:
+                // if this fails too, its TTL collects it).
+                let _ = store.delete(&[&key]).await;
+                return Err(e);
+            }
             return Ok(token);
         }
         Err(Error::backend(

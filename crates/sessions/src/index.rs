@@ -1,7 +1,6 @@
 //! The per-user index (`sessions:user:{user_id}`, a sorted set of handles scored by absolute
-//! deadline): listing a user's sessions, removing entries of sessions that are gone (and restoring
-//! any that reappeared), pruning entries past their deadline, and the periodic
-//! [`SessionManager::cleanup`].
+//! deadline): listing a user's sessions, removing entries of sessions that are gone, pruning entries
+//! past their deadline, and the periodic [`SessionManager::cleanup`].
 
 use cache_core::keys::Key;
 use cache_core::{codec, Result, ScanCursor, Store};
@@ -101,8 +100,8 @@ impl<S: Store> SessionManager<S> {
             .await
     }
 
-    /// Reads every session the index names, removes entries of sessions that are gone (re-adding any
-    /// that appeared meanwhile), deletes sessions past their deadline, and returns the live ones.
+    /// Reads every session the index names, removes entries of sessions that are gone, deletes
+    /// sessions past their deadline, and returns the live ones.
     pub(crate) async fn scan_index(&self, index: &Key, user_id: &str, now: i64) -> Result<Scan> {
         let store = &self.inner.store;
         self.prune(index, now).await?;
@@ -159,41 +158,17 @@ impl<S: Store> SessionManager<S> {
             }
         }
         if !missing.is_empty() {
-            scan.orphans_removed = self.remove_orphans(index, user_id, &missing).await?;
-        }
-        Ok(scan)
-    }
-
-    /// Removes index entries whose session was missing, then looks again: a session created between
-    /// our read and our removal (its `create` wrote the entry, we saw no record yet) gets its entry
-    /// back. Together with `create` writing the entry before and after the record, this keeps the
-    /// index a superset of live sessions without multi-key transactions.
-    async fn remove_orphans(
-        &self,
-        index: &Key,
-        user_id: &str,
-        missing: &[SessionHandle],
-    ) -> Result<u64> {
-        let store = &self.inner.store;
-        let mut removed = 0;
-        for chunk in missing.chunks(BATCH) {
-            let members: Vec<&str> = chunk.iter().map(SessionHandle::as_str).collect();
-            removed += store.zrem(index, &members).await?;
-            let keys = chunk.iter().map(session_key).collect::<Result<Vec<_>>>()?;
-            let refs: Vec<&str> = keys.iter().map(Key::as_str).collect();
-            for (handle, value) in chunk.iter().zip(store.get_many(&refs).await?) {
-                let Some(bytes) = value else { continue };
-                let Ok(record) = codec::decode::<Record>(&bytes) else {
-                    continue;
-                };
-                if record.user_id == user_id {
-                    store
-                        .zadd(index, handle.as_str(), record.absolute_deadline_ms as f64)
-                        .await?;
-                    removed = removed.saturating_sub(1);
-                }
+            // Every entry in `missing` was visible before its record was found absent. An entry is
+            // written only after its record (`insert_new`), and a record that is gone never comes
+            // back (records are created only by `SET NX` under a fresh random handle; every other
+            // write needs the key to exist), so these entries name sessions that are over: removing
+            // them can never leave a live session without an entry, whatever runs concurrently and
+            // even if this call is dropped half-way.
+            for chunk in missing.chunks(BATCH) {
+                let members: Vec<&str> = chunk.iter().map(SessionHandle::as_str).collect();
+                scan.orphans_removed += store.zrem(index, &members).await?;
             }
         }
-        Ok(removed)
+        Ok(scan)
     }
 }

@@ -76,20 +76,32 @@
 //!
 //! A session key and its user's index key hash to different Redis Cluster slots (the session is
 //! found by token alone, so its key cannot carry the user as a hash tag), and keyspace notifications
-//! are lossy. So the index is kept a **superset of the live sessions** by ordering alone:
+//! are lossy. So the index is kept a **superset of the live sessions** by ordering alone. The
+//! invariant: *every live session whose token has been handed out has an entry in its user's
+//! index*, at every moment, whatever runs concurrently and wherever a call is cancelled. It rests on
+//! four rules:
 //!
-//! - create writes the index entry, then the record (`SET NX`), then the index entry again (a listing
-//!   running in between may have removed the entry after seeing no record yet);
-//! - every removal deletes the record first and the index entry second;
-//! - a listing that removes entries of missing records reads those records again afterwards and
-//!   restores the entry of any that appeared;
-//! - entries are scored by the absolute deadline, an upper bound of the session's life, so sliding
-//!   touches never write the index, and entries past it (plus a clock-skew tolerance) are pruned on
-//!   every read and write of the index.
+//! 1. **Record first, entry second.** `create` (and `rotate`, for the new token) writes the record
+//!    with `SET NX`, then adds the index entry, and hands out the token only after both. So an
+//!    entry is visible only for a record that was written.
+//! 2. **Records never come back.** A record is created only by `SET NX` under a fresh random handle;
+//!    every other write to a session key is a compare-and-swap against its existing bytes or a
+//!    `SET XX`, neither of which creates a key. Once a record is gone (deleted, expired, evicted), no
+//!    write brings it back.
+//! 3. **An entry is removed only when its session is over**: by the remover after deleting the
+//!    record (record first, entry second); by a listing or cleanup that saw the entry and *then*
+//!    found no record (by rules 1 and 2 that record is gone for good, so there is nothing to
+//!    re-check and nothing to restore); or by pruning, a clock-skew tolerance after the entry's
+//!    score, the absolute deadline no session outlives.
+//! 4. Entries are scored by the absolute deadline, an upper bound of the session's life, so sliding
+//!    touches never write the index.
 //!
-//! Stale entries are harmless (listings skip and remove them); a missing entry would let a session
-//! escape "sign out everywhere", which the ordering rules out. [`SessionManager::cleanup`] visits all
-//! indexes for users who never return.
+//! No removal depends on a later write to put an entry back, so a removal interrupted half-way (a
+//! dropped request) cannot leave a live session unindexed. Stale entries are harmless (listings skip
+//! and remove them); a missing entry would let a session escape "sign out everywhere", which the
+//! rules above rule out. [`SessionManager::cleanup`] visits all indexes for users who never return.
+//! (The only unindexed records are those of a `create` that failed or crashed between its two
+//! writes: their token was never handed out, so nobody can use them, and their TTL collects them.)
 //!
 //! # Costs (store round trips)
 //!
@@ -97,10 +109,10 @@
 //! |---|---|
 //! | `get` | 1 (`GETEX`); +1 `CAS` once per touch interval; +1 `EXPIRE` in the last idle window before the absolute deadline or with a non-default idle timeout |
 //! | `update` / `replace` / `extend` | 2 (`GET` + `CAS`); +1 per conflict |
-//! | `create` | 4 (prune, `ZADD`, `SET NX`, `ZADD`); + a listing with a per-user maximum |
-//! | `rotate` | 6 + 1 per concurrent update |
+//! | `create` | 3 (prune, `SET NX`, `ZADD`); + a listing with a per-user maximum |
+//! | `rotate` | 5 (`GET`, `SET NX`, `ZADD`, `CAS`, `ZREM`); +2 per concurrent update |
 //! | `delete` / `revoke` | 3 (`GET`, `UNLINK`, `ZREM`) |
-//! | `list_user_sessions` | 3 (prune, `ZRANGEBYSCORE`, `MGET`); +2 when entries are stale |
+//! | `list_user_sessions` | 3 (prune, `ZRANGEBYSCORE`, `MGET`); +1 (`ZREM`) when entries are stale |
 //!
 //! # Configuration
 //!

@@ -258,40 +258,38 @@ async fn listing_hides_expired_sessions_and_the_index_heals() {
     assert_eq!(report.indexes_scanned, 0, "empty indexes are gone");
 }
 
-/// An index entry never disappears for a session that exists, even when a listing runs between
-/// the index write and the record write of a create (simulated by writing the entry by hand).
+/// A listing removes the entry of a record that is gone (an entry is written only after its record,
+/// so a missing record is over for good), and keeps the entry of every record that exists.
 #[tokio::test(start_paused = true)]
-async fn listing_during_create_keeps_the_entry() {
+async fn listing_removes_only_entries_without_a_record() {
     let s = store();
     let m = manager(&s);
     let c = m.create("u", CreateOptions::new()).await.unwrap();
     let index = index_key("u").unwrap();
-    // A half-created session: index entry written, record not yet.
-    let pending = sessions::SessionToken::generate().unwrap();
-    let pending_key = session_key(pending.handle()).unwrap();
-    s.zadd(&index, pending.handle().as_str(), 1e15)
-        .await
-        .unwrap();
+    // An entry whose record is gone (expired by its TTL, say).
+    let gone = sessions::SessionToken::generate().unwrap();
+    s.zadd(&index, gone.handle().as_str(), 1e15).await.unwrap();
     assert_eq!(m.list_user_sessions("u").await.unwrap().len(), 1);
     assert_eq!(
         s.zcard(&index).await.unwrap(),
         1,
         "the stale entry was removed"
     );
-    // Now the record appears (a create finishing): an entry is there because create re-adds it;
-    // here we check the listing's own re-check by creating the record before the listing's removal
-    // completes, i.e. a record that exists when the listing looks again.
+    // A second record of the user, written and indexed in create's order.
+    let other = sessions::SessionToken::generate().unwrap();
     let raw = s
         .get(&session_key(c.token.handle()).unwrap())
         .await
         .unwrap()
         .unwrap();
-    s.set(&pending_key, &raw, cache_core::SetOptions::ttl(10 * MIN))
-        .await
-        .unwrap();
-    s.zadd(&index, pending.handle().as_str(), 1e15)
-        .await
-        .unwrap();
+    s.set(
+        &session_key(other.handle()).unwrap(),
+        &raw,
+        cache_core::SetOptions::ttl(10 * MIN),
+    )
+    .await
+    .unwrap();
+    s.zadd(&index, other.handle().as_str(), 1e15).await.unwrap();
     let listed = m.list_user_sessions("u").await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(s.zcard(&index).await.unwrap(), 2);

@@ -64,6 +64,7 @@ macro_rules! session_scenarios {
             update_during_rotation_is_kept,
             delete_during_rotation_wins,
             concurrent_merges,
+            sign_out_everywhere_while_listing,
         );
     };
     (@tests $fixture:path, #[$attr:meta], $($scenario:ident),+ $(,)?) => {
@@ -82,6 +83,21 @@ pub fn obj(v: Value) -> SessionData {
         Value::Object(m) => m,
         other => panic!("not an object: {other}"),
     }
+}
+
+/// Polls `fut` at most `polls` times and drops it if it has not finished by then: a request
+/// cancelled part-way (its client went away), at a point that varies with `polls`. `None`: dropped.
+pub async fn cancel_after_polls<F: std::future::Future>(fut: F, polls: u32) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut left = polls;
+    std::future::poll_fn(move |cx| {
+        if left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        left -= 1;
+        fut.as_mut().poll(cx).map(Some)
+    })
+    .await
 }
 
 /// Lets the clock move between steps whose order must be visible in `created_at`. On a paused

@@ -1,7 +1,8 @@
 //! A store wrapper that can hold one compare-and-swap at a chosen moment, to stage races
-//! deterministically.
+//! deterministically, and can yield to the scheduler before every call, so that tasks on the
+//! in-memory store (whose calls never wait) interleave between store calls as they do on Redis.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tokio::sync::Notify;
 #[derive(Debug, Default)]
 pub struct Gate {
     armed: AtomicBool,
+    calls: AtomicU64,
     reached: Notify,
     release: Notify,
 }
@@ -31,11 +33,14 @@ impl Gate {
     }
 }
 
-/// Forwards every call to `inner`; holds a compare-and-swap when the gate is armed.
+/// Forwards every call to `inner`; holds a compare-and-swap when the gate is armed; yields before
+/// every call when built with [`PausingStore::yielding`].
 #[derive(Debug, Clone)]
 pub struct PausingStore<S> {
     pub inner: S,
     pub gate: Arc<Gate>,
+    /// Yield up to this many times before every call (0: never).
+    max_yields: u64,
 }
 
 impl<S> PausingStore<S> {
@@ -45,9 +50,34 @@ impl<S> PausingStore<S> {
             Self {
                 inner,
                 gate: Arc::clone(&gate),
+                max_yields: 0,
             },
             gate,
         )
+    }
+
+    /// A wrapper that yields to the scheduler 1 to `max_yields` times before every store call (and
+    /// holds nothing). A larger `max_yields` makes a task slower between its calls than others.
+    pub fn yielding(inner: S, max_yields: u64) -> Self {
+        Self {
+            inner,
+            gate: Arc::default(),
+            max_yields,
+        }
+    }
+
+    /// Before a call: when yielding, yields a varying number of times (from 1 to `max_yields`, so
+    /// that the racing tasks' calls are shuffled against each other rather than lined up in
+    /// lockstep).
+    async fn step(&self) {
+        if self.max_yields > 0 {
+            let n = self.gate.calls.fetch_add(1, Ordering::Relaxed);
+            // A cheap deterministic scramble of the call counter.
+            let times = 1 + n.wrapping_mul(0x9E37_79B9_7F4A_7C15) % self.max_yields;
+            for _ in 0..times {
+                tokio::task::yield_now().await;
+            }
+        }
     }
 }
 
@@ -60,36 +90,47 @@ impl<S: Store> Store for PausingStore<S> {
         self.inner.backend_name()
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.step().await;
         self.inner.get(key).await
     }
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.step().await;
         self.inner.get_many(keys).await
     }
     async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
+        self.step().await;
         self.inner.get_ex(key, ttl).await
     }
     async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool> {
+        self.step().await;
         self.inner.set(key, value, opts).await
     }
     async fn set_many(&self, entries: &[(&str, &[u8])], expiry: Expiry) -> Result<()> {
+        self.step().await;
         self.inner.set_many(entries, expiry).await
     }
     async fn delete(&self, keys: &[&str]) -> Result<u64> {
+        self.step().await;
         self.inner.delete(keys).await
     }
     async fn exists(&self, key: &str) -> Result<bool> {
+        self.step().await;
         self.inner.exists(key).await
     }
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        self.step().await;
         self.inner.expire(key, ttl).await
     }
     async fn persist(&self, key: &str) -> Result<bool> {
+        self.step().await;
         self.inner.persist(key).await
     }
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        self.step().await;
         self.inner.ttl(key).await
     }
     async fn incr_by(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
+        self.step().await;
         self.inner.incr_by(key, delta, ttl).await
     }
     async fn compare_and_swap(
@@ -99,6 +140,7 @@ impl<S: Store> Store for PausingStore<S> {
         new: Option<&[u8]>,
         expiry: Expiry,
     ) -> Result<CasOutcome> {
+        self.step().await;
         if self.gate.armed.swap(false, Ordering::SeqCst) {
             self.gate.reached.notify_one();
             self.gate.release.notified().await;
@@ -108,12 +150,15 @@ impl<S: Store> Store for PausingStore<S> {
             .await
     }
     async fn scan(&self, pattern: &str, cursor: ScanCursor, count: u32) -> Result<ScanPage> {
+        self.step().await;
         self.inner.scan(pattern, cursor, count).await
     }
     async fn zadd(&self, key: &str, member: &str, score: f64) -> Result<bool> {
+        self.step().await;
         self.inner.zadd(key, member, score).await
     }
     async fn zrem(&self, key: &str, members: &[&str]) -> Result<u64> {
+        self.step().await;
         self.inner.zrem(key, members).await
     }
     async fn zrange_by_score(
@@ -123,21 +168,27 @@ impl<S: Store> Store for PausingStore<S> {
         max: f64,
         limit: Option<usize>,
     ) -> Result<Vec<(String, f64)>> {
+        self.step().await;
         self.inner.zrange_by_score(key, min, max, limit).await
     }
     async fn zrem_range_by_score(&self, key: &str, min: f64, max: f64) -> Result<u64> {
+        self.step().await;
         self.inner.zrem_range_by_score(key, min, max).await
     }
     async fn zcard(&self, key: &str) -> Result<u64> {
+        self.step().await;
         self.inner.zcard(key).await
     }
     async fn ping(&self) -> Result<Duration> {
+        self.step().await;
         self.inner.ping().await
     }
     async fn flush_prefix(&self) -> Result<u64> {
+        self.step().await;
         self.inner.flush_prefix().await
     }
     async fn stats(&self) -> Result<Option<BackendStats>> {
+        self.step().await;
         self.inner.stats().await
     }
 }

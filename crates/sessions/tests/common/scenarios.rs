@@ -12,7 +12,9 @@ use sessions::keys::{index_key, session_key, SESSION};
 use sessions::{Clock, CreateOptions, SessionManager, TokioClock};
 
 use super::pausing::{Gate, PausingStore};
-use super::{assert_no_token_in_store, exercise_every_operation, obj, tick, Fixture};
+use super::{
+    assert_no_token_in_store, cancel_after_polls, exercise_every_operation, obj, tick, Fixture,
+};
 
 /// The whole lifecycle on one manager.
 pub async fn lifecycle(f: impl Fixture) {
@@ -424,4 +426,63 @@ async fn gated_and_plain<F: Fixture>(
         .build()
         .unwrap();
     (gated, gate, plain)
+}
+
+/// Issue 12, item 1: "sign out everywhere" while another request lists the user's sessions. One
+/// task logs in repeatedly, another lists (and so repairs) the index the whole time, half of its
+/// listings cancelled part-way, and after each completed login `revoke_all` runs while the listing
+/// still goes on: no completed login survives it, in any of many rounds.
+pub async fn sign_out_everywhere_while_listing(f: impl Fixture) {
+    const ROUNDS: usize = 300;
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let on = |store| {
+        SessionManager::builder(store)
+            .with_clock(Arc::clone(&clock))
+            .build()
+            .unwrap()
+    };
+    // Yielding stores: on memory, whose calls never wait, the tasks interleave between store
+    // calls as they do on Redis.
+    let login = on(PausingStore::yielding(f.connect().await, 8));
+    let lister = on(PausingStore::yielding(f.connect().await, 8));
+    let revoker = on(PausingStore::yielding(f.connect().await, 8));
+    let user = "everywhere";
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listing = {
+        let (lister, stop) = (lister.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut listings = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                // Every other listing is dropped part-way, as when a client goes away.
+                let polls = if listings % 2 == 0 {
+                    u32::MAX
+                } else {
+                    1 + (listings % 16) as u32
+                };
+                if let Some(listed) =
+                    cancel_after_polls(lister.list_user_sessions(user), polls).await
+                {
+                    listed.unwrap();
+                }
+                listings += 1;
+                tokio::task::yield_now().await;
+            }
+            listings
+        })
+    };
+    let mut survivors = 0;
+    for _ in 0..ROUNDS {
+        let c = login.create(user, CreateOptions::new()).await.unwrap();
+        // The login has completed; the listing is still running.
+        revoker.revoke_all(user).await.unwrap();
+        if revoker.get(c.token.expose()).await.unwrap().is_some() {
+            survivors += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(listing.await.unwrap() > 0, "the listing ran");
+    assert_eq!(
+        survivors, 0,
+        "completed logins that survived sign-out-everywhere, of {ROUNDS}"
+    );
 }
