@@ -149,7 +149,7 @@ mod write;
 
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use config::SessionConfig;
-pub use create::{CreateOptions, NewSession};
+pub use create::{CreateOptions, LimitLost, NewSession};
 pub use events::{RevokeReason, SessionEvent};
 pub use index::CleanupReport;
 pub use keys::SessionFamily;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{codec, KeyTtl, Store};
@@ -11,7 +12,7 @@ use cache_memory::MemoryStore;
 use common::*;
 use serde_json::json;
 use sessions::keys::{index_key, session_key};
-use sessions::{CreateOptions, RevokeReason, SessionEvent, SessionManager};
+use sessions::{Clock, CreateOptions, RevokeReason, SessionEvent, SessionManager, TokioClock};
 use tokio::time::advance;
 
 const MIN: Duration = Duration::from_secs(60);
@@ -33,6 +34,7 @@ fn store() -> MemoryStore {
 /// of [`manager`].
 struct MemoryFixture {
     store: MemoryStore,
+    clock: Arc<dyn Clock>,
 }
 
 impl Fixture for MemoryFixture {
@@ -42,13 +44,26 @@ impl Fixture for MemoryFixture {
         self.store.clone()
     }
 
+    fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     async fn manager(&self) -> SessionManager<MemoryStore> {
-        manager(&self.store)
+        SessionManager::builder(self.store.clone())
+            .with_idle_timeout(10 * MIN)
+            .with_absolute_lifetime(60 * MIN)
+            .with_touch_interval(MIN)
+            .with_clock(self.clock())
+            .build()
+            .unwrap()
     }
 }
 
 fn memory_fixture(_test: &str) -> MemoryFixture {
-    MemoryFixture { store: store() }
+    MemoryFixture {
+        store: store(),
+        clock: Arc::new(TokioClock::new()),
+    }
 }
 
 common::session_scenarios! {

@@ -21,11 +21,12 @@
 pub mod pausing;
 pub mod scenarios;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{Store, StoreExt};
 use serde_json::{json, Value};
-use sessions::{CreateOptions, SessionData, SessionManager};
+use sessions::{Clock, CreateOptions, SessionData, SessionManager, SystemClock};
 
 /// One test's view of a backend: every store it opens sees the same data, and nothing another test
 /// writes. The value lives as long as the test (a Redis fixture owns its server).
@@ -36,9 +37,18 @@ pub trait Fixture {
     /// Another connection to this test's data: a new connection pool on Redis, a clone in memory.
     async fn connect(&self) -> Self::Store;
 
+    /// The clock every manager of a scenario shares: the wall clock by default; the memory
+    /// backend's runs on tokio's (paused) clock, which its store's TTLs follow too.
+    fn clock(&self) -> Arc<dyn Clock> {
+        Arc::new(SystemClock)
+    }
+
     /// The manager the scenarios use unless they need particular settings.
     async fn manager(&self) -> SessionManager<Self::Store> {
-        SessionManager::new(self.connect().await)
+        SessionManager::builder(self.connect().await)
+            .with_clock(self.clock())
+            .build()
+            .unwrap()
     }
 }
 
@@ -65,6 +75,7 @@ macro_rules! session_scenarios {
             delete_during_rotation_wins,
             concurrent_merges,
             sign_out_everywhere_while_listing,
+            concurrent_logins_respect_the_limit,
         );
     };
     (@tests $fixture:path, #[$attr:meta], $($scenario:ident),+ $(,)?) => {

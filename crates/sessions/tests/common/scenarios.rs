@@ -9,7 +9,7 @@ use std::time::Duration;
 use cache_core::{Store, StoreExt};
 use serde_json::{json, Value};
 use sessions::keys::{index_key, session_key, SESSION};
-use sessions::{Clock, CreateOptions, SessionManager, TokioClock};
+use sessions::{Clock, CreateOptions, LimitLost, SessionManager, TokioClock};
 
 use super::pausing::{Gate, PausingStore};
 use super::{
@@ -485,4 +485,86 @@ pub async fn sign_out_everywhere_while_listing(f: impl Fixture) {
         survivors, 0,
         "completed logins that survived sign-out-everywhere, of {ROUNDS}"
     );
+}
+
+/// Issue 12, item 2: simultaneous logins of one user with a per-user limit, each on its own
+/// instance. With a limit of 1 and two logins, or a limit of 3 and four, exactly the limit survives
+/// in every round: the newest by `(created_at, handle)`, whose callers got `Ok`; every other caller
+/// either got `Ok` and was then outranked by a newer login, or learned it lost
+/// (`LimitLost`), its session already removed.
+pub async fn concurrent_logins_respect_the_limit(f: impl Fixture) {
+    const ROUNDS: usize = 20;
+    for (max, logins) in [(1usize, 2usize), (3, 4)] {
+        let clock = f.clock();
+        let mut managers = Vec::new();
+        for _ in 0..logins {
+            managers.push(
+                SessionManager::builder(PausingStore::yielding(f.connect().await, 4))
+                    .with_clock(Arc::clone(&clock))
+                    .with_max_sessions_per_user(max)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        let m = &managers[0];
+        for round in 0..ROUNDS {
+            let user = format!("limit-{max}-{round}");
+            let start = Arc::new(tokio::sync::Barrier::new(logins));
+            let tasks: Vec<_> = managers
+                .iter()
+                .map(|m| {
+                    let (m, user, start) = (m.clone(), user.clone(), Arc::clone(&start));
+                    tokio::spawn(async move {
+                        start.wait().await;
+                        m.create(&user, CreateOptions::new()).await
+                    })
+                })
+                .collect();
+            let mut outcomes = Vec::new();
+            for t in tasks {
+                outcomes.push(t.await.unwrap());
+            }
+            // (created_at, handle) of every session created, and which of them were handed out.
+            let mut created = Vec::new();
+            for outcome in &outcomes {
+                match outcome {
+                    Ok(c) => created.push((
+                        c.session.created_at,
+                        c.session.handle.clone(),
+                        Some(c.token.expose().to_owned()),
+                    )),
+                    Err(e) => {
+                        let lost = LimitLost::find(e)
+                            .unwrap_or_else(|| panic!("round {round}: unexpected error {e}"));
+                        assert!(e.is_transient());
+                        assert_eq!(lost.max, max);
+                        assert!(
+                            !m.store()
+                                .exists(&session_key(&lost.handle).unwrap())
+                                .await
+                                .unwrap(),
+                            "round {round}: the losing login's record is removed"
+                        );
+                    }
+                }
+            }
+            let listed = m.list_user_sessions(&user).await.unwrap();
+            assert_eq!(
+                listed.len(),
+                max,
+                "round {round}: {logins} simultaneous logins with a limit of {max}"
+            );
+            // The survivors are the newest handed-out sessions, and their tokens work.
+            created.sort_by(|a, b| (&b.0, b.1.as_str()).cmp(&(&a.0, a.1.as_str())));
+            let mut newest: Vec<_> = created.iter().take(max).map(|c| c.1.clone()).collect();
+            let mut survivors: Vec<_> = listed.iter().map(|s| s.handle.clone()).collect();
+            newest.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            survivors.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            assert_eq!(survivors, newest, "round {round}: the newest survive");
+            for (_, _, token) in created.iter().take(max) {
+                let token = token.as_deref().unwrap();
+                assert!(m.get(token).await.unwrap().is_some(), "round {round}");
+            }
+        }
+    }
 }
