@@ -117,13 +117,11 @@ impl<S: Store> SessionManager<S> {
         let mut expired: Vec<(SessionHandle, Record)> = Vec::new();
         for chunk in entries.chunks(BATCH) {
             let mut handles = Vec::with_capacity(chunk.len());
-            for (member, _) in chunk {
-                match SessionHandle::parse(member) {
-                    Ok(h) => handles.push(h),
-                    // Not ours (written by something else): leave it alone.
-                    Err(_) => tracing::warn!(index = %index, "foreign member in a session index"),
-                }
-            }
+            handles.extend(
+                chunk
+                    .iter()
+                    .filter_map(|(member, _)| self.index_member(index, member)),
+            );
             let keys = handles
                 .iter()
                 .map(session_key)

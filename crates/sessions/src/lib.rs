@@ -113,6 +113,7 @@
 //! | `rotate` | 5 (`GET`, `SET NX`, `ZADD`, `CAS`, `ZREM`); +2 per concurrent update |
 //! | `delete` / `revoke` | 3 (`GET`, `UNLINK`, `ZREM`) |
 //! | `list_user_sessions` | 3 (prune, `ZRANGEBYSCORE`, `MGET`); +1 (`ZREM`) when entries are stale |
+//! | `revoke_all` | 6 (prune, `ZRANGEBYSCORE`, `MGET`, `UNLINK`, `ZREM`, `ZRANGEBYSCORE` again); +4 per reading that finds new sessions |
 //!
 //! # Configuration
 //!
@@ -159,4 +160,5 @@ pub use manager::{
     DEFAULT_TOUCH_INTERVAL,
 };
 pub use record::{merge_patch, Session, SessionData};
+pub use revoke::MAX_REVOKE_ROUNDS;
 pub use token::{SessionHandle, SessionToken, HANDLE_LEN, TOKEN_BYTES, TOKEN_LEN};

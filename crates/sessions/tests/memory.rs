@@ -440,3 +440,31 @@ impl ScanLen for MemoryStore {
         self.scan_all("*", 100).await.unwrap().len()
     }
 }
+
+/// `revoke_all` announces only the sessions it ended: an entry whose record was already gone (its
+/// TTL ran out, say) is removed without a `Revoked` event, and is not counted.
+#[tokio::test(start_paused = true)]
+async fn revoke_all_announces_only_sessions_it_ended() {
+    let s = store();
+    let m = manager(&s);
+    let live = m.create("u", CreateOptions::new()).await.unwrap();
+    let gone = m.create("u", CreateOptions::new()).await.unwrap();
+    s.delete(&[&session_key(gone.token.handle()).unwrap()])
+        .await
+        .unwrap();
+    let mut rx = m.subscribe();
+    assert_eq!(m.revoke_all("u").await.unwrap(), 1);
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        SessionEvent::Revoked {
+            handle: live.token.handle().clone(),
+            user_id: Some("u".into()),
+            reason: RevokeReason::RevokedAll
+        }
+    );
+    assert!(
+        rx.try_recv().is_err(),
+        "no event for the session already gone"
+    );
+    assert_eq!(s.zcard(&index_key("u").unwrap()).await.unwrap(), 0);
+}

@@ -76,6 +76,7 @@ macro_rules! session_scenarios {
             concurrent_merges,
             sign_out_everywhere_while_listing,
             concurrent_logins_respect_the_limit,
+            sign_out_everywhere_during_rotation,
         );
     };
     (@tests $fixture:path, #[$attr:meta], $($scenario:ident),+ $(,)?) => {

@@ -1,5 +1,6 @@
-//! A store wrapper that can hold one compare-and-swap at a chosen moment, to stage races
-//! deterministically, and can yield to the scheduler before every call, so that tasks on the
+//! A store wrapper that can hold one call at a chosen moment (the next compare-and-swap before it
+//! runs, or the next read of a chosen kind after it answered), to stage races deterministically,
+//! and can yield to the scheduler before every call, so that tasks on the
 //! in-memory store (whose calls never wait) interleave between store calls as they do on Redis.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,18 +13,49 @@ use cache_core::{
 };
 use tokio::sync::Notify;
 
-/// Holds the next compare-and-swap after [`Gate::arm`] until [`Gate::release`].
+/// A read the gate can hold after it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    Get,
+    GetEx,
+    GetMany,
+    ZrangeByScore,
+}
+
+/// Holds the next compare-and-swap after [`Gate::arm`], or the next read of a kind after
+/// [`Gate::arm_after`], until [`Gate::release`].
 #[derive(Debug, Default)]
 pub struct Gate {
     armed: AtomicBool,
+    armed_after: std::sync::Mutex<Option<Read>>,
     calls: AtomicU64,
     reached: Notify,
     release: Notify,
 }
 
 impl Gate {
+    /// Holds the next compare-and-swap before it runs.
     pub fn arm(&self) {
         self.armed.store(true, Ordering::SeqCst);
+    }
+    /// Holds the next read of kind `read` after it answered (the caller has the answer but has not
+    /// seen it yet).
+    pub fn arm_after(&self, read: Read) {
+        *self.armed_after.lock().unwrap() = Some(read);
+    }
+    async fn hold_after(&self, read: Read) {
+        let hit = {
+            let mut armed = self.armed_after.lock().unwrap();
+            let hit = *armed == Some(read);
+            if hit {
+                *armed = None;
+            }
+            hit
+        };
+        if hit {
+            self.reached.notify_one();
+            self.release.notified().await;
+        }
     }
     pub async fn reached(&self) {
         self.reached.notified().await;
@@ -91,15 +123,21 @@ impl<S: Store> Store for PausingStore<S> {
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.step().await;
-        self.inner.get(key).await
+        let answer = self.inner.get(key).await;
+        self.gate.hold_after(Read::Get).await;
+        answer
     }
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
         self.step().await;
-        self.inner.get_many(keys).await
+        let answer = self.inner.get_many(keys).await;
+        self.gate.hold_after(Read::GetMany).await;
+        answer
     }
     async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
         self.step().await;
-        self.inner.get_ex(key, ttl).await
+        let answer = self.inner.get_ex(key, ttl).await;
+        self.gate.hold_after(Read::GetEx).await;
+        answer
     }
     async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool> {
         self.step().await;
@@ -169,7 +207,9 @@ impl<S: Store> Store for PausingStore<S> {
         limit: Option<usize>,
     ) -> Result<Vec<(String, f64)>> {
         self.step().await;
-        self.inner.zrange_by_score(key, min, max, limit).await
+        let answer = self.inner.zrange_by_score(key, min, max, limit).await;
+        self.gate.hold_after(Read::ZrangeByScore).await;
+        answer
     }
     async fn zrem_range_by_score(&self, key: &str, min: f64, max: f64) -> Result<u64> {
         self.step().await;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sessions::keys::{index_key, session_key, SESSION};
 use sessions::{Clock, CreateOptions, LimitLost, SessionManager, TokioClock};
 
-use super::pausing::{Gate, PausingStore};
+use super::pausing::{Gate, PausingStore, Read};
 use super::{
     assert_no_token_in_store, cancel_after_polls, exercise_every_operation, obj, tick, Fixture,
 };
@@ -567,4 +567,32 @@ pub async fn concurrent_logins_respect_the_limit(f: impl Fixture) {
             }
         }
     }
+}
+
+/// Issue 12, item 3: "sign out everywhere" racing a rotation. `revoke_all` reads the user's index,
+/// and before it deletes anything the session is rotated (a new token, a new entry, the old record
+/// retired): the rotated session existed when `revoke_all` was called, so it must not survive it.
+pub async fn sign_out_everywhere_during_rotation(f: impl Fixture) {
+    let (gated, gate, plain) = gated_and_plain(&f).await;
+    let c = plain.create("rita", CreateOptions::new()).await.unwrap();
+    let other = plain.create("rita", CreateOptions::new()).await.unwrap();
+    gate.arm_after(Read::ZrangeByScore);
+    let revoking = tokio::spawn(async move { gated.revoke_all("rita").await });
+    // `revoke_all` has read the index (the two sessions) and waits.
+    gate.reached().await;
+    let rotated = plain
+        .rotate(c.token.expose())
+        .await
+        .unwrap()
+        .expect("rotated");
+    gate.release();
+    let revoked = revoking.await.unwrap().unwrap();
+    assert!(
+        plain.get(rotated.token.expose()).await.unwrap().is_none(),
+        "the rotated session survived sign-out-everywhere"
+    );
+    assert!(plain.get(c.token.expose()).await.unwrap().is_none());
+    assert!(plain.get(other.token.expose()).await.unwrap().is_none());
+    assert_eq!(revoked, 2, "the other session and the rotated one");
+    assert!(plain.list_user_sessions("rita").await.unwrap().is_empty());
 }
