@@ -8,6 +8,7 @@ use cache_core::{codec, Result, ScanCursor, Store};
 use crate::events::SessionEvent;
 use crate::keys::{index_key, index_user, session_key, SESSION_INDEX};
 use crate::manager::{SessionManager, BATCH};
+use crate::read::Judged;
 use crate::record::{Record, Session};
 use crate::token::SessionHandle;
 
@@ -101,7 +102,8 @@ impl<S: Store> SessionManager<S> {
     }
 
     /// Reads every session the index names, removes entries of sessions that are gone, deletes
-    /// sessions past their deadline, and returns the live ones.
+    /// sessions past their deadline (each only if unchanged since it was read), and returns the live
+    /// ones.
     pub(crate) async fn scan_index(&self, index: &Key, user_id: &str, now: i64) -> Result<Scan> {
         let store = &self.inner.store;
         self.prune(index, now).await?;
@@ -114,7 +116,7 @@ impl<S: Store> SessionManager<S> {
             expired_deleted: 0,
         };
         let mut missing: Vec<SessionHandle> = Vec::new();
-        let mut expired: Vec<(SessionHandle, Record)> = Vec::new();
+        let mut expired: Vec<(SessionHandle, Record, Vec<u8>)> = Vec::new();
         for chunk in entries.chunks(BATCH) {
             let mut handles = Vec::with_capacity(chunk.len());
             handles.extend(
@@ -139,20 +141,38 @@ impl<S: Store> SessionManager<S> {
                     // this): drop the entry, keep the session.
                     missing.push(handle);
                 } else if record.is_expired_at(now) {
-                    expired.push((handle, record));
+                    expired.push((handle, record, bytes));
                 } else {
                     scan.live.push((handle, record));
                 }
             }
         }
-        if !expired.is_empty() {
-            let handles: Vec<_> = expired.iter().map(|(h, _)| h.clone()).collect();
-            scan.expired_deleted = self.remove_sessions(index, &handles).await?;
-            for (handle, record) in expired {
-                self.emit(SessionEvent::ExpiredOnAccess {
-                    handle,
-                    user_id: record.user_id,
-                });
+        // Sessions judged expired are deleted one by one, each only if it still holds the bytes
+        // judged (a concurrent touch or extend on another instance may have revived it). Rare: the
+        // store's TTL usually collects them first.
+        for (handle, record, bytes) in expired {
+            let key = session_key(&handle)?;
+            match self
+                .delete_judged_expired(&key, &bytes, user_id, &handle)
+                .await?
+            {
+                Judged::Deleted => {
+                    scan.expired_deleted += 1;
+                    self.emit(SessionEvent::ExpiredOnAccess {
+                        handle,
+                        user_id: record.user_id,
+                    });
+                }
+                Judged::Gone => scan.orphans_removed += 1,
+                Judged::Changed(newer) => {
+                    // Revived meanwhile: list it if it is live now; otherwise the next listing
+                    // looks again.
+                    if let Ok(rec) = codec::decode::<Record>(&newer) {
+                        if rec.user_id == user_id && !rec.is_expired_at(now) {
+                            scan.live.push((handle, rec));
+                        }
+                    }
+                }
             }
         }
         if !missing.is_empty() {

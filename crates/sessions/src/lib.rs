@@ -68,7 +68,9 @@
 //!   its [`Clock`], so a TTL that was not applied (a failed clamp, a `PERSIST` by an operator) cannot
 //!   keep a session alive.
 //! - **No resurrection, no lost updates**: updates are compare-and-swap loops on the exact bytes read,
-//!   and a compare against an absent key never creates it.
+//!   and a compare against an absent key never creates it. A record found past its deadline is
+//!   deleted the same way (compare-and-swap to absent against the bytes judged), so a session another
+//!   instance refreshed meanwhile is never deleted.
 //! - **Rotation** ([`SessionManager::rotate`]) defeats session fixation: the old token is dead before
 //!   `rotate` returns, with no window in which neither token works.
 //!

@@ -77,6 +77,7 @@ macro_rules! session_scenarios {
             sign_out_everywhere_while_listing,
             concurrent_logins_respect_the_limit,
             sign_out_everywhere_during_rotation,
+            expired_on_access_deletes_only_what_it_judged,
         );
     };
     (@tests $fixture:path, #[$attr:meta], $($scenario:ident),+ $(,)?) => {
@@ -94,6 +95,19 @@ pub fn obj(v: Value) -> SessionData {
     match v {
         Value::Object(m) => m,
         other => panic!("not an object: {other}"),
+    }
+}
+
+/// Another clock plus a fixed offset: an instance whose clock runs ahead (or behind).
+#[derive(Debug)]
+pub struct OffsetClock {
+    pub base: Arc<dyn Clock>,
+    pub offset: chrono::TimeDelta,
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.base.now() + self.offset
     }
 }
 

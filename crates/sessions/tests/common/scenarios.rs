@@ -14,6 +14,7 @@ use sessions::{Clock, CreateOptions, LimitLost, SessionManager, TokioClock};
 use super::pausing::{Gate, PausingStore, Read};
 use super::{
     assert_no_token_in_store, cancel_after_polls, exercise_every_operation, obj, tick, Fixture,
+    OffsetClock,
 };
 
 /// The whole lifecycle on one manager.
@@ -595,4 +596,64 @@ pub async fn sign_out_everywhere_during_rotation(f: impl Fixture) {
     assert!(plain.get(other.token.expose()).await.unwrap().is_none());
     assert_eq!(revoked, 2, "the other session and the rotated one");
     assert!(plain.list_user_sessions("rita").await.unwrap().is_empty());
+}
+
+/// Issue 12, item 4: a reader that judged a session expired deletes only the record it judged. Here
+/// an instance whose clock runs 30 minutes ahead reads a session idle for 10 minutes (expired, by
+/// its clock) and, before it deletes it, another instance extends the session: the extended session
+/// stays, with its index entry. Checked on the two paths that delete expired records: `get` and a
+/// listing.
+pub async fn expired_on_access_deletes_only_what_it_judged(f: impl Fixture) {
+    let plain = SessionManager::builder(f.connect().await)
+        .with_clock(f.clock())
+        .build()
+        .unwrap();
+    let (store, gate) = PausingStore::new(f.connect().await);
+    let ahead = SessionManager::builder(store)
+        .with_clock(Arc::new(OffsetClock {
+            base: f.clock(),
+            offset: chrono::TimeDelta::minutes(30),
+        }))
+        .build()
+        .unwrap();
+    let opts = || {
+        CreateOptions::new()
+            .with_idle_timeout(Duration::from_secs(10 * 60))
+            .with_absolute_lifetime(Duration::from_secs(60 * 60))
+    };
+    for (path, read) in [("listing", Read::GetMany), ("get", Read::GetEx)] {
+        let user = format!("judged-{path}");
+        let c = plain.create(&user, opts()).await.unwrap();
+        let token = c.token.expose().to_owned();
+        gate.arm_after(read);
+        let judge = {
+            let (ahead, token, user) = (ahead.clone(), token.clone(), user.clone());
+            tokio::spawn(async move {
+                if path == "get" {
+                    assert!(
+                        ahead.get(&token).await.unwrap().is_none(),
+                        "expired by its clock"
+                    );
+                } else {
+                    // Empty (as judged), or the session revived meanwhile: both are right.
+                    ahead.list_user_sessions(&user).await.unwrap();
+                }
+            })
+        };
+        // The ahead instance has read the record and judged nothing yet.
+        gate.reached().await;
+        plain
+            .extend(&token, Duration::from_secs(2 * 60 * 60))
+            .await
+            .unwrap()
+            .expect("live for the instance with the right time");
+        gate.release();
+        judge.await.unwrap();
+        assert!(
+            plain.get(&token).await.unwrap().is_some(),
+            "{path}: the extended session was deleted by a reader that judged the old record"
+        );
+        let listed = plain.list_user_sessions(&user).await.unwrap();
+        assert_eq!(listed.len(), 1, "{path}: its index entry stays");
+    }
 }
