@@ -17,8 +17,10 @@ use tokio::time::advance;
 
 const MIN: Duration = Duration::from_secs(60);
 
+/// A manager on tokio's (paused) clock, which the memory store's TTLs follow too.
 fn manager(store: &MemoryStore) -> SessionManager<MemoryStore> {
     SessionManager::builder(store.clone())
+        .with_clock(Arc::new(TokioClock::new()))
         .with_idle_timeout(10 * MIN)
         .with_absolute_lifetime(60 * MIN)
         .with_touch_interval(MIN)
@@ -218,6 +220,7 @@ async fn per_session_idle_timeout_and_extend() {
 async fn listing_hides_expired_sessions_and_the_index_heals() {
     let s = store();
     let m = SessionManager::builder(s.clone())
+        .with_clock(Arc::new(TokioClock::new()))
         .with_idle_timeout(10 * MIN)
         .with_absolute_lifetime(60 * MIN)
         .with_clock_skew_tolerance(MIN)
@@ -364,6 +367,7 @@ async fn events_are_broadcast() {
 async fn bad_input_is_rejected_and_changes_nothing() {
     let s = store();
     let m = SessionManager::builder(s.clone())
+        .with_clock(Arc::new(TokioClock::new()))
         .with_max_session_bytes(1024)
         .build()
         .unwrap();
@@ -416,12 +420,14 @@ async fn session_config_sets_the_default_idle_timeout() {
     })
     .unwrap();
     let m = SessionManager::builder(store())
+        .with_clock(Arc::new(TokioClock::new()))
         .with_config(&config)
         .build()
         .unwrap();
     let c = m.create("u", CreateOptions::new()).await.unwrap();
     assert_eq!(c.session.idle_timeout, 5 * MIN);
     let m = SessionManager::builder(store())
+        .with_clock(Arc::new(TokioClock::new()))
         .with_config(&config)
         .with_idle_timeout(7 * MIN)
         .build()
@@ -467,4 +473,56 @@ async fn revoke_all_announces_only_sessions_it_ended() {
         "no event for the session already gone"
     );
     assert_eq!(s.zcard(&index_key("u").unwrap()).await.unwrap(), 0);
+}
+
+/// A wall clock that an operator (or a resumed VM, or NTP) can step: `SystemClock` plus a jump.
+#[derive(Debug, Default)]
+struct SteppedWallClock {
+    jump_ms: std::sync::atomic::AtomicI64,
+}
+
+impl SteppedWallClock {
+    fn step(&self, by: chrono::TimeDelta) {
+        self.jump_ms
+            .fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for SteppedWallClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let jump = self.jump_ms.load(std::sync::atomic::Ordering::SeqCst);
+        sessions::SystemClock.now() + chrono::TimeDelta::milliseconds(jump)
+    }
+}
+
+/// Issue 12, item 5: the manager follows every step of its wall clock, without sleeping and
+/// without tokio's clock moving: new timestamps carry the step at once, and a step past a
+/// session's idle deadline ends the session on the next read, as on every other instance whose
+/// clock is right.
+#[tokio::test]
+async fn a_wall_clock_that_jumps_is_followed() {
+    let clock = Arc::new(SteppedWallClock::default());
+    let m = SessionManager::builder(store())
+        .with_idle_timeout(10 * MIN)
+        .with_absolute_lifetime(60 * MIN)
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
+    let before = m.create("u", CreateOptions::new()).await.unwrap();
+    clock.step(chrono::TimeDelta::minutes(30));
+    let after = m.create("u", CreateOptions::new()).await.unwrap();
+    let gap = after.session.created_at - before.session.created_at;
+    assert!(
+        gap >= chrono::TimeDelta::minutes(30) && gap < chrono::TimeDelta::minutes(31),
+        "the step shows in new timestamps: {gap}"
+    );
+    assert!(
+        m.get(before.token.expose()).await.unwrap().is_none(),
+        "30 minutes later by the wall clock, a 10-minute idle session has ended"
+    );
+    assert!(m.get(after.token.expose()).await.unwrap().is_some());
+    // A step back (an NTP correction) is followed too: the new session is now young.
+    clock.step(chrono::TimeDelta::minutes(-30));
+    let s = m.get(after.token.expose()).await.unwrap().unwrap();
+    assert!(s.created_at > m.clock().now());
 }

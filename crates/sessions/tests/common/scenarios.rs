@@ -9,7 +9,7 @@ use std::time::Duration;
 use cache_core::{Store, StoreExt};
 use serde_json::{json, Value};
 use sessions::keys::{index_key, session_key, SESSION};
-use sessions::{Clock, CreateOptions, LimitLost, SessionManager, TokioClock};
+use sessions::{CreateOptions, LimitLost, SessionManager};
 
 use super::pausing::{Gate, PausingStore, Read};
 use super::{
@@ -235,7 +235,7 @@ pub async fn delete_during_rotation_wins(f: impl Fixture) {
 /// 100 concurrent merges of distinct fields through two managers: all survive.
 pub async fn concurrent_merges(f: impl Fixture) {
     // Two managers with their own connections, as two service instances would have, on one clock.
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let clock = f.clock();
     let a = SessionManager::builder(f.connect().await)
         .with_clock(Arc::clone(&clock))
         .build()
@@ -336,6 +336,7 @@ pub async fn per_user_operations(f: impl Fixture) {
 /// With a maximum of 2 sessions per user, a third revokes the oldest.
 pub async fn max_sessions_rule(f: impl Fixture) {
     let m = &SessionManager::builder(f.connect().await)
+        .with_clock(f.clock())
         .with_max_sessions_per_user(2)
         .build()
         .unwrap();
@@ -435,7 +436,7 @@ async fn gated_and_plain<F: Fixture>(
 /// still goes on: no completed login survives it, in any of many rounds.
 pub async fn sign_out_everywhere_while_listing(f: impl Fixture) {
     const ROUNDS: usize = 300;
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let clock = f.clock();
     let on = |store| {
         SessionManager::builder(store)
             .with_clock(Arc::clone(&clock))
