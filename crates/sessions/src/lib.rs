@@ -98,6 +98,11 @@
 //! 4. Entries are scored by the absolute deadline, an upper bound of the session's life, so sliding
 //!    touches never write the index.
 //!
+//! A record that does not decode (corrupt, or a newer version's), an index member that is not a
+//! handle, or an index key that cannot be read is skipped by listings, logins and
+//! [`SessionManager::cleanup`], logged, counted ([`CleanupReport`], the `metrics` counter
+//! [`UNREADABLE_METRIC`]) and left for its TTL: one bad record never denies a user service.
+//!
 //! No removal depends on a later write to put an entry back, so a removal interrupted half-way (a
 //! dropped request) cannot leave a live session unindexed. Stale entries are harmless (listings skip
 //! and remove them); a missing entry would let a session escape "sign out everywhere", which the
@@ -154,7 +159,7 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use config::SessionConfig;
 pub use create::{CreateOptions, LimitLost, NewSession};
 pub use events::{RevokeReason, SessionEvent};
-pub use index::CleanupReport;
+pub use index::{CleanupReport, UNREADABLE_METRIC};
 pub use keys::SessionFamily;
 pub use manager::{
     SessionManager, SessionManagerBuilder, DEFAULT_ABSOLUTE_LIFETIME, DEFAULT_CLOCK_SKEW_TOLERANCE,

@@ -154,18 +154,6 @@ impl<S: Store> SessionManager<S> {
         })
     }
 
-    /// The handle an index member names; `None` (logged) for a member that is not a handle.
-    pub(crate) fn index_member(&self, index: &Key, member: &str) -> Option<SessionHandle> {
-        match SessionHandle::parse(member) {
-            Ok(h) => Some(h),
-            Err(_) => {
-                // Not written by this crate: left alone, as a newer version's entry would be.
-                tracing::warn!(index = %index, "malformed member in a session index, skipped");
-                None
-            }
-        }
-    }
-
     /// Deletes sessions, then their index entries (in that order), in batches. Returns how many
     /// session keys existed.
     pub(crate) async fn remove_sessions(

@@ -68,6 +68,7 @@ macro_rules! session_scenarios {
             max_sessions_rule,
             malformed_tokens_rejected,
             no_token_in_store,
+            undecodable_records_deny_nothing,
         );
         $crate::common::session_scenarios!(@tests $fixture, #[$concurrent],
             late_update_does_not_resurrect,

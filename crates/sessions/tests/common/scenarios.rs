@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cache_core::{Store, StoreExt};
 use serde_json::{json, Value};
-use sessions::keys::{index_key, session_key, SESSION};
+use sessions::keys::{index_key, session_key, SESSION, SESSION_INDEX};
 use sessions::{CreateOptions, LimitLost, SessionManager};
 
 use super::pausing::{Gate, PausingStore, Read};
@@ -657,4 +657,83 @@ pub async fn expired_on_access_deletes_only_what_it_judged(f: impl Fixture) {
         let listed = plain.list_user_sessions(&user).await.unwrap();
         assert_eq!(listed.len(), 1, "{path}: its index entry stays");
     }
+}
+
+/// Issue 12, item 6: one undecodable record, one malformed index member and two malformed index
+/// keys deny nothing: the user's listing, a login under a per-user limit, "sign out everywhere" and
+/// the cleanup of every user still work; the bad ones are skipped, counted and left for their TTL
+/// (an unreadable record may be a newer version's).
+pub async fn undecodable_records_deny_nothing(f: impl Fixture) {
+    let m = &SessionManager::builder(f.connect().await)
+        .with_clock(f.clock())
+        .with_max_sessions_per_user(3)
+        .build()
+        .unwrap();
+    let store = m.store();
+    let first = m.create("ursula", CreateOptions::new()).await.unwrap();
+    tick().await;
+    let second = m.create("ursula", CreateOptions::new()).await.unwrap();
+    let others = m.create("victor", CreateOptions::new()).await.unwrap();
+    let index = index_key("ursula").unwrap();
+    // A record that does not decode, indexed as create would index it, and a member that is not a
+    // handle at all.
+    let bad = sessions::SessionToken::generate().unwrap();
+    let bad_key = session_key(bad.handle()).unwrap();
+    store
+        .set(
+            &bad_key,
+            b"{\"v\":1,\"d\":\"not a session\"}",
+            cache_core::SetOptions::ttl(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    let deadline = first.session.absolute_deadline.timestamp_millis() as f64;
+    store
+        .zadd(&index, bad.handle().as_str(), deadline)
+        .await
+        .unwrap();
+    store.zadd(&index, "not-a-handle", deadline).await.unwrap();
+    // Index keys that are not ours to read: an id that is no valid escape, and a string.
+    let odd = cache_core::keys::Key::new(format!("{}%zz", SESSION_INDEX.prefix)).unwrap();
+    store.zadd(&odd, "x", deadline).await.unwrap();
+    let wrong = index_key("wrong-type").unwrap();
+    store
+        .set(
+            &wrong,
+            b"a string",
+            cache_core::SetOptions::ttl(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+
+    // Listing: the two good sessions, oldest first.
+    let listed = m.list_user_sessions("ursula").await.unwrap();
+    let handles: Vec<_> = listed.iter().map(|s| s.handle.clone()).collect();
+    assert_eq!(
+        handles,
+        [first.session.handle.clone(), second.session.handle.clone()]
+    );
+    // The bad record and the odd member stay (the record may be a newer version's).
+    assert!(store.exists(&bad_key).await.unwrap());
+    assert_eq!(store.zcard(&index).await.unwrap(), 4);
+
+    // Cleanup visits every index, skipping and counting what it cannot read.
+    let report = m.cleanup().await.unwrap();
+    assert_eq!(report.undecodable_records_skipped, 1, "{report:?}");
+    assert_eq!(report.malformed_entries_skipped, 1, "{report:?}");
+    assert_eq!(report.malformed_indexes_skipped, 2, "{report:?}");
+    assert_eq!(report.entries_remaining, 3, "{report:?}");
+
+    // A login under the limit of 3: the unreadable record does not count, nobody is revoked.
+    tick().await;
+    let third = m.create("ursula", CreateOptions::new()).await.unwrap();
+    for s in [&first, &second, &third] {
+        assert!(m.get(s.token.expose()).await.unwrap().is_some());
+    }
+
+    // Sign out everywhere ends the unreadable record too: it is in the user's index.
+    assert_eq!(m.revoke_all("ursula").await.unwrap(), 4);
+    assert!(!store.exists(&bad_key).await.unwrap());
+    assert!(m.list_user_sessions("ursula").await.unwrap().is_empty());
+    assert!(m.get(others.token.expose()).await.unwrap().is_some());
 }
