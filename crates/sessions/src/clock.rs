@@ -19,6 +19,10 @@ use std::fmt::Debug;
 use chrono::{DateTime, Utc};
 
 /// A source of the current time.
+///
+/// Production instances use the wall clock, [`SystemClock`] (the default): instances compare each
+/// other's timestamps, and the wall clock is what NTP keeps in agreement across machines, steps
+/// included. [`TokioClock`] follows tokio's paused clock, for tests.
 pub trait Clock: Send + Sync + Debug + 'static {
     /// Now, in UTC.
     fn now(&self) -> DateTime<Utc>;
@@ -32,7 +36,7 @@ pub trait Clock: Send + Sync + Debug + 'static {
 /// For tests on a paused tokio clock: wall time read once, then advanced by tokio's monotonic clock,
 /// so it follows `tokio::time::pause()` / `advance()`. It never re-reads the wall clock, so it
 /// drifts from other instances after a VM pause, a suspend or an NTP step: not for production (the
-/// default, [`SystemClock`], is). See the [module docs](self).
+/// default, [`SystemClock`], is). See [`Clock`].
 ///
 /// Managers that must agree on time in a test with a paused clock should share one `TokioClock`
 /// (clones of a manager do): `with_clock(Arc::new(TokioClock::new()))`.
