@@ -16,7 +16,7 @@ use cache_core::store::ttl_millis;
 use cache_core::{codec, Error, Result, Store};
 use tokio::sync::broadcast;
 
-use crate::clock::{Clock, TokioClock};
+use crate::clock::{Clock, SystemClock};
 use crate::config::SessionConfig;
 use crate::events::SessionEvent;
 use crate::record::Record;
@@ -113,7 +113,8 @@ impl<S: Store> SessionManagerBuilder<S> {
         self
     }
 
-    /// The clock for timestamps and expiry decisions (default: a new [`TokioClock`]).
+    /// The clock for timestamps and expiry decisions (default: [`SystemClock`], the wall clock).
+    /// Tests on a paused tokio clock pass a shared [`TokioClock`](crate::TokioClock).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
@@ -157,7 +158,7 @@ impl<S: Store> SessionManagerBuilder<S> {
                 store: self.store,
                 idle_ms: positive_ms("session idle timeout", s.idle_timeout)?,
                 settings: self.settings,
-                clock: self.clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 events,
             }),
         })
