@@ -96,7 +96,7 @@ impl<S: Store> SessionManager<S> {
         Ok(Some((record, now)))
     }
 
-    async fn expired_on_access(
+    pub(crate) async fn expired_on_access(
         &self,
         handle: &SessionHandle,
         key: &Key,
