@@ -33,7 +33,7 @@ use cache_core::{
     ScanPage, SetOptions, Store,
 };
 use cache_domain::CacheManager;
-use cache_redis::RedisStore;
+use cache_redis::{RedisConfig, RedisStore};
 use serde::Serialize;
 use sessions::{CreateOptions, SessionData, SessionManager};
 use test_redis::RedisServer;
@@ -672,7 +672,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
         scenario.warmup + scenario.baseline + fault_len + scenario.after + Duration::from_secs(30);
     let timeline = Arc::new(Timeline::new(span));
     let redis: Arc<dyn Store> = Arc::new(
-        RedisStore::connect(&cfg)
+        RedisStore::connect(&RedisConfig::from_core(&cfg)?)
             .await
             .context("connecting RedisStore")?,
     );
