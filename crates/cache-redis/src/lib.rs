@@ -201,8 +201,6 @@ mod retry;
 mod route;
 mod scan;
 mod scripts;
-// Wired into the store after the RedisConfig split lands (see the module docs).
-#[allow(dead_code)]
 mod sentinel;
 mod slots;
 mod store;
@@ -210,5 +208,8 @@ mod store;
 pub use builder::RedisStoreBuilder;
 pub use cache_core::health::{Connectivity, SelfTestReport, SelfTestStep};
 pub use cluster::{NodeHealth, NodeRole};
-pub use config::{PoolConfig, RedisConfig, RedisEndpoint, RetryConfig, DEFAULT_SHARED_CONNECTIONS};
+pub use config::{
+    PoolConfig, RedisConfig, RedisEndpoint, RetryConfig, SentinelEndpoint,
+    DEFAULT_SHARED_CONNECTIONS,
+};
 pub use store::RedisStore;

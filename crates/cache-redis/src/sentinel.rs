@@ -390,6 +390,20 @@ impl Discovery {
     /// Finds the node `want` through the sentinels and connects to it. See the
     /// [module documentation](self#discovery).
     pub(crate) async fn connect(&self, want: Want) -> Result<Discovered> {
+        let epoch = self.switches();
+        let found = self.connect_once(want).await?;
+        // A switch announced while this discovery ran, to a node other than the one it found: the
+        // sentinel asked had not heard of it yet. Ask again.
+        if want == Want::Primary
+            && self.switches() != epoch
+            && self.primary().as_ref() != Some(&found.addr)
+        {
+            return self.connect_once(want).await;
+        }
+        Ok(found)
+    }
+
+    async fn connect_once(&self, want: Want) -> Result<Discovered> {
         let mut sentinel_errors: Vec<(usize, RedisError)> = Vec::new();
         let mut unknown: Vec<usize> = Vec::new();
         let mut node_errors: Vec<(NodeAddr, Error)> = Vec::new();
@@ -480,7 +494,7 @@ impl Discovery {
             match self.connect_node(&addr, want, idx).await {
                 Ok(conn) => {
                     self.preferred.store(idx, Ordering::Relaxed);
-                    if want == Want::Primary {
+                    if want == Want::Primary && !self.recently_switched_from(&addr) {
                         *self.primary.write() = Some(addr.clone());
                     }
                     tracing::debug!(target: "cache_redis", service = %self.spec.service, node = %addr, role = want.word(), sentinel = %self.names[idx], "discovered through Sentinel");
