@@ -50,12 +50,18 @@
 //! ## Following failovers
 //!
 //! Every new connection runs a discovery, so refilling a slot after a connection error finds the
-//! new primary. [`Discovery::watch`] runs a task that subscribes to `+switch-master` on one
-//! sentinel and reports a switch of our service at once; it also asks that sentinel for the
-//! primary every `every` (so a lost subscription or a missed message costs at most that long), and
-//! moves to the next sentinel when its sentinel stops answering. After a switch, a sentinel that
-//! still names the old primary (sentinels learn a switch from each other within a second or two) is
-//! passed over by discovery for [`STALE_AFTER_SWITCH`], unless every sentinel names it.
+//! new primary; a discovery that finds another primary than the one known reports a switch.
+//! [`Discovery::watch`] subscribes on every sentinel (the one leading a failover can be any) to
+//! `+failover-state-wait-promotion` (the leader has just sent `REPLICAOF NO ONE` to the replica it
+//! promotes) and `+switch-master` (the failover is complete), and reports a new primary of our
+//! service at the first of the two; it also asks the sentinels for the primary every `every` (so a
+//! lost subscription or a missed message costs at most that long). Following the promotion rather
+//! than the switch matters: from `REPLICAOF NO ONE` on, whatever the old primary acknowledges is
+//! lost, and `+switch-master` comes only after the sentinels have seen the promotion in the replica's
+//! `INFO` and the other replicas are reconfigured (measured on Redis 7.0 with 1 primary, 2 replicas,
+//! 3 sentinels: the first `+switch-master` 0.9 s after the promotion, the leader's own 2 s after). After a switch, a sentinel that still names the old primary is passed over for
+//! [`STALE_AFTER_SWITCH`]: discovery tries the announced primary first and the old one only when
+//! that fails (an aborted failover), and the watcher's poll ignores that answer.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -92,8 +98,16 @@ pub(crate) const STALE_AFTER_SWITCH: Duration = Duration::from_secs(30);
 /// fire first.
 const BACKSTOP: Duration = Duration::from_millis(50);
 
-/// The channel on which sentinels announce a new primary.
+/// The channel on which sentinels announce a new primary, once the failover is complete (the
+/// other replicas reconfigured).
 const SWITCH_CHANNEL: &str = "+switch-master";
+
+/// The channel on which the sentinel leading a failover announces that it has just sent `REPLICAOF
+/// NO ONE` to the replica it promotes. From then on writes to the old primary are lost (the new one
+/// no longer replicates it), while `+switch-master` comes only after the other replicas are
+/// reconfigured (up to a second or more later): following this event shortens the window in which
+/// the old primary acknowledges writes that a failover then discards.
+const PROMOTION_CHANNEL: &str = "+failover-state-wait-promotion";
 
 /// A data node's address as the sentinels give it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -164,9 +178,15 @@ pub(crate) struct Discovery {
     primary: RwLock<Option<NodeAddr>>,
     /// The old primary of the last switch we heard of, and when.
     switched_from: Mutex<Option<(NodeAddr, Instant)>>,
-    /// Switches of the primary noticed by the watcher.
+    /// Switches of the primary noticed (by the watcher, or by a discovery that found another
+    /// primary than the one known).
     switches: AtomicU64,
+    /// What to do when the primary switches (set by [`Discovery::watch`]).
+    on_switch: Mutex<Option<SwitchHook>>,
 }
+
+/// What [`Discovery::watch`] runs when the primary switches.
+type SwitchHook = Arc<dyn Fn(&NodeAddr) + Send + Sync>;
 
 impl fmt::Debug for Discovery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -232,6 +252,7 @@ impl Discovery {
             primary: RwLock::new(None),
             switched_from: Mutex::new(None),
             switches: AtomicU64::new(0),
+            on_switch: Mutex::new(None),
         })
     }
 
@@ -451,8 +472,16 @@ impl Discovery {
             }
         }
         if let Some((idx, addr)) = stale {
+            // The sentinels asked still name the old primary of a switch we heard of (announced at
+            // the promotion, before the sentinels name the new one): try the announced primary
+            // first, and the old one only when that fails (a failover that was aborted).
+            let mut candidates = Vec::with_capacity(2);
+            if let Some(announced) = self.primary().filter(|p| *p != addr) {
+                candidates.push(announced);
+            }
+            candidates.push(addr);
             if let Some(found) = self
-                .try_nodes(idx, vec![addr], want, &mut node_errors)
+                .try_nodes(idx, candidates, want, &mut node_errors)
                 .await
             {
                 return Ok(found);
@@ -495,7 +524,9 @@ impl Discovery {
                 Ok(conn) => {
                     self.preferred.store(idx, Ordering::Relaxed);
                     if want == Want::Primary && !self.recently_switched_from(&addr) {
-                        *self.primary.write() = Some(addr.clone());
+                        // Another primary than the one known is a switch too (the watcher's
+                        // sentinel may not have announced it yet): the other connections move.
+                        self.switched(addr.clone());
                     }
                     tracing::debug!(target: "cache_redis", service = %self.spec.service, node = %addr, role = want.word(), sentinel = %self.names[idx], "discovered through Sentinel");
                     return Some(Discovered { conn, addr });
@@ -669,7 +700,9 @@ impl Discovery {
         }
     }
 
-    /// Records a switch of the primary to `new` (from the watcher); returns whether it changed.
+    /// Records that the primary is now `new`. When another one was known, that is a switch: it is
+    /// counted, the old primary is remembered (see [`STALE_AFTER_SWITCH`]) and the hook of
+    /// [`Discovery::watch`] runs. Returns whether it was a switch.
     fn switched(&self, new: NodeAddr) -> bool {
         let old = {
             let mut primary = self.primary.write();
@@ -678,30 +711,37 @@ impl Discovery {
             }
             primary.replace(new.clone())
         };
-        if let Some(old) = old {
-            *self.switched_from.lock() = Some((old.clone(), Instant::now()));
-            self.switches.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(target: "cache_redis", service = %self.spec.service, from = %old, to = %new, "the sentinels switched the primary");
-            true
-        } else {
-            false
+        let Some(old) = old else {
+            return false;
+        };
+        *self.switched_from.lock() = Some((old.clone(), Instant::now()));
+        self.switches.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(target: "cache_redis", service = %self.spec.service, from = %old, to = %new, "the sentinels switched the primary");
+        let hook = self.on_switch.lock().clone();
+        if let Some(hook) = hook {
+            hook(&new);
         }
+        true
     }
 
-    /// Parses a `+switch-master` payload (`<name> <old ip> <old port> <new ip> <new port>`) and
-    /// returns the new primary when it is about our service.
-    fn parse_switch(&self, payload: &str) -> Option<NodeAddr> {
+    /// Parses a message of the watched channels and returns the new primary when it is about our
+    /// service: `+switch-master` (`<name> <old ip> <old port> <new ip> <new port>`) or
+    /// `+failover-state-wait-promotion` (`slave <ip>:<port> <ip> <port> @ <name> <old ip> <old
+    /// port>`, the replica being promoted).
+    fn parse_switch(&self, channel: &str, payload: &str) -> Option<NodeAddr> {
         let parts: Vec<&str> = payload.split(' ').collect();
-        match parts.as_slice() {
-            [name, _, _, host, port] if *name == self.spec.service => Some(NodeAddr {
-                host: (*host).to_owned(),
-                port: port.parse().ok()?,
-            }),
-            _ => None,
-        }
+        let (name, host, port) = match (channel, parts.as_slice()) {
+            (SWITCH_CHANNEL, [name, _, _, host, port]) => (*name, *host, *port),
+            (PROMOTION_CHANNEL, [_, _, host, port, "@", name, _, _]) => (*name, *host, *port),
+            _ => return None,
+        };
+        (name == self.spec.service).then_some(NodeAddr {
+            host: host.to_owned(),
+            port: port.parse().ok()?,
+        })
     }
 
-    /// Subscribes to `+switch-master` on sentinel `idx`.
+    /// Subscribes to `+switch-master` and `+failover-state-wait-promotion` on sentinel `idx`.
     async fn subscribe(
         &self,
         idx: usize,
@@ -709,7 +749,9 @@ impl Discovery {
         let client = redis::Client::open(self.spec.sentinels[idx].clone())?;
         let setup = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(SWITCH_CHANNEL).await?;
+            pubsub
+                .subscribe(&[SWITCH_CHANNEL, PROMOTION_CHANNEL])
+                .await?;
             Ok::<_, RedisError>(pubsub.into_on_message())
         };
         tokio::time::timeout(
@@ -720,10 +762,12 @@ impl Discovery {
         .map_err(|_| timed_out())?
     }
 
-    /// Starts the watcher task (see [Following failovers](self#following-failovers)): `on_switch`
-    /// runs with the new primary each time the service's primary changes. The task holds a weak
-    /// reference and ends when the discovery is dropped; abort it through the handle to end it
-    /// sooner.
+    /// Starts the watcher (see [Following failovers](self#following-failovers)): one subscriber
+    /// per sentinel (a failover's promotion is announced by the sentinel that leads it, which can
+    /// be any of them) and a poll of the sentinels every `every`. `on_switch` runs with the new
+    /// primary each time the service's primary changes (also when a discovery finds the change
+    /// first). The task holds weak references and ends when the discovery is dropped; abort it
+    /// through the handle to end it sooner.
     pub(crate) fn watch<F>(
         self: &Arc<Self>,
         every: Duration,
@@ -732,95 +776,84 @@ impl Discovery {
     where
         F: Fn(&NodeAddr) + Send + Sync + 'static,
     {
-        let weak: Weak<Self> = Arc::downgrade(self);
+        *self.on_switch.lock() = Some(Arc::new(on_switch));
         let every = every.max(Duration::from_millis(10));
+        let subscribers: Vec<_> = (0..self.spec.sentinels.len())
+            .map(|idx| subscriber(Arc::downgrade(self), idx, every))
+            .collect();
+        let poll = poller(Arc::downgrade(self), every);
         tokio::spawn(async move {
-            let mut failures: u32 = 0;
-            loop {
-                let Some(this) = weak.upgrade() else { return };
-                let idx = this.order().next().unwrap_or(0);
-                let subscribed = this.subscribe(idx).await;
-                let mut stream = match subscribed {
-                    Ok(stream) => stream,
-                    Err(e) => {
-                        failures = failures.saturating_add(1);
-                        this.pass_over(idx);
-                        tracing::debug!(target: "cache_redis", sentinel = %this.names[idx], error = %e, "cannot subscribe to +switch-master");
-                        drop(this);
-                        // Without a subscription, keep asking (another sentinel) every tick.
-                        let backoff = every.saturating_mul(failures.min(5));
-                        tokio::time::sleep(backoff).await;
-                        if let Some(this) = weak.upgrade() {
-                            this.poll_once(&on_switch).await;
-                        }
-                        continue;
-                    }
-                };
-                failures = 0;
-                // Anything missed while not subscribed shows up here.
-                if !this.check(idx, &on_switch).await {
-                    this.pass_over(idx);
-                    continue;
-                }
-                drop(this);
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.tick().await;
-                loop {
-                    tokio::select! {
-                        msg = stream.next() => {
-                            let Some(this) = weak.upgrade() else { return };
-                            let Some(msg) = msg else {
-                                // The sentinel closed the connection: move on to the next one.
-                                this.pass_over(idx);
-                                break;
-                            };
-                            let payload: String = msg.get_payload().unwrap_or_default();
-                            if let Some(new) = this.parse_switch(&payload) {
-                                if this.switched(new.clone()) {
-                                    on_switch(&new);
-                                }
-                            }
-                        }
-                        _ = tick.tick() => {
-                            let Some(this) = weak.upgrade() else { return };
-                            if !this.check(idx, &on_switch).await {
-                                this.pass_over(idx);
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
+            futures::future::join(futures::future::join_all(subscribers), poll).await;
         })
     }
 
-    /// Asks sentinel `idx` for the primary and reports a change; false when it did not answer.
-    async fn check<F: Fn(&NodeAddr)>(&self, idx: usize, on_switch: &F) -> bool {
+    /// Asks sentinel `idx` for the primary and records a change; false when it did not answer.
+    async fn check(&self, idx: usize) -> bool {
         match self.ask_primary(idx).await {
+            // The sentinel still names the old primary of a switch announced to us (at the
+            // promotion, or by a quicker sentinel): it has not caught up yet.
+            Ok(Some(addr)) if self.recently_switched_from(&addr) => true,
             Ok(Some(addr)) => {
-                let known = self.primary.read().is_some();
-                if known && self.switched(addr.clone()) {
-                    on_switch(&addr);
-                } else if !known {
-                    *self.primary.write() = Some(addr);
-                }
+                self.switched(addr.clone());
+                // The first answer, before any connection: just remember it.
+                self.primary.write().get_or_insert(addr);
                 true
             }
-            // A sentinel that does not know the service is no use to watch.
+            // A sentinel that does not know the service is no use to ask.
             Ok(None) => false,
             Err(_) => false,
         }
     }
 
     /// One check on the sentinels in order until one answers.
-    async fn poll_once<F: Fn(&NodeAddr)>(&self, on_switch: &F) {
+    async fn poll_once(&self) {
         for idx in self.order() {
-            if self.check(idx, on_switch).await {
+            if self.check(idx).await {
                 return;
             }
             self.pass_over(idx);
         }
+    }
+}
+
+/// Keeps a subscription to sentinel `idx`'s announcements and records every new primary of the
+/// service they name; resubscribes after a pause when the sentinel closes the connection or cannot
+/// be reached.
+async fn subscriber(weak: Weak<Discovery>, idx: usize, every: Duration) {
+    let mut failures: u32 = 0;
+    loop {
+        let Some(this) = weak.upgrade() else { return };
+        let subscribed = this.subscribe(idx).await;
+        match subscribed {
+            Ok(mut stream) => {
+                failures = 0;
+                drop(this);
+                while let Some(msg) = stream.next().await {
+                    let Some(this) = weak.upgrade() else { return };
+                    let payload: String = msg.get_payload().unwrap_or_default();
+                    if let Some(new) = this.parse_switch(msg.get_channel_name(), &payload) {
+                        this.switched(new);
+                    }
+                }
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::debug!(target: "cache_redis", sentinel = %this.names[idx], error = %e, "cannot subscribe to the sentinel's announcements");
+            }
+        }
+        tokio::time::sleep(every.saturating_mul(failures.clamp(1, 10))).await;
+    }
+}
+
+/// Asks the sentinels for the primary every `every` (covers a lost subscription or message).
+async fn poller(weak: Weak<Discovery>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(this) = weak.upgrade() else { return };
+        this.poll_once().await;
     }
 }
 

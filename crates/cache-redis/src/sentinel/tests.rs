@@ -62,15 +62,40 @@ fn switch_messages_and_addresses_parse() {
         TIMEOUT,
     )
     .unwrap();
+    let new = Some(NodeAddr {
+        host: "10.0.0.2".into(),
+        port: 6380,
+    });
     assert_eq!(
-        d.parse_switch("svc 10.0.0.1 6379 10.0.0.2 6380"),
-        Some(NodeAddr {
-            host: "10.0.0.2".into(),
-            port: 6380
-        })
+        d.parse_switch(SWITCH_CHANNEL, "svc 10.0.0.1 6379 10.0.0.2 6380"),
+        new
     );
-    assert_eq!(d.parse_switch("other 10.0.0.1 6379 10.0.0.2 6380"), None);
-    assert_eq!(d.parse_switch("svc 10.0.0.1 6379 10.0.0.2"), None);
+    assert_eq!(
+        d.parse_switch(
+            PROMOTION_CHANNEL,
+            "slave 10.0.0.2:6380 10.0.0.2 6380 @ svc 10.0.0.1 6379"
+        ),
+        new
+    );
+    assert_eq!(
+        d.parse_switch(SWITCH_CHANNEL, "other 10.0.0.1 6379 10.0.0.2 6380"),
+        None
+    );
+    assert_eq!(
+        d.parse_switch(
+            PROMOTION_CHANNEL,
+            "slave 10.0.0.2:6380 10.0.0.2 6380 @ other 10.0.0.1 6379"
+        ),
+        None
+    );
+    assert_eq!(
+        d.parse_switch(SWITCH_CHANNEL, "svc 10.0.0.1 6379 10.0.0.2"),
+        None
+    );
+    assert_eq!(
+        d.parse_switch("+sdown", "svc 10.0.0.1 6379 10.0.0.2 6380"),
+        None
+    );
     let v6 = NodeAddr {
         host: "::1".into(),
         port: 7,
