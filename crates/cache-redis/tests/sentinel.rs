@@ -268,3 +268,121 @@ async fn replica_reads_go_to_a_replica_and_writes_to_the_primary() {
     assert_eq!(calls(t.primary(), "mget"), 0, "MGET went to the primary");
     store.flush_prefix().await.unwrap();
 }
+
+#[test]
+fn sentinel_settings_from_the_environment_and_the_builder_agree() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    let from_env = RedisConfig::from_lookup(
+        Profile::Production,
+        env(&[
+            (
+                "REDIS_SENTINEL_NODES",
+                "10.0.0.1:26379, rediss://10.0.0.2:26379 ,",
+            ),
+            ("REDIS_SENTINEL_SERVICE", "cache"),
+            ("REDIS_SENTINEL_USERNAME", "watcher"),
+            ("REDIS_SENTINEL_PASSWORD", "s-pw"),
+            ("REDIS_USERNAME", "app"),
+            ("REDIS_PASSWORD", "d-pw"),
+            ("REDIS_TLS", "true"),
+            ("REDIS_DB", "1"),
+        ]),
+    )
+    .unwrap();
+    let built = RedisConfig::new(
+        Profile::Production,
+        RedisEndpoint::Sentinel(
+            SentinelEndpoint::new(["10.0.0.1:26379", "rediss://10.0.0.2:26379"], "cache")
+                .with_sentinel_credentials(Some("watcher"), "s-pw")
+                .with_credentials(Some("app"), "d-pw")
+                .with_tls(true),
+        ),
+    )
+    .with_database(1);
+    assert_eq!(from_env, built);
+    let debug = format!("{from_env:?}");
+    assert!(
+        !debug.contains("s-pw") && !debug.contains("d-pw"),
+        "{debug}"
+    );
+    assert!(
+        debug.contains("watcher") && debug.contains("cache"),
+        "{debug}"
+    );
+
+    // Precedence: a cluster wins over Sentinel, Sentinel over one server; CACHE_BACKEND=redis
+    // takes Sentinel when it is configured.
+    let both = RedisConfig::from_lookup(
+        Profile::Production,
+        env(&[
+            ("REDIS_CLUSTER_NODES", "10.0.0.1:7000"),
+            ("REDIS_SENTINEL_NODES", "10.0.0.1:26379"),
+            ("REDIS_SENTINEL_SERVICE", "cache"),
+        ]),
+    )
+    .unwrap();
+    assert!(both.endpoint.is_cluster());
+    let redis = RedisConfig::from_lookup(
+        Profile::Production,
+        env(&[
+            ("CACHE_BACKEND", "redis"),
+            ("REDIS_URL", "redis://10.0.0.9:6379"),
+            ("REDIS_SENTINEL_NODES", "10.0.0.1:26379"),
+            ("REDIS_SENTINEL_SERVICE", "cache"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        redis.endpoint,
+        RedisEndpoint::sentinel(["10.0.0.1:26379"], "cache")
+    );
+
+    // Errors name the setting.
+    for (pairs, setting) in [
+        (
+            &[("REDIS_SENTINEL_NODES", "10.0.0.1:26379")][..],
+            "REDIS_SENTINEL_SERVICE",
+        ),
+        (
+            &[
+                ("REDIS_SENTINEL_NODES", " , "),
+                ("REDIS_SENTINEL_SERVICE", "cache"),
+            ][..],
+            "REDIS_SENTINEL_NODES",
+        ),
+        (
+            &[
+                ("REDIS_SENTINEL_NODES", "10.0.0.1:26379"),
+                ("REDIS_SENTINEL_SERVICE", "two words"),
+            ][..],
+            "REDIS_SENTINEL_SERVICE",
+        ),
+        (
+            &[
+                ("REDIS_SENTINEL_NODES", "10.0.0.1:26379"),
+                ("REDIS_SENTINEL_SERVICE", "cache"),
+                ("REDIS_TLS", "maybe"),
+            ][..],
+            "REDIS_TLS",
+        ),
+    ] {
+        let lookup = |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let err = RedisConfig::from_lookup(Profile::Production, lookup).unwrap_err();
+        assert!(
+            matches!(&err, Error::Config { setting: s, .. } if s == setting),
+            "{pairs:?}: {err}"
+        );
+    }
+}
