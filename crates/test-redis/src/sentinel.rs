@@ -216,6 +216,11 @@ pub struct Promotion {
     /// From the `SENTINEL FAILOVER` command (or the `SIGKILL`) until every running sentinel named
     /// the new primary and it answered `ROLE` with `master`.
     pub elapsed: Duration,
+    /// From the same start until a replica first answered `ROLE` with `master` (its promotion:
+    /// from then on it no longer replicates the old primary), as seen by asking every replica
+    /// about once a millisecond; `None` when that was not seen (the answer came between two
+    /// questions and the wait ended first, which does not happen in practice).
+    pub promoted: Option<Duration>,
 }
 
 /// A primary, its replicas and a group of sentinels owned by one test. See the
@@ -346,6 +351,7 @@ impl RedisSentinel {
     /// what a client must cope with, so this method does not wait for it.
     pub fn failover(&self) -> Promotion {
         let from = self.primary().port();
+        let watch = self.watch_promotion(from);
         let start = Instant::now();
         let deadline = start + SENTINEL_READY_TIMEOUT;
         loop {
@@ -368,10 +374,12 @@ impl RedisSentinel {
             std::thread::sleep(Duration::from_millis(100));
         }
         let to = self.wait_for_new_primary(from);
+        let elapsed = start.elapsed();
         Promotion {
             from,
             to,
-            elapsed: start.elapsed(),
+            elapsed,
+            promoted: watch.finish().map(|at| at.saturating_duration_since(start)),
         }
     }
 
@@ -381,14 +389,47 @@ impl RedisSentinel {
     pub fn kill_primary(&self) -> Promotion {
         let primary = self.primary();
         let from = primary.port();
+        let watch = self.watch_promotion(from);
         let start = Instant::now();
         primary.kill();
         let to = self.wait_for_new_primary(from);
+        let elapsed = start.elapsed();
         Promotion {
             from,
             to,
-            elapsed: start.elapsed(),
+            elapsed,
+            promoted: watch.finish().map(|at| at.saturating_duration_since(start)),
         }
+    }
+
+    /// Starts asking every running data node but the primary on `from` for its `ROLE`, about once
+    /// a millisecond, until one answers `master`.
+    fn watch_promotion(&self, from: u16) -> PromotionWatch {
+        let ports: Vec<u16> = self
+            .data
+            .iter()
+            .filter(|n| n.port() != from && n.is_running())
+            .map(RedisServer::port)
+            .collect();
+        let password = self.password.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut conns: Vec<RoleConn> = ports
+                .iter()
+                .map(|p| RoleConn::new(*p, password.as_deref()))
+                .collect();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for c in &mut conns {
+                    if c.is_master() {
+                        return Some(Instant::now());
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            None
+        });
+        PromotionWatch { stop, thread }
     }
 
     /// Waits until every running sentinel names a primary other than the one on `old_port` and
@@ -919,6 +960,75 @@ impl Drop for SentinelNode {
     }
 }
 
+/// The thread of [`RedisSentinel::watch_promotion`].
+struct PromotionWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Option<Instant>>,
+}
+
+impl PromotionWatch {
+    /// Stops the watch; returns when a replica first answered `ROLE` with `master`.
+    fn finish(self) -> Option<Instant> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().ok().flatten()
+    }
+}
+
+/// A kept connection to a data node that asks `ROLE`, reopened when it fails (the sentinels kill
+/// the normal clients of the replica they promote).
+struct RoleConn {
+    port: u16,
+    password: Option<String>,
+    reader: Option<BufReader<TcpStream>>,
+}
+
+impl RoleConn {
+    fn new(port: u16, password: Option<&str>) -> RoleConn {
+        RoleConn {
+            port,
+            password: password.map(str::to_owned),
+            reader: None,
+        }
+    }
+
+    fn open(&self) -> Option<BufReader<TcpStream>> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        let timeout = Some(Duration::from_millis(500));
+        stream.set_read_timeout(timeout).ok()?;
+        stream.set_write_timeout(timeout).ok()?;
+        let mut reader = BufReader::new(stream);
+        if let Some(pw) = &self.password {
+            reader.get_ref().write_all(&resp(&["AUTH", pw])).ok()?;
+            read_reply(&mut reader).ok()?;
+        }
+        Some(reader)
+    }
+
+    /// Whether the node answers `ROLE` with `master` (false when it does not answer; the
+    /// connection is then reopened at the next question).
+    fn is_master(&mut self) -> bool {
+        if self.reader.is_none() {
+            self.reader = self.open();
+        }
+        let Some(reader) = self.reader.as_mut() else {
+            return false;
+        };
+        let answer = match reader.get_ref().write_all(&resp(&["ROLE"])) {
+            Ok(()) => read_reply(reader),
+            Err(e) => Err(e.to_string()),
+        };
+        match answer {
+            Ok(Reply::Array(a)) => a.first().and_then(Reply::text) == Some("master"),
+            Ok(_) => false,
+            Err(_) => {
+                self.reader = None;
+                false
+            }
+        }
+    }
+}
+
 /// Where a data node stands with respect to the current primary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Replication {
@@ -1085,12 +1195,13 @@ mod tests {
         t.primary().cli(["SET", "before", "1"]);
 
         let manual = t.failover();
+        assert!(manual.promoted.is_some_and(|p| p <= manual.elapsed));
         assert_eq!(manual.from, first);
         assert_ne!(manual.to, first);
         assert_eq!(t.primary().port(), manual.to);
         eprintln!(
-            "SENTINEL FAILOVER: a new primary after {:?}",
-            manual.elapsed
+            "SENTINEL FAILOVER: promoted after {:?}, all sentinels agree after {:?}",
+            manual.promoted, manual.elapsed
         );
         // The promoted replica had the data.
         assert_eq!(t.primary().cli(["GET", "before"]), "1");
@@ -1101,8 +1212,8 @@ mod tests {
         assert_ne!(crash.to, crash.from);
         assert!(!t.node_by_port(crash.from).unwrap().is_running());
         eprintln!(
-            "SIGKILL of the primary: a new primary after {:?}",
-            crash.elapsed
+            "SIGKILL of the primary: promoted after {:?}, all sentinels agree after {:?}",
+            crash.promoted, crash.elapsed
         );
         t.restart_node(crash.from);
         assert_eq!(t.primary().port(), crash.to);
