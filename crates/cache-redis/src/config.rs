@@ -794,8 +794,8 @@ fn endpoint_from(get: &dyn Fn(&str) -> Option<String>) -> Result<RedisEndpoint> 
     }
 }
 
-/// The Sentinel endpoint of `REDIS_SENTINEL_NODES` and the other `REDIS_SENTINEL_*`, `REDIS_USERNAME`,
-/// `REDIS_PASSWORD` and `REDIS_TLS` variables.
+/// The Sentinel endpoint of `REDIS_SENTINEL_NODES` and the other `REDIS_SENTINEL_*`,
+/// `REDIS_USERNAME`, `REDIS_PASSWORD` and `REDIS_TLS` variables.
 fn sentinel_from(nodes: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<RedisEndpoint> {
     let service = get("REDIS_SENTINEL_SERVICE").ok_or_else(|| {
         Error::config(

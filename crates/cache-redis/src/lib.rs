@@ -24,14 +24,15 @@
 //! ## Configuration
 //!
 //! [`RedisConfig`] holds every setting of the backend: the [`RedisEndpoint`] (one server by URL, a
-//! Sentinel service by its sentinels ([`SentinelEndpoint`]), or a cluster by seed nodes), database, key prefix, connect and response timeouts, [`PoolConfig`],
-//! [`RetryConfig`], the number of shared connections, replica reads, the `SCAN` count and the
-//! largest value. [`RedisConfig::new`] gives a profile's defaults, [`RedisConfig::from_lookup`] /
-//! [`RedisConfig::from_env`] read the same environment variables as the rest of the workspace
-//! (`REDIS_URL`, `REDIS_SENTINEL_*`, `REDIS_CLUSTER_NODES`, `REDIS_DB`, `REDIS_*_TIMEOUT`, `REDIS_POOL_*`,
-//! `REDIS_RETRY_*`, `REDIS_SHARED_CONNECTIONS`, ...), `with_*` methods override, and
-//! [`RedisConfig::validate`] (also run by `connect`) names the setting that is wrong. `Debug`
-//! never shows a password. [`RedisConfig::from_core`] takes the Redis settings out of a
+//! Sentinel service by its sentinels ([`SentinelEndpoint`]), or a cluster by seed nodes), database,
+//! key prefix, connect and response timeouts, [`PoolConfig`], [`RetryConfig`], the number of shared
+//! connections, replica reads, the `SCAN` count and the largest value. [`RedisConfig::new`] gives a
+//! profile's defaults, [`RedisConfig::from_lookup`] / [`RedisConfig::from_env`] read the same
+//! environment variables as the rest of the workspace (`REDIS_URL`, `REDIS_SENTINEL_*`,
+//! `REDIS_CLUSTER_NODES`, `REDIS_DB`, `REDIS_*_TIMEOUT`, `REDIS_POOL_*`, `REDIS_RETRY_*`,
+//! `REDIS_SHARED_CONNECTIONS`, ...), `with_*` methods override, and [`RedisConfig::validate`] (also
+//! run by `connect`) names the setting that is wrong. `Debug` never shows a password.
+//! [`RedisConfig::from_core`] takes the Redis settings out of a
 //! workspace-wide [`cache_core::Config`].
 //!
 //! ## Where things are

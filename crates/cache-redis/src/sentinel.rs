@@ -59,7 +59,8 @@
 //! than the switch matters: from `REPLICAOF NO ONE` on, whatever the old primary acknowledges is
 //! lost, and `+switch-master` comes only after the sentinels have seen the promotion in the replica's
 //! `INFO` and the other replicas are reconfigured (measured on Redis 7.0 with 1 primary, 2 replicas,
-//! 3 sentinels: the first `+switch-master` 0.9 s after the promotion, the leader's own 2 s after). After a switch, a sentinel that still names the old primary is passed over for
+//! 3 sentinels: the first `+switch-master` 0.9 s after the promotion, the leader's own 2 s after).
+//! After a switch, a sentinel that still names the old primary is passed over for
 //! [`STALE_AFTER_SWITCH`]: discovery tries the announced primary first and the old one only when
 //! that fails (an aborted failover), and the watcher's poll ignores that answer.
 
@@ -89,9 +90,10 @@ pub(crate) const SENTINEL_AUTH_SETTINGS: &str = "REDIS_SENTINEL_USERNAME / REDIS
 /// Where the data nodes' credentials come from, for messages.
 pub(crate) const NODE_AUTH_SETTINGS: &str = "REDIS_USERNAME / REDIS_PASSWORD";
 
-/// How long after a `+switch-master` discovery passes over a sentinel that still names the old
-/// primary. The old primary answers `ROLE master` until the sentinels reconfigure it (up to about
-/// 10 s after a `SENTINEL FAILOVER`); sentinels agree on the new one within a couple of seconds.
+/// How long after a switch (a promotion announced, a `+switch-master`, or a discovery that found a
+/// new primary) discovery passes over a sentinel that still names the old primary. The old primary
+/// answers `ROLE master` until the sentinels reconfigure it (up to about 10 s after a `SENTINEL
+/// FAILOVER`); the sentinels agree on the new one within a couple of seconds.
 pub(crate) const STALE_AFTER_SWITCH: Duration = Duration::from_secs(30);
 
 /// Margin of the outer timeouts over redis-rs's own, so that redis-rs's (with the better message)
