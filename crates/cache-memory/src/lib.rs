@@ -3,7 +3,7 @@
 //! [`MemoryStore`]: the in-memory backend of [`cache_core::Store`], with the semantics of Redis
 //! (string values and sorted sets, `NX`/`XX`/`KEEPTTL`, `GETEX`, `WRONGTYPE`, glob `SCAN`,
 //! `INCRBY` rules) so that code tested against it behaves the same on a Redis server. It passes the
-//! same conformance suite (`cache_core::testing`) as the Redis backends.
+//! same conformance suite (`cache_testing::conformance`) as the Redis backends.
 //!
 //! - **Deterministic time.** Deadlines are [`tokio::time::Instant`]s: under `tokio::time::pause()`
 //!   a test moves time with `tokio::time::advance` and never sleeps.
@@ -17,7 +17,6 @@
 //!   on [`MemoryStoreBuilder::with_max_entries`]; and a maximum value size
 //!   ([`cache_core::Config::max_value_bytes`]) beyond which writes fail with
 //!   [`cache_core::Error::Capacity`].
-//! - `mock` feature: `mock::MockStore`, a mockall mock of the trait for injecting failures.
 //!
 //! # Where it differs from a Redis server (all within the trait's contract)
 //!
@@ -47,8 +46,6 @@
 //! ```
 
 mod glob;
-#[cfg(feature = "mock")]
-pub mod mock;
 mod state;
 
 use std::borrow::Cow;

@@ -234,6 +234,7 @@ mod conn;
 mod error;
 mod health;
 pub mod info;
+mod introspect;
 mod manager;
 mod retry;
 mod route;
@@ -250,4 +251,5 @@ pub use config::{
     PoolConfig, RedisConfig, RedisEndpoint, RetryConfig, SentinelEndpoint,
     DEFAULT_SHARED_CONNECTIONS,
 };
+pub use introspect::NodeInfo;
 pub use store::RedisStore;

@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::testing::{self, run_all, Capabilities};
 use cache_core::{Error, Expiry, Profile, ScanCursor, SetOptions, Store, StoreExt};
 use cache_redis::{NodeRole, RedisConfig, RedisEndpoint, RedisStore};
+use cache_testing::conformance::{self, run_all, Capabilities};
 use common::cluster_config;
 use test_redis::RedisCluster;
 
@@ -86,8 +86,8 @@ async fn cluster_store_passes_the_suite_as_dyn_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contention_checks_hold_on_the_cluster() {
     let (store, _, _) = stores("conf3").await;
-    testing::check_compare_and_swap_contention(&store).await;
-    testing::check_incr_by_concurrent(&store).await;
+    conformance::check_compare_and_swap_contention(&store).await;
+    conformance::check_incr_by_concurrent(&store).await;
 }
 
 #[tokio::test]

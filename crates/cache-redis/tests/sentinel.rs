@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::testing::{self, run_all, Capabilities};
 use cache_core::{Error, ErrorKind, Profile, SetOptions, Store};
 use cache_redis::{
     PoolConfig, RedisConfig, RedisEndpoint, RedisStore, RetryConfig, SentinelEndpoint,
 };
+use cache_testing::conformance::{self, run_all, Capabilities};
 use test_redis::RedisSentinel;
 
 const MAX_VALUE: usize = 2 * 1024 * 1024;
@@ -67,9 +67,9 @@ async fn sentinel_store_passes_the_suite() {
     let caps = Capabilities::new().with_max_value_bytes(MAX_VALUE);
     run_all(&store, &other, &unprefixed, &caps).await;
     let as_dyn: Arc<dyn Store> = Arc::new(store.clone());
-    testing::check_compare_and_swap_contention(&store).await;
+    conformance::check_compare_and_swap_contention(&store).await;
     assert!(as_dyn.ping().await.is_ok());
-    testing::check_incr_by_concurrent(&store).await;
+    conformance::check_incr_by_concurrent(&store).await;
     assert_eq!(
         t.primary().cli(["--scan", "--pattern", "conformance_a:*"]),
         "",

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cache_core::{Family, Profile, Store};
+use cache_core::{Profile, Store};
 use cache_domain::{CacheConfig, CacheManager, WritePolicy};
 use cache_redis::{PoolConfig, RedisConfig, RedisEndpoint, RedisStore, RetryConfig};
 use sessions::{CreateOptions, SessionManager};
@@ -101,11 +101,9 @@ impl Load {
                     while !stop.load(Ordering::Relaxed) {
                         i += 1;
                         let user = format!("w{w}-{}", i % 97);
-                        let r = cache
-                            .set(Family::User, &user, &serde_json::json!({"i": i}))
-                            .await;
+                        let r = cache.user().set(&user, &serde_json::json!({"i": i})).await;
                         log.lock().unwrap().record(&r);
-                        let r = cache.get::<serde_json::Value>(Family::User, &user).await;
+                        let r = cache.user().get::<serde_json::Value>(&user).await;
                         log.lock().unwrap().record(&r);
                         let r = sessions.create(&user, CreateOptions::new()).await;
                         log.lock().unwrap().record(&r);
@@ -227,7 +225,8 @@ async fn the_same_store_follows_a_manual_failover_and_a_crash_of_the_primary() {
     for i in 0..30 {
         let user = format!("u{i}");
         cache
-            .set(Family::User, &user, &serde_json::json!({"n": i}))
+            .user()
+            .set(&user, &serde_json::json!({"n": i}))
             .await
             .unwrap();
         let s = sessions.create(&user, CreateOptions::new()).await.unwrap();
@@ -235,7 +234,7 @@ async fn the_same_store_follows_a_manual_failover_and_a_crash_of_the_primary() {
     }
     let check_before = || async {
         for (user, token) in &before {
-            let v: Option<serde_json::Value> = cache.get(Family::User, user).await.unwrap();
+            let v: Option<serde_json::Value> = cache.user().get(user).await.unwrap();
             assert!(v.is_some(), "cache entry of {user} lost");
             let s = sessions.get(token).await.unwrap();
             assert_eq!(s.map(|s| s.user_id), Some(user.clone()), "session lost");

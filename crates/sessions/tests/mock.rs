@@ -1,4 +1,4 @@
-//! Failure injection and call accounting with `cache_memory::mock::MockStore`: a mock without
+//! Failure injection and call accounting with `cache_testing::MockStore`: a mock without
 //! expectations panics on any call, so "this never reaches the store" is checked exactly.
 
 mod common;
@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{CasOutcome, Error, Store};
-use cache_memory::mock::MockStore;
 use cache_memory::MemoryStore;
+use cache_testing::MockStore;
 use common::*;
 use serde_json::json;
 use sessions::keys::session_key;

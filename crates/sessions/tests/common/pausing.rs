@@ -1,17 +1,15 @@
 //! A store wrapper that can hold one compare-and-swap at a chosen moment, to stage races
-//! deterministically.
+//! deterministically: a [`cache_core::layer::Layered`] store whose hook is a [`Gate`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use cache_core::{
-    async_trait, BackendStats, CasOutcome, Expiry, KeyTtl, Result, ScanCursor, ScanPage,
-    SetOptions, Store,
-};
+use cache_core::layer::{Layered, Method, Op, StoreHook};
+use cache_core::{async_trait, Result};
 use tokio::sync::Notify;
 
-/// Holds the next compare-and-swap after [`Gate::arm`] until [`Gate::release`].
+/// Holds the next compare-and-swap after [`Gate::arm`] until [`Gate::release`]: the hook of a
+/// [`PausingStore`].
 #[derive(Debug, Default)]
 pub struct Gate {
     armed: AtomicBool,
@@ -31,113 +29,22 @@ impl Gate {
     }
 }
 
-/// Forwards every call to `inner`; holds a compare-and-swap when the gate is armed.
-#[derive(Debug, Clone)]
-pub struct PausingStore<S> {
-    pub inner: S,
-    pub gate: Arc<Gate>,
-}
-
-impl<S> PausingStore<S> {
-    pub fn new(inner: S) -> (Self, Arc<Gate>) {
-        let gate = Arc::new(Gate::default());
-        (
-            Self {
-                inner,
-                gate: Arc::clone(&gate),
-            },
-            gate,
-        )
-    }
-}
-
 #[async_trait]
-impl<S: Store> Store for PausingStore<S> {
-    fn prefix(&self) -> &str {
-        self.inner.prefix()
-    }
-    fn backend_name(&self) -> &'static str {
-        self.inner.backend_name()
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.inner.get_many(keys).await
-    }
-    async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
-        self.inner.get_ex(key, ttl).await
-    }
-    async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool> {
-        self.inner.set(key, value, opts).await
-    }
-    async fn set_many(&self, entries: &[(&str, &[u8])], expiry: Expiry) -> Result<()> {
-        self.inner.set_many(entries, expiry).await
-    }
-    async fn delete(&self, keys: &[&str]) -> Result<u64> {
-        self.inner.delete(keys).await
-    }
-    async fn exists(&self, key: &str) -> Result<bool> {
-        self.inner.exists(key).await
-    }
-    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-        self.inner.expire(key, ttl).await
-    }
-    async fn persist(&self, key: &str) -> Result<bool> {
-        self.inner.persist(key).await
-    }
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.inner.ttl(key).await
-    }
-    async fn incr_by(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
-        self.inner.incr_by(key, delta, ttl).await
-    }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-        expiry: Expiry,
-    ) -> Result<CasOutcome> {
-        if self.gate.armed.swap(false, Ordering::SeqCst) {
-            self.gate.reached.notify_one();
-            self.gate.release.notified().await;
+impl StoreHook for Gate {
+    async fn before(&self, op: &Op<'_>) -> Result<()> {
+        if op.method == Method::CompareAndSwap && self.armed.swap(false, Ordering::SeqCst) {
+            self.reached.notify_one();
+            self.release.notified().await;
         }
-        self.inner
-            .compare_and_swap(key, expected, new, expiry)
-            .await
+        Ok(())
     }
-    async fn scan(&self, pattern: &str, cursor: ScanCursor, count: u32) -> Result<ScanPage> {
-        self.inner.scan(pattern, cursor, count).await
-    }
-    async fn zadd(&self, key: &str, member: &str, score: f64) -> Result<bool> {
-        self.inner.zadd(key, member, score).await
-    }
-    async fn zrem(&self, key: &str, members: &[&str]) -> Result<u64> {
-        self.inner.zrem(key, members).await
-    }
-    async fn zrange_by_score(
-        &self,
-        key: &str,
-        min: f64,
-        max: f64,
-        limit: Option<usize>,
-    ) -> Result<Vec<(String, f64)>> {
-        self.inner.zrange_by_score(key, min, max, limit).await
-    }
-    async fn zrem_range_by_score(&self, key: &str, min: f64, max: f64) -> Result<u64> {
-        self.inner.zrem_range_by_score(key, min, max).await
-    }
-    async fn zcard(&self, key: &str) -> Result<u64> {
-        self.inner.zcard(key).await
-    }
-    async fn ping(&self) -> Result<Duration> {
-        self.inner.ping().await
-    }
-    async fn flush_prefix(&self) -> Result<u64> {
-        self.inner.flush_prefix().await
-    }
-    async fn stats(&self) -> Result<Option<BackendStats>> {
-        self.inner.stats().await
-    }
+}
+
+/// Forwards every call to the inner store; holds a compare-and-swap when the gate is armed.
+pub type PausingStore<S> = Layered<S, Arc<Gate>>;
+
+/// Wraps `inner` in a [`PausingStore`] and returns its gate.
+pub fn pausing<S>(inner: S) -> (PausingStore<S>, Arc<Gate>) {
+    let gate = Arc::new(Gate::default());
+    (Layered::new(inner, Arc::clone(&gate)), gate)
 }

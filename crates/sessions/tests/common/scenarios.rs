@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sessions::keys::{index_key, session_key, SESSION};
 use sessions::{Clock, CreateOptions, SessionManager, TokioClock};
 
-use super::pausing::{Gate, PausingStore};
+use super::pausing::{pausing, Gate, PausingStore};
 use super::{assert_no_token_in_store, exercise_every_operation, obj, tick, Fixture};
 
 /// The whole lifecycle on one manager.
@@ -418,7 +418,7 @@ async fn gated_and_plain<F: Fixture>(
     SessionManager<F::Store>,
 ) {
     let plain = f.manager().await;
-    let (gated_store, gate) = PausingStore::new(f.connect().await);
+    let (gated_store, gate) = pausing(f.connect().await);
     let gated = SessionManager::builder(gated_store)
         .with_clock(Arc::clone(plain.clock()))
         .build()
