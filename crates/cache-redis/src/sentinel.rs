@@ -1,6 +1,10 @@
 //! Redis Sentinel: finding the primary (or a replica) of a monitored service through the
 //! sentinels, and noticing failovers as they happen.
 //!
+//! Files: this one (the types, asking the sentinels, the discovery loop), `node.rs` (connecting to
+//! a node they named), `errors.rs` (what a failed discovery reports), `watch.rs` (following
+//! promotions and switches).
+//!
 //! ## Why not redis-rs's `sentinel` module
 //!
 //! redis 1.8 has one (feature `sentinel`: `Sentinel`, `SentinelClient`), read for this decision in
@@ -67,19 +71,18 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_core::{Error, Result};
-use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use rand::seq::SliceRandom;
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue, RedisError, Role,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue, RedisError,
 };
 
-use crate::error::{self, Ctx};
+use crate::error;
 
 /// The setting that lists the sentinels, for messages.
 pub(crate) const NODES_SETTING: &str = "REDIS_SENTINEL_NODES";
@@ -99,17 +102,6 @@ pub(crate) const STALE_AFTER_SWITCH: Duration = Duration::from_secs(30);
 /// Margin of the outer timeouts over redis-rs's own, so that redis-rs's (with the better message)
 /// fire first.
 const BACKSTOP: Duration = Duration::from_millis(50);
-
-/// The channel on which sentinels announce a new primary, once the failover is complete (the
-/// other replicas reconfigured).
-const SWITCH_CHANNEL: &str = "+switch-master";
-
-/// The channel on which the sentinel leading a failover announces that it has just sent `REPLICAOF
-/// NO ONE` to the replica it promotes. From then on writes to the old primary are lost (the new one
-/// no longer replicates it), while `+switch-master` comes only after the other replicas are
-/// reconfigured (up to a second or more later): following this event shortens the window in which
-/// the old primary acknowledges writes that a failover then discards.
-const PROMOTION_CHANNEL: &str = "+failover-state-wait-promotion";
 
 /// A data node's address as the sentinels give it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -541,393 +533,6 @@ impl Discovery {
         }
         None
     }
-
-    /// The connection info of a data node at `addr`: the template's credentials, database and TLS
-    /// mode with this address.
-    fn node_info(&self, addr: &NodeAddr) -> ConnectionInfo {
-        let template = &self.spec.node;
-        let node_addr = match template.addr() {
-            ConnectionAddr::TcpTls {
-                insecure,
-                tls_params,
-                ..
-            } => ConnectionAddr::TcpTls {
-                host: addr.host.clone(),
-                port: addr.port,
-                insecure: *insecure,
-                tls_params: tls_params.clone(),
-            },
-            _ => ConnectionAddr::Tcp(addr.host.clone(), addr.port),
-        };
-        template.clone().set_addr(node_addr)
-    }
-
-    /// Connects to the data node at `addr` (named by sentinel `by`) and checks its role.
-    async fn connect_node(
-        &self,
-        addr: &NodeAddr,
-        want: Want,
-        by: usize,
-    ) -> Result<MultiplexedConnection> {
-        let start = Instant::now();
-        let info = self.node_info(addr);
-        let target = format!(
-            "{addr} (the {} of {} named by sentinel {})",
-            want.word(),
-            self.spec.service,
-            self.names[by]
-        );
-        let fail = |e: RedisError, connecting: bool| {
-            node_error(
-                e,
-                &target,
-                &self.spec.service,
-                want,
-                connecting,
-                start.elapsed(),
-            )
-        };
-        let client = redis::Client::open(info).map_err(|e| fail(e, true))?;
-        let fut = client.get_multiplexed_async_connection_with_config(&self.config);
-        let mut conn = tokio::time::timeout(self.connect_timeout + BACKSTOP, fut)
-            .await
-            .map_err(|_| fail(timed_out(), true))?
-            .map_err(|e| fail(e, true))?;
-        let role_cmd = redis::cmd("ROLE");
-        let role = tokio::time::timeout(
-            self.response_timeout + BACKSTOP,
-            role_cmd.query_async::<Role>(&mut conn),
-        )
-        .await
-        .map_err(|_| fail(timed_out(), false))?
-        .map_err(|e| fail(e, false))?;
-        let matches = matches!(
-            (want, &role),
-            (Want::Primary, Role::Primary { .. }) | (Want::Replica, Role::Replica { .. })
-        );
-        if matches {
-            Ok(conn)
-        } else {
-            let actual = match role {
-                Role::Primary { .. } => "a primary",
-                Role::Replica { .. } => "a replica",
-                Role::Sentinel { .. } => "a sentinel",
-                _ => "something else",
-            };
-            Err(Error::Backend {
-                message: format!(
-                    "{target} answers ROLE as {actual}: a failover is in progress, or the \
-                     sentinels' view is stale (retrying will ask them again)"
-                ),
-                transient: true,
-                source: None,
-            })
-        }
-    }
-
-    /// The error when no sentinel knows the service (some may not have answered at all).
-    async fn unknown_service(
-        &self,
-        idx: usize,
-        unknown: &[usize],
-        sentinel_errors: &[(usize, RedisError)],
-    ) -> Error {
-        let monitored = self.monitored(idx).await;
-        let asked: Vec<&str> = unknown.iter().map(|i| self.names[*i].as_str()).collect();
-        let mut message = format!(
-            "no sentinel monitors a service named {:?} (asked {}); they monitor {}",
-            self.spec.service,
-            asked.join(", "),
-            if monitored.is_empty() {
-                "nothing".to_owned()
-            } else {
-                format!("{monitored:?}")
-            }
-        );
-        if !sentinel_errors.is_empty() {
-            let silent: Vec<&str> = sentinel_errors
-                .iter()
-                .map(|(i, _)| self.names[*i].as_str())
-                .collect();
-            message.push_str(&format!("; no answer from {}", silent.join(", ")));
-        }
-        Error::config(SERVICE_SETTING, message)
-    }
-
-    /// The error when no sentinel answered.
-    fn no_sentinel(&self, errors: Vec<(usize, RedisError)>) -> Error {
-        let is_auth = |e: &RedisError| {
-            e.kind() == redis::ErrorKind::AuthenticationFailed
-                || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
-        };
-        let not_sentinel = |e: &RedisError| {
-            e.code() == Some("ERR")
-                && e.detail().is_some_and(|d| {
-                    d.contains("unknown command") || d.contains("unknown subcommand")
-                })
-        };
-        if let Some((idx, _)) = errors.iter().find(|(_, e)| not_sentinel(e)) {
-            return Error::config(
-                NODES_SETTING,
-                format!(
-                    "{} is not a sentinel (it does not know the SENTINEL command): list the \
-                     sentinels (port 26379 by default), not the data nodes",
-                    self.names[*idx]
-                ),
-            );
-        }
-        if !errors.is_empty() && errors.iter().all(|(_, e)| is_auth(e)) {
-            let (idx, e) = &errors[0];
-            return Error::Auth(format!(
-                "sentinel {} refused our credentials: {} (check {SENTINEL_AUTH_SETTINGS}: the \
-                 sentinels' own password, their `requirepass`, not the data nodes')",
-                self.names[*idx],
-                e.detail().unwrap_or(e.category())
-            ));
-        }
-        let parts: Vec<String> = errors
-            .iter()
-            .map(|(idx, e)| format!("{}: {}", self.names[*idx], cause(e)))
-            .collect();
-        Error::Connection {
-            target: format!("the sentinels of {}", self.spec.service),
-            message: format!(
-                "no sentinel answered ({}); check {NODES_SETTING} and that the sentinels run",
-                parts.join("; ")
-            ),
-            source: errors
-                .into_iter()
-                .next()
-                .map(|(_, e)| Box::new(e) as cache_core::BoxError),
-        }
-    }
-
-    /// Records that the primary is now `new`. When another one was known, that is a switch: it is
-    /// counted, the old primary is remembered (see [`STALE_AFTER_SWITCH`]) and the hook of
-    /// [`Discovery::watch`] runs. Returns whether it was a switch.
-    fn switched(&self, new: NodeAddr) -> bool {
-        let old = {
-            let mut primary = self.primary.write();
-            if primary.as_ref() == Some(&new) {
-                return false;
-            }
-            primary.replace(new.clone())
-        };
-        let Some(old) = old else {
-            return false;
-        };
-        *self.switched_from.lock() = Some((old.clone(), Instant::now()));
-        self.switches.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(target: "cache_redis", service = %self.spec.service, from = %old, to = %new, "the sentinels switched the primary");
-        let hook = self.on_switch.lock().clone();
-        if let Some(hook) = hook {
-            hook(&new);
-        }
-        true
-    }
-
-    /// Parses a message of the watched channels and returns the new primary when it is about our
-    /// service: `+switch-master` (`<name> <old ip> <old port> <new ip> <new port>`) or
-    /// `+failover-state-wait-promotion` (`slave <ip>:<port> <ip> <port> @ <name> <old ip> <old
-    /// port>`, the replica being promoted).
-    fn parse_switch(&self, channel: &str, payload: &str) -> Option<NodeAddr> {
-        let parts: Vec<&str> = payload.split(' ').collect();
-        let (name, host, port) = match (channel, parts.as_slice()) {
-            (SWITCH_CHANNEL, [name, _, _, host, port]) => (*name, *host, *port),
-            (PROMOTION_CHANNEL, [_, _, host, port, "@", name, _, _]) => (*name, *host, *port),
-            _ => return None,
-        };
-        (name == self.spec.service).then_some(NodeAddr {
-            host: host.to_owned(),
-            port: port.parse().ok()?,
-        })
-    }
-
-    /// Subscribes to `+switch-master` and `+failover-state-wait-promotion` on sentinel `idx`.
-    async fn subscribe(
-        &self,
-        idx: usize,
-    ) -> std::result::Result<redis::aio::PubSubStream, RedisError> {
-        let client = redis::Client::open(self.spec.sentinels[idx].clone())?;
-        let setup = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub
-                .subscribe(&[SWITCH_CHANNEL, PROMOTION_CHANNEL])
-                .await?;
-            Ok::<_, RedisError>(pubsub.into_on_message())
-        };
-        tokio::time::timeout(
-            self.connect_timeout + self.response_timeout + BACKSTOP,
-            setup,
-        )
-        .await
-        .map_err(|_| timed_out())?
-    }
-
-    /// Starts the watcher (see [Following failovers](self#following-failovers)): one subscriber
-    /// per sentinel (a failover's promotion is announced by the sentinel that leads it, which can
-    /// be any of them) and a poll of the sentinels every `every`. `on_switch` runs with the new
-    /// primary each time the service's primary changes (also when a discovery finds the change
-    /// first). The task holds weak references and ends when the discovery is dropped; abort it
-    /// through the handle to end it sooner.
-    pub(crate) fn watch<F>(
-        self: &Arc<Self>,
-        every: Duration,
-        on_switch: F,
-    ) -> tokio::task::JoinHandle<()>
-    where
-        F: Fn(&NodeAddr) + Send + Sync + 'static,
-    {
-        *self.on_switch.lock() = Some(Arc::new(on_switch));
-        let every = every.max(Duration::from_millis(10));
-        let subscribers: Vec<_> = (0..self.spec.sentinels.len())
-            .map(|idx| subscriber(Arc::downgrade(self), idx, every))
-            .collect();
-        let poll = poller(Arc::downgrade(self), every);
-        tokio::spawn(async move {
-            futures::future::join(futures::future::join_all(subscribers), poll).await;
-        })
-    }
-
-    /// Asks sentinel `idx` for the primary and records a change; false when it did not answer.
-    async fn check(&self, idx: usize) -> bool {
-        match self.ask_primary(idx).await {
-            // The sentinel still names the old primary of a switch announced to us (at the
-            // promotion, or by a quicker sentinel): it has not caught up yet.
-            Ok(Some(addr)) if self.recently_switched_from(&addr) => true,
-            Ok(Some(addr)) => {
-                self.switched(addr.clone());
-                // The first answer, before any connection: just remember it.
-                self.primary.write().get_or_insert(addr);
-                true
-            }
-            // A sentinel that does not know the service is no use to ask.
-            Ok(None) => false,
-            Err(_) => false,
-        }
-    }
-
-    /// One check on the sentinels in order until one answers.
-    async fn poll_once(&self) {
-        for idx in self.order() {
-            if self.check(idx).await {
-                return;
-            }
-            self.pass_over(idx);
-        }
-    }
-}
-
-/// Keeps a subscription to sentinel `idx`'s announcements and records every new primary of the
-/// service they name; resubscribes after a pause when the sentinel closes the connection or cannot
-/// be reached.
-async fn subscriber(weak: Weak<Discovery>, idx: usize, every: Duration) {
-    let mut failures: u32 = 0;
-    loop {
-        let Some(this) = weak.upgrade() else { return };
-        let subscribed = this.subscribe(idx).await;
-        match subscribed {
-            Ok(mut stream) => {
-                failures = 0;
-                drop(this);
-                while let Some(msg) = stream.next().await {
-                    let Some(this) = weak.upgrade() else { return };
-                    let payload: String = msg.get_payload().unwrap_or_default();
-                    if let Some(new) = this.parse_switch(msg.get_channel_name(), &payload) {
-                        this.switched(new);
-                    }
-                }
-            }
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                tracing::debug!(target: "cache_redis", sentinel = %this.names[idx], error = %e, "cannot subscribe to the sentinel's announcements");
-            }
-        }
-        tokio::time::sleep(every.saturating_mul(failures.clamp(1, 10))).await;
-    }
-}
-
-/// Asks the sentinels for the primary every `every` (covers a lost subscription or message).
-async fn poller(weak: Weak<Discovery>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let Some(this) = weak.upgrade() else { return };
-        this.poll_once().await;
-    }
-}
-
-/// A short cause of a connection-level error, for lists of failures.
-fn cause(e: &RedisError) -> String {
-    if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connection_refusal() {
-        "connection refused".to_owned()
-    } else {
-        e.to_string()
-    }
-}
-
-/// Maps an error of a data node named by the sentinels.
-fn node_error(
-    e: RedisError,
-    target: &str,
-    service: &str,
-    want: Want,
-    connecting: bool,
-    elapsed: Duration,
-) -> Error {
-    let is_auth = e.kind() == redis::ErrorKind::AuthenticationFailed
-        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
-    if is_auth {
-        return Error::Auth(format!(
-            "{target} refused our credentials: {} (check {NODE_AUTH_SETTINGS}: the data nodes' \
-             credentials, not the sentinels')",
-            e.detail().unwrap_or(e.category())
-        ));
-    }
-    let connection_level = e.is_io_error() || e.is_timeout() || e.is_connection_dropped();
-    if !connection_level {
-        return error::map(
-            e,
-            Ctx {
-                op: if connecting { "connect" } else { "ROLE" },
-                key: None,
-                target,
-                elapsed,
-                connecting,
-            },
-        );
-    }
-    let mapped = error::map(
-        e,
-        Ctx {
-            op: "connect",
-            key: None,
-            target,
-            elapsed,
-            connecting: true,
-        },
-    );
-    match mapped {
-        Error::Connection { source, .. } => Error::Connection {
-            target: target.to_owned(),
-            message: format!(
-                "the sentinels name it as the {} of {service}, but it cannot be reached ({}). \
-                 During a failover this passes by itself; otherwise the address it announces is \
-                 not reachable from here (replica-announce-ip, NAT, firewall)",
-                want.word(),
-                source
-                    .as_ref()
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "connection failed".to_owned())
-            ),
-            source,
-        },
-        other => other,
-    }
 }
 
 /// What a failed command's error means for a connection discovered through Sentinel: like
@@ -941,5 +546,8 @@ pub(crate) fn disposition(e: &RedisError) -> error::Disposition {
     }
 }
 
+mod errors;
+mod node;
 #[cfg(test)]
 mod tests;
+mod watch;

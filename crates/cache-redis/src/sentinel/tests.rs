@@ -7,6 +7,7 @@ use std::sync::Arc;
 use redis::IntoConnectionInfo;
 use test_redis::RedisSentinel;
 
+use super::watch::{PROMOTION_CHANNEL, SWITCH_CHANNEL};
 use super::*;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
