@@ -2,8 +2,8 @@
 //! jitter), and the single decision whether a failed attempt is followed by another ([`retry_delay`]).
 //!
 //! The rule is in the [crate documentation](crate#retries) and on [`Idempotency`]: any call whose
-//! command was never sent may be retried; after it may have reached the server, only a read or a
-//! TTL refresh. The call runner (`call.rs`) asks [`retry_delay`] after every failed attempt; nothing
+//! command was never sent (or was refused unapplied, `READONLY`) may be retried; after it may have
+//! reached the server, only a read or a TTL refresh. The call runner (`call.rs`) asks [`retry_delay`] after every failed attempt; nothing
 //! else decides.
 
 use std::time::Duration;
@@ -15,7 +15,7 @@ use crate::config::RetryConfig;
 /// Whether a call may be repeated after its command may have reached the server.
 ///
 /// Any call may be retried when it failed before its command was sent (no connection could be
-/// had). Once sent, the first attempt may have been applied although its reply never came (a
+/// had), or when the server refused it without applying it (`READONLY`, see `call.rs`). Once sent, the first attempt may have been applied although its reply never came (a
 /// timeout, a dropped connection), and other clients may have acted on its effect before a repeat
 /// lands. So a call is repeated after sending only when it is **idempotent** (applying it twice
 /// leaves what applying it once leaves, and answers the same) **and not order-sensitive** (a repeat
@@ -40,7 +40,7 @@ pub(crate) enum Idempotency {
     /// Reads and TTL refreshes: repeated after sending (see above).
     Repeatable,
     /// Value writes, counters, compare-and-swap, and commands whose answer would change: retried
-    /// only if the command was never sent.
+    /// only if the command was never sent (or refused unapplied).
     Once,
 }
 

@@ -15,6 +15,13 @@ const VARIABLES: &[&str] = &[
     "CACHE_BACKEND",
     "REDIS_URL",
     "REDIS_CLUSTER_NODES",
+    "REDIS_SENTINEL_NODES",
+    "REDIS_SENTINEL_SERVICE",
+    "REDIS_SENTINEL_USERNAME",
+    "REDIS_SENTINEL_PASSWORD",
+    "REDIS_USERNAME",
+    "REDIS_PASSWORD",
+    "REDIS_TLS",
     "CACHE_KEY_PREFIX",
     "REDIS_DB",
     "REDIS_CONNECT_TIMEOUT",
@@ -43,6 +50,8 @@ fn value() -> impl Strategy<Value = String> {
                 "rediss://user:pw@host:6380",
                 "unix:///tmp/redis.sock",
                 "127.0.0.1:7000,127.0.0.1:7001",
+                "sentinel",
+                "mymaster",
                 "redis://a:1, ,redis://b:2",
                 ",",
                 "redis",
@@ -84,7 +93,11 @@ proptest! {
                 let named = VARIABLES.contains(&setting.as_str())
                     && (given(&setting)
                         || VARIABLES.iter().any(|v| given(v) && message.contains(v))
-                        || matches!(setting.as_str(), "REDIS_URL" | "REDIS_CLUSTER_NODES"));
+                        || matches!(
+                            setting.as_str(),
+                            "REDIS_URL" | "REDIS_CLUSTER_NODES" | "REDIS_SENTINEL_NODES"
+                                | "REDIS_SENTINEL_SERVICE"
+                        ));
                 prop_assert!(named, "{setting}: {message} (environment {env:?})");
             }
             Err(other) => prop_assert!(false, "not a config error: {other}"),

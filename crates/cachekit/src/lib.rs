@@ -6,7 +6,7 @@
 //! | feature | backend |
 //! |---|---|
 //! | `memory` (default) | the embedded in-memory store ([`MemoryStore`]) |
-//! | `redis` | one Redis server ([`RedisStore`]) |
+//! | `redis` | one Redis server, or a Sentinel service via [`connect_from_env`] ([`RedisStore`]) |
 //! | `cluster` | Redis Cluster ([`RedisStore`] in cluster mode) |
 //! | `mock` | a mockall `MockStore` for failure injection in tests |
 //!
@@ -73,9 +73,18 @@ pub async fn connect(config: &Config) -> Result<DynStore> {
     }
 }
 
-/// [`connect`] with [`Config::from_env`].
+/// [`connect`] with [`Config::from_env`]; with `REDIS_SENTINEL_NODES` set (feature `redis`), the
+/// store on the Sentinel service that `RedisConfig::from_env` describes (the workspace `Config`
+/// has no Sentinel backend).
 pub async fn connect_from_env() -> Result<DynStore> {
-    connect(&Config::from_env()?).await
+    let config = Config::from_env()?;
+    #[cfg(feature = "redis")]
+    if std::env::var("REDIS_SENTINEL_NODES").is_ok_and(|v| !v.trim().is_empty()) {
+        return Ok(Arc::new(
+            RedisStore::connect(&RedisConfig::from_env(config.profile)?).await?,
+        ));
+    }
+    connect(&config).await
 }
 
 #[cfg(feature = "memory")]
