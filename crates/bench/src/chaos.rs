@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use cache_core::layer::{Layered, Op, StoreHook};
-use cache_core::{Config, Error, Profile, Store};
+use cache_core::{Error, Profile, Store};
 use cache_domain::CacheManager;
-use cache_redis::{RedisConfig, RedisStore};
+use cache_redis::{RedisConfig, RedisEndpoint, RedisStore};
 use serde::Serialize;
 use sessions::{CreateOptions, SessionData, SessionManager};
 use test_redis::RedisServer;
@@ -371,17 +371,17 @@ fn ms(d: Duration) -> f64 {
 
 /// The library configuration of the scenarios: the production profile (tight timeouts) against
 /// `url`.
-pub fn config(url: &str) -> anyhow::Result<Config> {
-    Config::builder()
-        .profile(Profile::Production)
-        .redis_url(url)
-        .key_prefix("chaos")
-        .build()
-        .context("building the library configuration")
+pub fn config(url: &str) -> anyhow::Result<RedisConfig> {
+    let config =
+        RedisConfig::new(Profile::Production, RedisEndpoint::server(url)).with_key_prefix("chaos");
+    config
+        .validate()
+        .context("building the library configuration")?;
+    Ok(config)
 }
 
 /// The configured bound of one store call (see [`ScenarioReport::call_timeout_ms`]).
-pub fn call_timeout(config: &Config) -> Duration {
+pub fn call_timeout(config: &RedisConfig) -> Duration {
     config
         .retry
         .budget
@@ -539,11 +539,12 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
             let cluster = Arc::new(
                 blocking("starting a Redis Cluster", test_redis::RedisCluster::start).await?,
             );
-            let cfg = Config::builder()
-                .profile(Profile::Production)
-                .cluster_nodes(cluster.seed_urls())
-                .key_prefix("chaos")
-                .build()
+            let cfg = RedisConfig::new(
+                Profile::Production,
+                RedisEndpoint::cluster(cluster.seed_urls()),
+            )
+            .with_key_prefix("chaos");
+            cfg.validate()
                 .context("building the cluster configuration")?;
             (Target::Cluster(cluster), cfg)
         }
@@ -570,7 +571,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
         scenario.warmup + scenario.baseline + fault_len + scenario.after + Duration::from_secs(30);
     let timeline = Arc::new(Timeline::new(span));
     let redis: Arc<dyn Store> = Arc::new(
-        RedisStore::connect(&RedisConfig::from_core(&cfg)?)
+        RedisStore::connect(&cfg)
             .await
             .context("connecting RedisStore")?,
     );

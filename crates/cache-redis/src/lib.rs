@@ -13,7 +13,7 @@
 //!     .with_key_prefix("shop");
 //! // Or from REDIS_URL / REDIS_CLUSTER_NODES and the other variables of docs/operations.md:
 //! // let config = RedisConfig::from_env(Profile::Production)?;
-//! let store = RedisStore::connect(&cache_redis::RedisConfig::from_core(&config).unwrap()).await?; // fails here on a wrong URL or password
+//! let store = RedisStore::connect(&config).await?; // fails here on a wrong URL or password
 //! store.set("user:42", b"{}", SetOptions::ttl(Duration::from_secs(60))).await?;
 //! assert_eq!(store.get("user:42").await?.as_deref(), Some(&b"{}"[..]));
 //! println!("{:?}", store.connectivity().await);
@@ -30,8 +30,8 @@
 //! (`REDIS_URL`, `REDIS_CLUSTER_NODES`, `REDIS_DB`, `REDIS_*_TIMEOUT`, `REDIS_POOL_*`,
 //! `REDIS_RETRY_*`, `REDIS_SHARED_CONNECTIONS`, ...), `with_*` methods override, and
 //! [`RedisConfig::validate`] (also run by `connect`) names the setting that is wrong. `Debug`
-//! never shows a password. [`RedisConfig::from_core`] takes the Redis settings out of a
-//! workspace-wide [`cache_core::Config`].
+//! never shows a password. The `cachekit` facade reads it from the same environment as the other
+//! parts (`cachekit::Config::from_env`).
 //!
 //! ## Where things are
 //!

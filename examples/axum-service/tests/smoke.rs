@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum_service::{app, AppState};
-use cachekit::Config;
+use cachekit::{Config, Profile, RedisConfig, RedisEndpoint};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use test_redis::RedisServer;
@@ -238,28 +238,23 @@ async fn scenario(config: Config) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_service_on_memory() {
-    scenario(Config::builder().memory().build().unwrap()).await;
+    scenario(Config::memory()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_service_on_redis() {
     let server = RedisServer::start();
-    scenario(
-        Config::builder()
-            .redis_url(server.url())
-            .key_prefix("example")
-            .build()
-            .unwrap(),
-    )
+    scenario(Config::redis(
+        RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+            .with_key_prefix("example"),
+    ))
     .await;
 }
 
 /// `/metrics` is a Prometheus text exposition with the cache's and the session layer's counters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_scraped_in_prometheus_format() {
-    let state = AppState::new(&Config::builder().memory().build().unwrap())
-        .await
-        .expect("state");
+    let state = AppState::new(&Config::memory()).await.expect("state");
     let router = app(state);
     call(
         &router,
@@ -309,11 +304,10 @@ async fn metrics_are_scraped_in_prometheus_format() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_fail_closed_when_redis_dies() {
     let server = RedisServer::start();
-    let config = Config::builder()
-        .redis_url(server.url())
-        .key_prefix("example")
-        .build()
-        .unwrap();
+    let config = Config::redis(
+        RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+            .with_key_prefix("example"),
+    );
     let router = app(AppState::new(&config).await.expect("state"));
     let (_, login) = call(
         &router,
