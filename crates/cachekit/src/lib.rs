@@ -39,6 +39,14 @@
 //! two managers), [`fleet`] (the optional heartbeat), [`health`], and [`blocking`] for callers
 //! without an async runtime.
 
+// Without any backend feature, `Backend` has no variant, so every `Config` is uninhabited and the
+// code that uses one is unreachable by construction (the build only checks that a service without
+// a backend still compiles; `Config::from_lookup` then names the feature to enable).
+#![cfg_attr(
+    not(any(feature = "memory", feature = "redis", feature = "cluster")),
+    allow(unreachable_code, unused_mut, unused_variables)
+)]
+
 use std::sync::Arc;
 
 pub mod blocking;
@@ -112,25 +120,25 @@ pub fn session_manager<S: Store>(store: S, config: &Config) -> Result<SessionMan
         .build()
 }
 
-/// The code of `README.md` and the user guides, compiled (and run, unless marked `no_run`) as doc
-/// tests, so that the documentation cannot drift from the API.
+/// The code of `README.md`, the user guides and `docs/operations.md`, compiled (and run, unless
+/// marked `no_run`) as doc tests, so that the documentation cannot drift from the API. Each file
+/// needs the backends its examples name; `cargo xtask ci` tests with every feature.
+/// (`docs/user-guide-web.md` is a doc test of `cachekit-axum`.)
 #[cfg(doctest)]
 mod doc_examples {
+    #[cfg(feature = "memory")]
     #[doc = include_str!("../../../README.md")]
     struct Readme;
 
-    #[doc = include_str!("../../../docs/user-guide.md")]
-    struct UserGuide;
-
-    #[cfg(all(feature = "redis", feature = "mock"))]
+    #[cfg(all(feature = "memory", feature = "redis"))]
     #[doc = include_str!("../../../docs/user-guide-cache.md")]
     struct UserGuideCache;
 
-    #[cfg(all(feature = "redis", feature = "mock"))]
+    #[cfg(feature = "memory")]
     #[doc = include_str!("../../../docs/user-guide-sessions.md")]
     struct UserGuideSessions;
 
-    #[cfg(all(feature = "redis", feature = "cluster"))]
+    #[cfg(feature = "redis")]
     #[doc = include_str!("../../../docs/operations.md")]
     struct Operations;
 }
