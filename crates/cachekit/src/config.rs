@@ -1,10 +1,10 @@
 //! [`Config`]: the settings of every part, read from one environment.
 //!
-//! Each part keeps its own settings next to it: the backend's ([`MemoryConfig`](crate::MemoryConfig)
-//! or [`RedisConfig`](crate::RedisConfig)), the cache manager's ([`CacheConfig`]) and the session
-//! manager's ([`SessionConfig`]). A `Config` is those, composed: [`Config::from_env`] reads them all
-//! from the process environment, `CACHE_PROFILE` picking the defaults of every part at once, and
-//! every error names the variable to fix. `docs/operations.md` lists every variable.
+//! Each part keeps its own settings next to it: the backend's (`MemoryConfig` or `RedisConfig`,
+//! at the crate's top level with their features), the cache manager's ([`CacheConfig`]) and the
+//! session manager's ([`SessionConfig`]). A `Config` is those, composed: [`Config::from_env`] reads
+//! them all from the process environment, `CACHE_PROFILE` picking the defaults of every part at
+//! once, and every error names the variable to fix. `docs/operations.md` lists every variable.
 //!
 //! In code, start from a backend and change what differs:
 //!
