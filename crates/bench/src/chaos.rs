@@ -15,10 +15,15 @@
 //!   (restart answered `PING`, or `SIGCONT` sent) to the end of the first 250 ms window whose ok
 //!   throughput is at least 90 % of the throughput before the fault.
 //! - **Acknowledged writes**: each load task owns its sessions and remembers, per session, the
-//!   last `n` the library acknowledged (create: 0, `update` returning the session: its patch) and
-//!   the values of later attempts that failed (they may or may not have been applied). After the
-//!   scenario every acknowledged session is read back: it must exist and hold the acknowledged `n`
-//!   or one of the later attempted ones. Anything else is an acknowledged write lost.
+//!   last `n` the library acknowledged (create: 0, `update` returning the session: its patch), when
+//!   it was acknowledged, and the values of later attempts that failed (they may or may not have
+//!   been applied). After the scenario every acknowledged session is read back: it must exist and
+//!   hold the acknowledged `n` or one of the later attempted ones. Anything else is an acknowledged
+//!   write lost. In a planned Sentinel failover (`SENTINEL FAILOVER`) the old primary keeps
+//!   acknowledging writes after the replica's promotion, which the failover then discards (Redis
+//!   replicates asynchronously and Sentinel does not pause writes): a lost write acknowledged after
+//!   the promotion (as the harness saw it, polling the replicas' `ROLE` every millisecond) is
+//!   counted apart, in `writes_lost_after_promotion`, and not as an acknowledged write lost.
 //! - **Panics**: load tasks are plain tokio tasks; a panic anywhere in the library under them
 //!   shows up as a `JoinError` and is counted.
 
@@ -30,10 +35,10 @@ use anyhow::Context as _;
 use cache_core::layer::{Layered, Op, StoreHook};
 use cache_core::{Error, Profile, Store};
 use cache_domain::CacheManager;
-use cache_redis::{RedisConfig, RedisEndpoint, RedisStore};
+use cache_redis::{RedisConfig, RedisEndpoint, RedisStore, SentinelEndpoint};
 use serde::Serialize;
 use sessions::{CreateOptions, SessionData, SessionManager};
-use test_redis::RedisServer;
+use test_redis::{RedisSentinel, RedisServer};
 
 use crate::workload::{Doc, Rng};
 
@@ -226,12 +231,20 @@ pub enum Fault {
     /// Against a Redis Cluster of 3 primaries with 1 replica each (node timeout 1 s): `SIGKILL` the
     /// primary of slot 0 and wait until its replica has taken over (the "return").
     ClusterFailover,
+    /// Against Redis Sentinel (1 primary, 2 replicas, 3 sentinels, `down-after-milliseconds`
+    /// 1000): `SIGKILL` the primary and wait until the sentinels have promoted a replica (every
+    /// sentinel names it and it answers `ROLE master`: the "return").
+    SentinelFailover,
+    /// Against the same topology: `SENTINEL FAILOVER` (a planned switch), and wait until every
+    /// sentinel names the promoted replica (the "return").
+    SentinelManualFailover,
 }
 
 /// The server(s) a scenario runs against.
 enum Target {
     Single(Arc<RedisServer>),
     Cluster(Arc<test_redis::RedisCluster>),
+    Sentinel(Arc<RedisSentinel>),
 }
 
 /// One scenario: load, fault, observation.
@@ -262,6 +275,8 @@ pub struct Tracked {
     pub token: String,
     /// The `n` of the last acknowledged write (create: 0).
     pub acked: u64,
+    /// When that write was acknowledged.
+    pub acked_at: Instant,
     /// `n` values of writes attempted after that one which returned an error: each may or may not
     /// have been applied.
     pub uncertain: Vec<u64>,
@@ -330,14 +345,23 @@ pub struct ScenarioReport {
     /// Sessions whose acknowledged writes were checked afterwards.
     pub sessions_checked: u64,
     /// Acknowledged session writes not found afterwards (session missing or holding an older value).
+    /// In a planned Sentinel failover, those acknowledged after the replica's promotion are left
+    /// out (see `writes_lost_after_promotion`).
     pub acknowledged_writes_lost: u64,
+    /// Planned Sentinel failover only: acknowledged session writes lost that the old primary
+    /// acknowledged after the replica's promotion. Redis replicates asynchronously and Sentinel's
+    /// failover does not pause writes, so such writes cannot survive; the number says how quickly
+    /// the store stopped writing to the old primary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes_lost_after_promotion: Option<u64>,
     /// Sessions that could not be read back (the check itself failed).
     pub sessions_unverified: u64,
     /// Load-task panics.
     pub panics: u64,
     /// When the fault was injected, ms after the load started.
     pub fault_at_ms: f64,
-    /// When the server was back, ms after the load started.
+    /// When the server was back, ms after the load started (a failover: when the promoted replica
+    /// first answered `ROLE master`).
     pub returned_at_ms: f64,
     /// The fault, in words.
     pub fault: String,
@@ -370,7 +394,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The library configuration of the scenarios: the production profile (tight timeouts) against
-/// `url`.
+/// `url` (the Sentinel scenarios use [`sentinel_config`]).
 pub fn config(url: &str) -> anyhow::Result<RedisConfig> {
     let config =
         RedisConfig::new(Profile::Production, RedisEndpoint::server(url)).with_key_prefix("chaos");
@@ -378,6 +402,14 @@ pub fn config(url: &str) -> anyhow::Result<RedisConfig> {
         .validate()
         .context("building the library configuration")?;
     Ok(config)
+}
+
+/// The library configuration of the Sentinel scenarios: the production profile on the topology's
+/// sentinels and service.
+pub fn sentinel_config(topology: &RedisSentinel) -> RedisConfig {
+    let endpoint = SentinelEndpoint::new(topology.sentinel_addrs(), topology.service_name());
+    RedisConfig::new(Profile::Production, RedisEndpoint::Sentinel(endpoint))
+        .with_key_prefix("chaos")
 }
 
 /// The configured bound of one store call (see [`ScenarioReport::call_timeout_ms`]).
@@ -439,6 +471,7 @@ async fn load_task(
                     active.push(Tracked {
                         token: new.token.expose().to_owned(),
                         acked: 0,
+                        acked_at: Instant::now(),
                         uncertain: Vec::new(),
                     });
                     true
@@ -454,6 +487,7 @@ async fn load_task(
                 Ok(Some(s)) => {
                     if n_of(&s.data) == Some(seq) {
                         t.acked = seq;
+                        t.acked_at = Instant::now();
                         t.uncertain.clear();
                     } else {
                         // The library says it wrote our patch but hands back other data.
@@ -502,33 +536,58 @@ async fn load_task(
     r
 }
 
-/// Reads every tracked session back; returns `(checked, lost, unverified)`.
-async fn verify(sessions: &SessionManager<Arc<dyn Store>>, tracked: &[Tracked]) -> (u64, u64, u64) {
-    let (mut lost, mut unverified) = (0, 0);
+/// What [`verify`] found.
+#[derive(Debug, Default)]
+struct Verified {
+    checked: u64,
+    lost: u64,
+    /// Lost writes acknowledged at or after the `after` instant given to [`verify`].
+    lost_after: u64,
+    unverified: u64,
+}
+
+/// Reads every tracked session back. A lost write acknowledged at or after `after` (a planned
+/// failover's promotion) is counted in `lost_after` instead of `lost`.
+async fn verify(
+    sessions: &SessionManager<Arc<dyn Store>>,
+    tracked: &[Tracked],
+    after: Option<Instant>,
+) -> Verified {
+    let mut v = Verified {
+        checked: tracked.len() as u64,
+        ..Verified::default()
+    };
     for t in tracked {
+        let mut lose = || {
+            if after.is_some_and(|at| t.acked_at >= at) {
+                v.lost_after += 1;
+            } else {
+                v.lost += 1;
+            }
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
             match sessions.get(&t.token).await {
                 Ok(Some(s)) => {
                     if !n_of(&s.data).is_some_and(|n| t.accepts(n)) {
-                        lost += 1;
+                        lose();
                     }
                     break;
                 }
                 Ok(None) => {
-                    lost += 1;
+                    lose();
                     break;
                 }
                 Err(_) if attempt < 20 => tokio::time::sleep(Duration::from_millis(100)).await,
                 Err(_) => {
-                    unverified += 1;
+                    v.unverified += 1;
                     break;
                 }
             }
         }
     }
-    (tracked.len() as u64, lost, unverified)
+    v
 }
 
 /// Runs one scenario against a fresh server and returns its report. Fails only when the harness
@@ -548,6 +607,12 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
                 .context("building the cluster configuration")?;
             (Target::Cluster(cluster), cfg)
         }
+        Fault::SentinelFailover | Fault::SentinelManualFailover => {
+            let topology =
+                Arc::new(blocking("starting a Sentinel topology", RedisSentinel::start).await?);
+            let cfg = sentinel_config(&topology);
+            (Target::Sentinel(topology), cfg)
+        }
         _ => {
             let server = Arc::new(
                 blocking("starting redis-server", || {
@@ -566,15 +631,17 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
         Fault::Kill { down } => down,
         Fault::Freeze { stopped } => stopped,
         Fault::ClusterFailover => test_redis::CLUSTER_READY_TIMEOUT,
+        Fault::SentinelFailover | Fault::SentinelManualFailover => {
+            test_redis::SENTINEL_READY_TIMEOUT
+        }
     };
     let span =
         scenario.warmup + scenario.baseline + fault_len + scenario.after + Duration::from_secs(30);
     let timeline = Arc::new(Timeline::new(span));
-    let redis: Arc<dyn Store> = Arc::new(
-        RedisStore::connect(&cfg)
-            .await
-            .context("connecting RedisStore")?,
-    );
+    let redis_store = RedisStore::connect(&cfg)
+        .await
+        .context("connecting RedisStore")?;
+    let redis: Arc<dyn Store> = Arc::new(redis_store.clone());
     let store: Arc<dyn Store> = Arc::new(Instrumented::new(
         redis,
         StoreTimer::new(Arc::clone(&timeline)),
@@ -605,6 +672,11 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
 
     tokio::time::sleep(scenario.warmup + scenario.baseline).await;
     let fault_at = Instant::now();
+    // A planned failover's promotion: lost writes acknowledged from then on are counted apart.
+    let mut promoted_at: Option<Instant> = None;
+    // Under Sentinel the "return" is the promotion (a primary serves again), which comes before
+    // every sentinel names it; the store may follow it before the harness's wait ends.
+    let mut returned: Option<Instant> = None;
     let fault_desc = match (scenario.fault, &target) {
         (Fault::ClusterFailover, Target::Cluster(cluster)) => {
             let c = Arc::clone(cluster);
@@ -621,7 +693,45 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
                 cluster.node_timeout().as_millis()
             )
         }
-        (Fault::ClusterFailover, Target::Single(_)) | (_, Target::Cluster(_)) => {
+        (Fault::SentinelFailover, Target::Sentinel(topology)) => {
+            let t = Arc::clone(topology);
+            let p = blocking(
+                "killing the primary and waiting for the promotion",
+                move || t.kill_primary(),
+            )
+            .await?;
+            returned = Some(fault_at + p.promoted.unwrap_or(p.elapsed));
+            format!(
+                "SIGKILL of the primary (port {}); replica :{} promoted after {}, named by every \
+                 sentinel after {} ms (down-after 1000 ms); the store saw {} switch(es)",
+                p.from,
+                p.to,
+                p.promoted
+                    .map_or_else(|| "?".to_owned(), |d| format!("{} ms", d.as_millis())),
+                p.elapsed.as_millis(),
+                redis_store.sentinel_switches()
+            )
+        }
+        (Fault::SentinelManualFailover, Target::Sentinel(topology)) => {
+            let t = Arc::clone(topology);
+            let p = blocking("SENTINEL FAILOVER", move || t.failover()).await?;
+            promoted_at = p.promoted.map(|d| fault_at + d);
+            returned = Some(fault_at + p.promoted.unwrap_or(p.elapsed));
+            format!(
+                "SENTINEL FAILOVER (primary :{}); replica :{} promoted after {}, named by every \
+                 sentinel after {} ms; the store saw {} switch(es)",
+                p.from,
+                p.to,
+                p.promoted
+                    .map_or_else(|| "?".to_owned(), |d| format!("{} ms", d.as_millis())),
+                p.elapsed.as_millis(),
+                redis_store.sentinel_switches()
+            )
+        }
+        (Fault::ClusterFailover, _)
+        | (_, Target::Cluster(_))
+        | (Fault::SentinelFailover | Fault::SentinelManualFailover, _)
+        | (_, Target::Sentinel(_)) => {
             anyhow::bail!(
                 "scenario {} has a fault that does not fit its target",
                 scenario.name
@@ -646,7 +756,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
             format!("SIGSTOP for {stopped:?}, then SIGCONT")
         }
     };
-    let returned_at = Instant::now();
+    let returned_at = returned.unwrap_or_else(Instant::now);
     tokio::time::sleep(scenario.after).await;
     stop.store(true, Ordering::Relaxed);
 
@@ -670,11 +780,12 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
         }
     }
     let data = timeline.snapshot();
-    let (checked, lost, unverified) = verify(&sessions, &totals.sessions).await;
+    let verified = verify(&sessions, &totals.sessions, promoted_at).await;
     // Dropping the target kills the server(s); a cluster's nodes are killed in a blocking task.
     drop(sessions);
     drop(cache);
     drop(store);
+    drop(redis_store);
     blocking("stopping the servers", move || drop(target)).await?;
 
     let fault_off = timeline.offset(fault_at);
@@ -710,9 +821,11 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
         recovery_ms: recovery.map(ms),
         baseline_ops_per_s: baseline_rate.round(),
         sessions_vanished_during_run: totals.vanished,
-        sessions_checked: checked,
-        acknowledged_writes_lost: lost,
-        sessions_unverified: unverified,
+        sessions_checked: verified.checked,
+        acknowledged_writes_lost: verified.lost,
+        writes_lost_after_promotion: matches!(scenario.fault, Fault::SentinelManualFailover)
+            .then_some(verified.lost_after),
+        sessions_unverified: verified.unverified,
         panics,
         fault_at_ms: ms(fault_off),
         returned_at_ms: ms(return_off),
@@ -761,14 +874,19 @@ pub fn goals(r: &ScenarioReport) -> Vec<Goal> {
         Goal {
             goal: "zero acknowledged session writes lost".to_owned(),
             measured: format!(
-                "{} lost of {} sessions checked{}",
+                "{} lost of {} sessions checked{}{}",
                 r.acknowledged_writes_lost,
                 r.sessions_checked,
                 if r.sessions_unverified > 0 {
                     format!(", {} could not be read back", r.sessions_unverified)
                 } else {
                     String::new()
-                }
+                },
+                r.writes_lost_after_promotion
+                    .map_or_else(String::new, |n| format!(
+                        " (and {n} acknowledged by the old primary after the replica's promotion, \
+                     which Sentinel's failover discards)"
+                    )),
             ),
             met: r.acknowledged_writes_lost == 0 && r.sessions_unverified == 0,
         },
@@ -835,6 +953,7 @@ mod tests {
         let t = Tracked {
             token: String::new(),
             acked: 4,
+            acked_at: Instant::now(),
             uncertain: vec![6, 7],
         };
         assert!(t.accepts(4) && t.accepts(7));

@@ -28,7 +28,14 @@ impl RedisStore {
                 cmd.arg(self.full_key(k)?);
             }
             let values: Vec<Option<Vec<u8>>> = self
-                .query("MGET", keys.first().copied(), Idempotency::Repeatable, cmd)
+                .query_on(
+                    self.read_conns(),
+                    "MGET",
+                    keys.first().copied(),
+                    Target::Auto,
+                    Idempotency::Repeatable,
+                    &cmd,
+                )
                 .await?;
             if values.len() != keys.len() {
                 return Err(Error::backend(format!(

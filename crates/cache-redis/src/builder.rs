@@ -1,18 +1,20 @@
-//! Building a [`RedisStore`] from a [`RedisConfig`]: [`RedisStoreBuilder`], parsing the server URL or
-//! the cluster seeds (never echoing a password), the cluster client's settings, and the TLS crypto
-//! provider.
+//! Building a [`RedisStore`] from a [`RedisConfig`]: [`RedisStoreBuilder`], parsing the server URL,
+//! the cluster seeds or the sentinels (never echoing a password), the cluster client's settings,
+//! the Sentinel discovery, and the TLS crypto provider.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::config::redact_url;
 use cache_core::{Error, Result};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_read_routing::RandomReplicaStrategy;
-use redis::IntoConnectionInfo;
+use redis::{ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 use crate::call::Limits;
-use crate::config::{RedisConfig, RedisEndpoint};
+use crate::config::{RedisConfig, RedisEndpoint, SentinelEndpoint};
 use crate::manager::{Client, Manager};
+use crate::sentinel::{Discovery, SentinelSpec, Want};
 use crate::slots::Connections;
 use crate::store::RedisStore;
 
@@ -45,12 +47,27 @@ impl RedisStoreBuilder {
     }
 
     /// Builds the store. Unless lazy, opens the first connection, so that a wrong URL, password,
-    /// database or TLS setting is reported here. Must run inside a tokio runtime (the store keeps a
-    /// background task for health checks).
+    /// database or TLS setting (under Sentinel: a wrong sentinel list, service name or either
+    /// password) is reported here. Must run inside a tokio runtime (the store keeps a background
+    /// task for health checks, and under Sentinel one that follows failovers).
     pub async fn connect(self) -> Result<RedisStore> {
         let config = self.config;
         config.validate()?;
         let (client, target, db) = match &config.endpoint {
+            RedisEndpoint::Sentinel(sentinel) => {
+                let spec = sentinel_spec(sentinel, config.database)?;
+                let discovery = Arc::new(Discovery::new(
+                    spec,
+                    config.connect_timeout,
+                    config.response_timeout,
+                )?);
+                let target = discovery.describe();
+                let client = Client::Sentinel {
+                    discovery,
+                    want: Want::Primary,
+                };
+                (client, target, config.database.unwrap_or(0))
+            }
             RedisEndpoint::Server { url } => {
                 let client = open_client(url, config.database)?;
                 let info = client.get_connection_info();
@@ -67,24 +84,49 @@ impl RedisStoreBuilder {
         let slots = config
             .shared_connections
             .clamp(1, usize::try_from(max_open).unwrap_or(usize::MAX));
+        // Under Sentinel with reads from replicas: a second set of connections, to replicas, for
+        // the replica-reads view (the primary's when no replica can be had).
+        let replica_manager = match (&client, config.read_from_replicas) {
+            (Client::Sentinel { discovery, .. }, true) => Some(Manager::new(
+                Client::Sentinel {
+                    discovery: Arc::clone(discovery),
+                    want: Want::Replica,
+                },
+                config.connect_timeout,
+                config.response_timeout,
+                format!("replicas of {target}"),
+            )),
+            _ => None,
+        };
         let manager = Manager::new(
             client,
             config.connect_timeout,
             config.response_timeout,
             target,
         );
-        let conns = Connections::new(
-            manager,
-            slots,
-            max_open,
-            config.pool.max_idle,
-            Limits::new(&config),
-        );
+        let limits = Limits::new(&config);
+        let connections = |manager| {
+            Connections::new(
+                manager,
+                slots,
+                max_open,
+                config.pool.max_idle,
+                limits.clone(),
+            )
+        };
+        let conns = connections(manager);
+        let replicas = replica_manager.map(connections);
         if !self.lazy {
             conns.warm_up().await?;
         }
         conns.start_maintenance();
-        Ok(RedisStore::new(conns, &config, db))
+        conns.follow_switches(replicas.as_ref());
+        if let Some(r) = &replicas {
+            // Filled by its first read or by the background task: a missing replica must not fail
+            // the store's construction.
+            r.start_maintenance();
+        }
+        Ok(RedisStore::new(conns, replicas, &config, db))
     }
 }
 
@@ -140,6 +182,83 @@ fn open_cluster_client(nodes: &[String], config: &RedisConfig) -> Result<(Cluste
         )
     })?;
     Ok((client, format!("cluster [{}]", addrs.join(","))))
+}
+
+/// The discovery settings of a Sentinel endpoint: each sentinel's connection info (its own
+/// credentials unless its URL carries some; TLS by its scheme, or `tls` for bare `host:port`), and
+/// the data nodes' template (credentials, database, TLS; the address comes from the sentinels).
+fn sentinel_spec(s: &SentinelEndpoint, database: Option<i64>) -> Result<SentinelSpec> {
+    let scheme = if s.tls { "rediss" } else { "redis" };
+    let mut sentinels = Vec::with_capacity(s.nodes.len());
+    for node in &s.nodes {
+        let url = if node.contains("://") {
+            node.clone()
+        } else {
+            format!("{scheme}://{node}")
+        };
+        let bad = |detail: &str| {
+            Error::config(
+                "REDIS_SENTINEL_NODES",
+                format!(
+                    "{:?} is not a valid sentinel ({detail}); expected host:port, or \
+                     redis://[user:password@]host:port (rediss:// for TLS)",
+                    redact_url(node)
+                ),
+            )
+        };
+        let info = url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| bad(e.detail().unwrap_or(e.category())))?;
+        match info.addr() {
+            redis::ConnectionAddr::Unix(_) => return Err(bad("a unix socket")),
+            redis::ConnectionAddr::TcpTls { .. } => install_crypto_provider(),
+            _ => {}
+        }
+        let given = info.redis_settings();
+        let mut settings = RedisConnectionInfo::default();
+        match (given.username(), given.password()) {
+            (None, None) => {
+                if let Some(user) = &s.sentinel_username {
+                    settings = settings.set_username(user);
+                }
+                if let Some(pw) = &s.sentinel_password {
+                    settings = settings.set_password(pw);
+                }
+            }
+            (user, pw) => {
+                if let Some(user) = user {
+                    settings = settings.set_username(user);
+                }
+                if let Some(pw) = pw {
+                    settings = settings.set_password(pw);
+                }
+            }
+        }
+        // A sentinel has no databases: a `/db` in its URL is not sent.
+        sentinels.push(info.set_redis_settings(settings));
+    }
+    let mut settings = RedisConnectionInfo::default().set_db(database.unwrap_or(0));
+    if let Some(user) = &s.username {
+        settings = settings.set_username(user);
+    }
+    if let Some(pw) = &s.password {
+        settings = settings.set_password(pw);
+    }
+    // The host is a placeholder: discovery puts the address the sentinels name in its place.
+    let node: ConnectionInfo = format!("{scheme}://sentinel-named-node:6379")
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| Error::config("REDIS_TLS", e.to_string()))?
+        .set_redis_settings(settings);
+    if s.tls {
+        install_crypto_provider();
+    }
+    Ok(SentinelSpec {
+        sentinels,
+        service: s.service.clone(),
+        node,
+    })
 }
 
 /// Parses the URL (never echoing its password) and applies the database override.

@@ -15,7 +15,7 @@ use redis::RedisError;
 
 use crate::config::{RedisConfig, RetryConfig};
 use crate::conn::Conn;
-use crate::manager::BACKSTOP;
+use crate::manager::{sentinel_open_cap, BACKSTOP};
 use crate::retry::{self, Failed, Idempotency};
 use crate::slots::Connections;
 
@@ -54,8 +54,9 @@ impl Connections {
                 match f(conn).await {
                     Ok(v) => return Ok(v),
                     Err(e) => {
+                        let sent = !refused_unapplied(&e);
                         let err = self.failed(idx, generation, e, op, key, start);
-                        let failed = self.describe(&err, 1, true, idempotency, start);
+                        let failed = self.describe(&err, 1, sent, idempotency, start);
                         match retry::retry_delay(retry, failed) {
                             Some(delay) => pending = Some((err, delay)),
                             None => return Err(err),
@@ -85,7 +86,10 @@ impl Connections {
                         }
                         match f(conn).await {
                             Ok(v) => return Ok(v),
-                            Err(e) => (self.failed(idx, generation, e, op, key, start), true),
+                            Err(e) => {
+                                let sent = !refused_unapplied(&e);
+                                (self.failed(idx, generation, e, op, key, start), sent)
+                            }
                         }
                     }
                 };
@@ -131,6 +135,13 @@ impl Connections {
     }
 }
 
+/// Whether the server refused the command without applying it, so that repeating it cannot apply
+/// it twice: `READONLY` (a write sent to a node that was turned into a replica, as after a Sentinel
+/// failover). Such an attempt counts as not sent.
+fn refused_unapplied(e: &RedisError) -> bool {
+    e.code() == Some("READONLY")
+}
+
 /// The time limits the connection code reads, taken from a [`RedisConfig`] once.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
@@ -140,10 +151,18 @@ pub(crate) struct Limits {
     pub(crate) health_check_interval: Duration,
     pub(crate) max_lifetime: Duration,
     pub(crate) retry: RetryConfig,
+    /// How long opening one connection may take: the connect timeout, or under Sentinel a
+    /// discovery and a connect ([`sentinel_open_cap`]).
+    pub(crate) open_cap: Duration,
 }
 
 impl Limits {
     pub(crate) fn new(config: &RedisConfig) -> Self {
+        let open_cap = if config.endpoint.is_sentinel() {
+            sentinel_open_cap(config.connect_timeout, config.response_timeout)
+        } else {
+            config.connect_timeout
+        };
         Limits {
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
@@ -151,6 +170,7 @@ impl Limits {
             health_check_interval: config.pool.health_check_interval,
             max_lifetime: config.pool.max_lifetime,
             retry: config.retry.clone(),
+            open_cap,
         }
     }
 
@@ -164,6 +184,6 @@ impl Limits {
 
     /// How long a refill may take: waiting for the pool, then connecting.
     pub(crate) fn refill_cap(&self) -> Duration {
-        self.pool_wait_timeout + self.connect_timeout + BACKSTOP
+        self.pool_wait_timeout + self.open_cap + BACKSTOP
     }
 }

@@ -19,6 +19,14 @@
 //! let env = |name: &str| (name == "REDIS_CLUSTER_NODES").then(|| "10.0.0.1:7000,10.0.0.2:7000".to_owned());
 //! let cluster = RedisConfig::from_lookup(Profile::Production, env).unwrap();
 //! assert_eq!(cluster.endpoint, RedisEndpoint::cluster(["10.0.0.1:7000", "10.0.0.2:7000"]));
+//!
+//! let env = |name: &str| match name {
+//!     "REDIS_SENTINEL_NODES" => Some("10.0.0.1:26379,10.0.0.2:26379".to_owned()),
+//!     "REDIS_SENTINEL_SERVICE" => Some("cache".to_owned()),
+//!     _ => None,
+//! };
+//! let sentinel = RedisConfig::from_lookup(Profile::Production, env).unwrap();
+//! assert!(sentinel.endpoint.is_sentinel());
 //! ```
 //!
 //! `Debug` never prints a password: URLs are shown through [`cache_core::config::redact_url`].
@@ -37,9 +45,10 @@ use cache_core::{Error, Profile, Result};
 /// ([`RedisConfig::shared_connections`], `REDIS_SHARED_CONNECTIONS`).
 pub const DEFAULT_SHARED_CONNECTIONS: usize = 2;
 
-/// Where the Redis data lives: one server, or a Redis Cluster by its seed nodes.
+/// Where the Redis data lives: one server, a primary and its replicas under Redis Sentinel, or a
+/// Redis Cluster by its seed nodes.
 ///
-/// `Debug` redacts passwords in the URLs.
+/// `Debug` redacts passwords.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RedisEndpoint {
@@ -57,6 +66,10 @@ pub enum RedisEndpoint {
         /// Seed node URLs.
         nodes: Vec<String>,
     },
+    /// A primary and its replicas monitored by Redis Sentinel (`REDIS_SENTINEL_NODES`,
+    /// `REDIS_SENTINEL_SERVICE`, ...): the store asks the sentinels where the primary is and
+    /// follows failovers. See [`SentinelEndpoint`].
+    Sentinel(SentinelEndpoint),
 }
 
 impl RedisEndpoint {
@@ -88,9 +101,120 @@ impl RedisEndpoint {
         }
     }
 
+    /// The primary of `service` as the sentinels at `nodes` name it (see [`SentinelEndpoint::new`];
+    /// credentials and TLS with its `with_*` methods and [`RedisEndpoint::Sentinel`]).
+    pub fn sentinel<I, S>(nodes: I, service: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        RedisEndpoint::Sentinel(SentinelEndpoint::new(nodes, service))
+    }
+
     /// Whether this is a cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self, RedisEndpoint::Cluster { .. })
+    }
+
+    /// Whether the primary is found through Redis Sentinel.
+    pub fn is_sentinel(&self) -> bool {
+        matches!(self, RedisEndpoint::Sentinel(_))
+    }
+}
+
+/// A primary and its replicas under Redis Sentinel: where the sentinels are, the service they
+/// monitor, and how to authenticate to the sentinels and (separately) to the data nodes.
+///
+/// The data nodes' database is [`RedisConfig::database`] (`REDIS_DB`). `Debug` redacts passwords.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SentinelEndpoint {
+    /// The sentinels (`REDIS_SENTINEL_NODES`, comma-separated): `host:port`, or
+    /// `redis://[user:password@]host:port` (`rediss://` for TLS to that sentinel). Bare `host:port`
+    /// entries use TLS when [`SentinelEndpoint::tls`] is on.
+    pub nodes: Vec<String>,
+    /// The name the sentinels monitor the primary under (`REDIS_SENTINEL_SERVICE`; the
+    /// `<master-name>` of `sentinel monitor`).
+    pub service: String,
+    /// The sentinels' own ACL user (`REDIS_SENTINEL_USERNAME`), for entries that carry no
+    /// credentials.
+    pub sentinel_username: Option<String>,
+    /// The sentinels' own password (`REDIS_SENTINEL_PASSWORD`: the sentinels' `requirepass`, not
+    /// the data nodes'), for entries that carry no credentials.
+    pub sentinel_password: Option<String>,
+    /// The data nodes' ACL user (`REDIS_USERNAME`).
+    pub username: Option<String>,
+    /// The data nodes' password (`REDIS_PASSWORD`).
+    pub password: Option<String>,
+    /// TLS to the data nodes, and to sentinels given as bare `host:port` (`REDIS_TLS`, default
+    /// false). Certificates are checked against the system roots (or `SSL_CERT_FILE`) and must be
+    /// valid for the address the sentinels name (an IP unless the servers announce host names).
+    pub tls: bool,
+}
+
+impl SentinelEndpoint {
+    /// The sentinels at `nodes` (`host:port` or URLs; empty entries are left out) monitoring
+    /// `service`; no credentials, no TLS.
+    pub fn new<I, S>(nodes: I, service: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        SentinelEndpoint {
+            nodes: nodes
+                .into_iter()
+                .map(|n| n.as_ref().trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            service: service.into().trim().to_owned(),
+            sentinel_username: None,
+            sentinel_password: None,
+            username: None,
+            password: None,
+            tls: false,
+        }
+    }
+
+    /// The sentinels' own credentials (their `requirepass`, or an ACL user on the sentinels).
+    pub fn with_sentinel_credentials(
+        mut self,
+        username: Option<&str>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.sentinel_username = username.map(str::to_owned);
+        self.sentinel_password = Some(password.into());
+        self
+    }
+
+    /// The data nodes' credentials (their `requirepass`, or an ACL user).
+    pub fn with_credentials(mut self, username: Option<&str>, password: impl Into<String>) -> Self {
+        self.username = username.map(str::to_owned);
+        self.password = Some(password.into());
+        self
+    }
+
+    /// TLS to the data nodes (and to sentinels given as bare `host:port`).
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+}
+
+impl fmt::Debug for SentinelEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("SentinelEndpoint")
+            .field(
+                "nodes",
+                &self.nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>(),
+            )
+            .field("service", &self.service)
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &secret(&self.sentinel_password))
+            .field("username", &self.username)
+            .field("password", &secret(&self.password))
+            .field("tls", &self.tls)
+            .finish()
     }
 }
 
@@ -108,6 +232,7 @@ impl fmt::Debug for RedisEndpoint {
                     &nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>(),
                 )
                 .finish(),
+            RedisEndpoint::Sentinel(sentinel) => f.debug_tuple("Sentinel").field(sentinel).finish(),
         }
     }
 }
@@ -248,7 +373,8 @@ impl RetryConfig {
 pub struct RedisConfig {
     /// The profile the defaults came from.
     pub profile: Profile,
-    /// One server or a cluster (`REDIS_URL`, `REDIS_CLUSTER_NODES`, `CACHE_BACKEND`).
+    /// One server, Sentinel, or a cluster (`REDIS_URL`, `REDIS_SENTINEL_NODES` and the other
+    /// `REDIS_SENTINEL_*`, `REDIS_CLUSTER_NODES`, `CACHE_BACKEND`).
     pub endpoint: RedisEndpoint,
     /// Global key prefix (`CACHE_KEY_PREFIX`; `dev` in development, `staging` in staging, none in
     /// production); empty means none.
@@ -271,7 +397,7 @@ pub struct RedisConfig {
     /// client-side work over two I/O tasks and keeps a spare while one is being replaced.
     pub shared_connections: usize,
     /// Let the view [`RedisStore::replica_reads`](crate::RedisStore::replica_reads) read from
-    /// replicas in a cluster (`REDIS_READ_FROM_REPLICAS`, default false).
+    /// replicas in a cluster or under Sentinel (`REDIS_READ_FROM_REPLICAS`, default false).
     pub read_from_replicas: bool,
     /// `COUNT` hint of the `SCAN` behind `flush_prefix` (`REDIS_SCAN_COUNT`, default 500).
     pub scan_count: u32,
@@ -325,10 +451,11 @@ impl RedisConfig {
     /// The defaults of `profile`, overridden by the environment variables `lookup` finds (empty
     /// values count as unset), validated.
     ///
-    /// The endpoint: `CACHE_BACKEND=redis` takes `REDIS_URL`, `CACHE_BACKEND=cluster` takes
-    /// `REDIS_CLUSTER_NODES`; without `CACHE_BACKEND`, `REDIS_CLUSTER_NODES` wins over `REDIS_URL`.
-    /// One of them must be set (there is no default server: a store never guesses where production
-    /// data lives).
+    /// The endpoint: `CACHE_BACKEND=cluster` takes `REDIS_CLUSTER_NODES`; `CACHE_BACKEND=redis`
+    /// takes `REDIS_SENTINEL_NODES` when it is set (Sentinel, see [`SentinelEndpoint`]), else
+    /// `REDIS_URL`; without `CACHE_BACKEND`, `REDIS_CLUSTER_NODES` wins over
+    /// `REDIS_SENTINEL_NODES`, which wins over `REDIS_URL`. One of them must be set (there is no
+    /// default server: a store never guesses where production data lives).
     pub fn from_lookup(
         profile: Profile,
         lookup: impl Fn(&str) -> Option<String>,
@@ -398,6 +525,12 @@ impl RedisConfig {
         S: AsRef<str>,
     {
         self.endpoint = RedisEndpoint::cluster(nodes);
+        self
+    }
+
+    /// Finds the primary through Redis Sentinel (see [`SentinelEndpoint`]).
+    pub fn with_sentinel(mut self, sentinel: SentinelEndpoint) -> Self {
+        self.endpoint = RedisEndpoint::Sentinel(sentinel);
         self
     }
 
@@ -474,6 +607,24 @@ impl RedisConfig {
                             "{:?} is not a Redis URL; expected redis://[user:password@]host:port[/db] \
                              or rediss:// for TLS",
                             redact_url(url)
+                        ),
+                    ));
+                }
+            }
+            RedisEndpoint::Sentinel(sentinel) => {
+                if sentinel.nodes.is_empty() {
+                    return Err(Error::config(
+                        "REDIS_SENTINEL_NODES",
+                        "at least one sentinel is needed (host:port[,host:port...])",
+                    ));
+                }
+                if sentinel.service.is_empty() || sentinel.service.contains(char::is_whitespace) {
+                    return Err(Error::config(
+                        "REDIS_SENTINEL_SERVICE",
+                        format!(
+                            "{:?} is not a service name: give the name the sentinels monitor the \
+                             primary under (`sentinel monitor <name> ...`)",
+                            sentinel.service
                         ),
                     ));
                 }
@@ -556,18 +707,26 @@ fn endpoint_from(get: &dyn Fn(&str) -> Option<String>) -> Result<RedisEndpoint> 
         }
     };
     let (url, nodes) = (get("REDIS_URL"), get("REDIS_CLUSTER_NODES"));
+    let sentinels = get("REDIS_SENTINEL_NODES");
     match get("CACHE_BACKEND").as_deref().map(str::trim) {
-        None => match (nodes, url) {
-            (Some(nodes), _) => cluster(nodes),
-            (None, Some(url)) => Ok(RedisEndpoint::Server { url }),
-            (None, None) => Err(Error::config(
+        None => match (nodes, sentinels, url) {
+            (Some(nodes), _, _) => cluster(nodes),
+            (None, Some(sentinels), _) => sentinel_from(&sentinels, get),
+            (None, None, Some(url)) => Ok(RedisEndpoint::Server { url }),
+            (None, None, None) => Err(Error::config(
                 "REDIS_URL",
-                "the Redis backend needs REDIS_URL (one server) or REDIS_CLUSTER_NODES (a cluster)",
+                "the Redis backend needs REDIS_URL (one server), REDIS_SENTINEL_NODES (Sentinel) \
+                 or REDIS_CLUSTER_NODES (a cluster)",
             )),
         },
-        Some("redis") => url
-            .map(RedisEndpoint::server)
-            .ok_or_else(|| Error::config("REDIS_URL", "CACHE_BACKEND=redis needs REDIS_URL")),
+        Some("redis") => match (sentinels, url) {
+            (Some(sentinels), _) => sentinel_from(&sentinels, get),
+            (None, Some(url)) => Ok(RedisEndpoint::server(url)),
+            (None, None) => Err(Error::config(
+                "REDIS_URL",
+                "CACHE_BACKEND=redis needs REDIS_URL (or REDIS_SENTINEL_NODES)",
+            )),
+        },
         Some("cluster") => cluster(nodes.ok_or_else(|| {
             Error::config(
                 "REDIS_CLUSTER_NODES",
@@ -579,4 +738,31 @@ fn endpoint_from(get: &dyn Fn(&str) -> Option<String>) -> Result<RedisEndpoint> 
             format!("{other:?} does not select Redis; use redis or cluster"),
         )),
     }
+}
+
+/// The Sentinel endpoint of `REDIS_SENTINEL_NODES` and the other `REDIS_SENTINEL_*`,
+/// `REDIS_USERNAME`, `REDIS_PASSWORD` and `REDIS_TLS` variables.
+fn sentinel_from(nodes: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<RedisEndpoint> {
+    let service = get("REDIS_SENTINEL_SERVICE").ok_or_else(|| {
+        Error::config(
+            "REDIS_SENTINEL_SERVICE",
+            "REDIS_SENTINEL_NODES needs REDIS_SENTINEL_SERVICE: the name the sentinels monitor \
+             the primary under",
+        )
+    })?;
+    let mut endpoint = SentinelEndpoint::new(nodes.split(','), service);
+    if endpoint.nodes.is_empty() {
+        return Err(Error::config(
+            "REDIS_SENTINEL_NODES",
+            "expected host:port[,host:port...]",
+        ));
+    }
+    endpoint.sentinel_username = get("REDIS_SENTINEL_USERNAME");
+    endpoint.sentinel_password = get("REDIS_SENTINEL_PASSWORD");
+    endpoint.username = get("REDIS_USERNAME");
+    endpoint.password = get("REDIS_PASSWORD");
+    if let Some(v) = get("REDIS_TLS") {
+        endpoint.tls = parse_bool("REDIS_TLS", &v)?;
+    }
+    Ok(RedisEndpoint::Sentinel(endpoint))
 }

@@ -11,7 +11,8 @@
 //! # async fn demo() -> cache_core::Result<()> {
 //! let config = RedisConfig::new(Profile::Production, RedisEndpoint::server("redis://127.0.0.1:6379/0"))
 //!     .with_key_prefix("shop");
-//! // Or from REDIS_URL / REDIS_CLUSTER_NODES and the other variables of docs/operations.md:
+//! // Or from REDIS_URL / REDIS_SENTINEL_NODES / REDIS_CLUSTER_NODES and the other variables of
+//! // docs/operations.md:
 //! // let config = RedisConfig::from_env(Profile::Production)?;
 //! let store = RedisStore::connect(&config).await?; // fails here on a wrong URL or password
 //! store.set("user:42", b"{}", SetOptions::ttl(Duration::from_secs(60))).await?;
@@ -22,23 +23,24 @@
 //!
 //! ## Configuration
 //!
-//! [`RedisConfig`] holds every setting of the backend: the [`RedisEndpoint`] (one server by URL, or
-//! a cluster by seed nodes), database, key prefix, connect and response timeouts, [`PoolConfig`],
-//! [`RetryConfig`], the number of shared connections, replica reads, the `SCAN` count and the
-//! largest value. [`RedisConfig::new`] gives a profile's defaults, [`RedisConfig::from_lookup`] /
-//! [`RedisConfig::from_env`] read the same environment variables as the rest of the workspace
-//! (`REDIS_URL`, `REDIS_CLUSTER_NODES`, `REDIS_DB`, `REDIS_*_TIMEOUT`, `REDIS_POOL_*`,
-//! `REDIS_RETRY_*`, `REDIS_SHARED_CONNECTIONS`, ...), `with_*` methods override, and
-//! [`RedisConfig::validate`] (also run by `connect`) names the setting that is wrong. `Debug`
-//! never shows a password. The `cachekit` facade reads it from the same environment as the other
-//! parts (`cachekit::Config::from_env`).
+//! [`RedisConfig`] holds every setting of the backend: the [`RedisEndpoint`] (one server by URL, a
+//! Sentinel service by its sentinels ([`SentinelEndpoint`]), or a cluster by seed nodes), database,
+//! key prefix, connect and response timeouts, [`PoolConfig`], [`RetryConfig`], the number of shared
+//! connections, replica reads, the `SCAN` count and the largest value. [`RedisConfig::new`] gives a
+//! profile's defaults, [`RedisConfig::from_lookup`] / [`RedisConfig::from_env`] read the same
+//! environment variables as the rest of the workspace (`REDIS_URL`, `REDIS_SENTINEL_*`,
+//! `REDIS_CLUSTER_NODES`, `REDIS_DB`, `REDIS_*_TIMEOUT`, `REDIS_POOL_*`, `REDIS_RETRY_*`,
+//! `REDIS_SHARED_CONNECTIONS`, ...), `with_*` methods override, and [`RedisConfig::validate`] (also
+//! run by `connect`) names the setting that is wrong. `Debug` never shows a password. The `cachekit`
+//! facade reads it from the same environment as the other parts (`cachekit::Config::from_env`).
 //!
 //! ## Where things are
 //!
 //! | file | what it does |
 //! |---|---|
-//! | `config.rs` | [`RedisConfig`], [`RedisEndpoint`], [`PoolConfig`], [`RetryConfig`]: defaults, environment, validation |
-//! | `builder.rs` | [`RedisStoreBuilder`]: URL and cluster seed parsing, the cluster client, TLS provider |
+//! | `config.rs` | [`RedisConfig`], [`RedisEndpoint`], [`SentinelEndpoint`], [`PoolConfig`], [`RetryConfig`]: defaults, environment, validation |
+//! | `builder.rs` | [`RedisStoreBuilder`]: URL, sentinel and cluster seed parsing, the cluster client, the Sentinel discovery, TLS provider |
+//! | `sentinel.rs` | Redis Sentinel: finding the primary (or a replica) through the sentinels, following failovers |
 //! | `store.rs` | [`RedisStore`]: constructors, accessors, and `impl Store` (one command per method) |
 //! | `route.rs` | where a command goes (one server, a slot, a node, any node) and the store's `query` helpers |
 //! | `batch.rs` | `get_many` / `set_many` / `delete`, split per hash slot on a cluster |
@@ -47,7 +49,7 @@
 //! | `call.rs` | the call runner: fast path, outer timer, retry loop; the time limits |
 //! | `retry.rs` | the retry policy: what may be repeated, backoff with jitter, the one retry decision |
 //! | `slots.rs` | the shared connections: pool, slots, refill, retire, suspect, rotate, background task |
-//! | `manager.rs` | the `mobc::Manager`: open and check a connection, diagnose a failed connect |
+//! | `manager.rs` | the `mobc::Manager`: open (under Sentinel: discover, then open) and check a connection, diagnose a failed connect |
 //! | `conn.rs` | `Conn`: one server's multiplexed connection or a cluster connection |
 //! | `scripts.rs` | the Lua scripts of compare-and-swap and `incr_by` with a TTL |
 //! | `error.rs` | redis-rs errors mapped into [`cache_core::Error`], and what they say about a connection |
@@ -112,7 +114,9 @@
 //! `REDIS_RETRY_ATTEMPTS` attempts, and only while the next attempt still starts within
 //! `REDIS_RETRY_BUDGET`. The rule for what may be repeated:
 //!
-//! - **any** call whose command was never sent (no connection could be had) may be retried;
+//! - **any** call whose command was never sent (no connection could be had), or that the server
+//!   refused without applying it (`READONLY`: a write that reached a primary turned replica, as
+//!   after a failover), may be retried;
 //! - after the command may have reached the server, a call is repeated only when both its effect
 //!   and its answer would be the same the second time:
 //!
@@ -181,6 +185,39 @@
 //! `SET NX` in flight at the moment a primary dies may be applied twice or answer as if it had not
 //! been applied. See `docs/scaling.md` for what else changes for users.
 //!
+//! ## Redis Sentinel
+//!
+//! With [`RedisEndpoint::Sentinel`] (`REDIS_SENTINEL_NODES`, `REDIS_SENTINEL_SERVICE`; see
+//! [`SentinelEndpoint`]) the store runs on the primary of a Sentinel service, with the same
+//! manager, slots, timeouts, retries, TLS and ACL handling as on one server. What differs
+//! (`sentinel.rs`, which says why it is our own and not redis-rs's `sentinel` module):
+//!
+//! - **every new connection is a discovery**: the sentinels are asked in turn (the one that answered
+//!   last first) for the primary's address (`SENTINEL GET-MASTER-ADDR-BY-NAME`), the connection is
+//!   opened to it with the data nodes' credentials, database and TLS, and `ROLE` on that connection
+//!   must say `master`. A slot refill (after a connection error, a `READONLY`, a switch) is such a
+//!   connect, bounded by twice the connect and response timeouts; calls stay bounded by the same
+//!   call cap as on one server;
+//! - **switches are followed without traffic and without a restart**: a task subscribes on every
+//!   sentinel to the promotion of a replica (`+failover-state-wait-promotion`) and to
+//!   `+switch-master`, and asks the sentinels for the primary every second (or every
+//!   `REDIS_HEALTH_CHECK_INTERVAL` when shorter); a new primary retires every shared connection, so
+//!   the next commands go to it. A `READONLY` reply (the node was turned into a replica) does the
+//!   same, and counts as not applied, so the call is retried on the new primary;
+//! - **errors say which part failed**: no sentinel answered (`Connection`, every sentinel and why),
+//!   the sentinels refused our credentials (`Auth`, naming `REDIS_SENTINEL_PASSWORD`), an address is
+//!   not a sentinel or no sentinel knows the service (`Config`, listing the services they do
+//!   monitor), the primary they name cannot be reached (`Connection` naming the node and the
+//!   sentinel), the data nodes refused our credentials (`Auth`, naming `REDIS_PASSWORD`);
+//! - **reads from replicas**: with `REDIS_READ_FROM_REPLICAS=true` the [`RedisStore::replica_reads`]
+//!   view reads over connections of its own to a healthy replica the sentinels list (the primary
+//!   when there is none);
+//! - [`RedisStore::sentinel_primary`] and [`RedisStore::sentinel_switches`] say where the store is
+//!   and how often it moved.
+//!
+//! Replication is asynchronous: what the old primary acknowledged after the replica's promotion, and
+//! before the store moved, is lost by the failover (`docs/scaling.md`, `docs/reliability.md`).
+//!
 //! ## TLS
 //!
 //! `rediss://` uses rustls with the `ring` crypto provider, installed once per process unless the
@@ -202,12 +239,16 @@ mod retry;
 mod route;
 mod scan;
 mod scripts;
+mod sentinel;
 mod slots;
 mod store;
 
 pub use builder::RedisStoreBuilder;
 pub use cache_core::health::{Connectivity, SelfTestReport, SelfTestStep};
 pub use cluster::{NodeHealth, NodeRole};
-pub use config::{PoolConfig, RedisConfig, RedisEndpoint, RetryConfig, DEFAULT_SHARED_CONNECTIONS};
+pub use config::{
+    PoolConfig, RedisConfig, RedisEndpoint, RetryConfig, SentinelEndpoint,
+    DEFAULT_SHARED_CONNECTIONS,
+};
 pub use introspect::NodeInfo;
 pub use store::RedisStore;

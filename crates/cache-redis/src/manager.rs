@@ -1,11 +1,14 @@
 //! The project's own `mobc::Manager` for redis 1.x: how a connection is opened (with the connect
-//! timeout) and checked (`PING` with a timeout), and what a failed connect means (a `rediss://` URL
-//! pointing at a plain server is diagnosed here).
+//! timeout; under Sentinel, through a discovery of the primary or a replica) and checked (`PING`
+//! with a timeout), and what a failed connect means (a `rediss://` URL pointing at a plain server is
+//! diagnosed here).
 //!
 //! mobc-redis pins redis 0.28 (see the [crate documentation](crate#why-not-mobc-redis)); this manager
 //! is what it would be on redis 1.x, plus timeouts and `validate` refusing connections found broken.
 
+use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_core::Error;
@@ -15,6 +18,7 @@ use redis::{AsyncConnectionConfig, RedisError};
 use crate::conn::Conn;
 use crate::error::{self, Ctx};
 use crate::route::Target;
+use crate::sentinel::{Discovery, Want};
 
 /// Margin of the outer timeouts over the inner redis-rs ones, so the inner ones (with the better
 /// message) normally fire first.
@@ -34,6 +38,44 @@ pub(crate) enum Client {
     Single(redis::Client),
     /// A cluster (timeouts, retries, TLS, credentials and read routing are set on the client).
     Cluster(ClusterClient),
+    /// The primary (or a replica) of a Sentinel service, found anew for every connection.
+    Sentinel {
+        /// The sentinels, the service, the data nodes' settings.
+        discovery: Arc<Discovery>,
+        /// Which node the connections are for. Replica connections fall back to the primary when
+        /// no replica can be had.
+        want: Want,
+    },
+}
+
+/// Why a connection could not be opened (or checked).
+pub(crate) enum OpenError {
+    /// A redis-rs error, mapped by the caller with the target's name.
+    Redis(RedisError),
+    /// An error that names what failed already (a Sentinel discovery: which sentinel, which node).
+    Mapped(Error),
+}
+
+impl From<RedisError> for OpenError {
+    fn from(e: RedisError) -> Self {
+        OpenError::Redis(e)
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Redis(e) => e.fmt(f),
+            OpenError::Mapped(e) => e.fmt(f),
+        }
+    }
+}
+
+/// How long finding a node through the sentinels and connecting to it may take: one sentinel's
+/// answer and one node's connection and `ROLE` (each a connect and a response timeout) when a
+/// sentinel is down too.
+pub(crate) fn sentinel_open_cap(connect_timeout: Duration, response_timeout: Duration) -> Duration {
+    (connect_timeout + response_timeout) * 2 + BACKSTOP
 }
 
 /// The project's own `mobc::Manager` for redis 1.x.
@@ -71,7 +113,7 @@ impl Manager {
                 redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
                 _ => None,
             },
-            Client::Cluster(_) => None,
+            Client::Cluster(_) | Client::Sentinel { .. } => None,
         }
     }
 
@@ -80,24 +122,64 @@ impl Manager {
         matches!(self.client, Client::Cluster(_))
     }
 
+    /// The Sentinel discovery of this manager's connections, if they are found through Sentinel.
+    pub(crate) fn discovery(&self) -> Option<&Arc<Discovery>> {
+        match &self.client {
+            Client::Sentinel { discovery, .. } => Some(discovery),
+            _ => None,
+        }
+    }
+
     /// Opens a connection, bounded by the connect timeout (TCP, TLS, AUTH and SELECT included).
     /// A cluster connection also reads the slot map (`CLUSTER SLOTS`) and connects to every node,
     /// so it gets the response timeout on top.
-    async fn open(&self) -> Result<Conn, RedisError> {
+    async fn open(&self) -> Result<Conn, OpenError> {
         match &self.client {
             Client::Single(client) => {
                 let fut = client.get_multiplexed_async_connection_with_config(&self.config);
                 // redis-rs applies the connect timeout itself; the outer one is a backstop.
                 match tokio::time::timeout(self.connect_timeout + BACKSTOP, fut).await {
-                    Ok(r) => r.map(Conn::Single),
-                    Err(_) => Err(timed_out()),
+                    Ok(r) => Ok(r.map(Conn::Single)?),
+                    Err(_) => Err(timed_out().into()),
                 }
             }
             Client::Cluster(client) => {
                 let limit = self.connect_timeout + self.response_timeout + BACKSTOP;
                 match tokio::time::timeout(limit, client.get_async_connection()).await {
-                    Ok(r) => r.map(Conn::Cluster),
-                    Err(_) => Err(timed_out()),
+                    Ok(r) => Ok(r.map(Conn::Cluster)?),
+                    Err(_) => Err(timed_out().into()),
+                }
+            }
+            Client::Sentinel { discovery, want } => {
+                let limit = sentinel_open_cap(self.connect_timeout, self.response_timeout);
+                let start = Instant::now();
+                let find = async {
+                    match want {
+                        Want::Primary => discovery.connect(Want::Primary).await,
+                        // Reads from replicas: the primary serves them when no replica can.
+                        Want::Replica => match discovery.connect(Want::Replica).await {
+                            Ok(found) => Ok(found),
+                            Err(e) => {
+                                tracing::debug!(target: "cache_redis", service = discovery.service(), error = %e, "no replica to read from; reading from the primary");
+                                discovery.connect(Want::Primary).await
+                            }
+                        },
+                    }
+                };
+                match tokio::time::timeout(limit, find).await {
+                    Ok(Ok(found)) => {
+                        tracing::debug!(target: "cache_redis", service = discovery.service(), node = %found.addr, "connected through Sentinel");
+                        Ok(Conn::Single(found.conn))
+                    }
+                    Ok(Err(e)) => Err(OpenError::Mapped(e)),
+                    Err(_) => Err(OpenError::Mapped(Error::Timeout {
+                        operation: format!(
+                            "finding a node of {} through the sentinels",
+                            discovery.service()
+                        ),
+                        elapsed: start.elapsed(),
+                        setting: "REDIS_CONNECT_TIMEOUT",
+                    })),
                 }
             }
         }
@@ -112,7 +194,7 @@ impl Manager {
 #[async_trait::async_trait]
 impl mobc::Manager for Manager {
     type Connection = Pooled;
-    type Error = RedisError;
+    type Error = OpenError;
 
     fn spawn_task<T>(&self, task: T)
     where
@@ -127,7 +209,7 @@ impl mobc::Manager for Manager {
         }
     }
 
-    async fn connect(&self) -> Result<Pooled, RedisError> {
+    async fn connect(&self) -> Result<Pooled, OpenError> {
         let conn = self.open().await?;
         tracing::debug!(target: "cache_redis", server = %self.target, "opened a Redis connection");
         Ok(Pooled {
@@ -136,7 +218,7 @@ impl mobc::Manager for Manager {
         })
     }
 
-    async fn check(&self, mut conn: Pooled) -> Result<Pooled, RedisError> {
+    async fn check(&self, mut conn: Pooled) -> Result<Pooled, OpenError> {
         probe(&mut conn.conn, self.response_timeout).await?;
         Ok(conn)
     }

@@ -10,8 +10,11 @@ use cache_core::{Error, Result};
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, RedisError};
 
+use std::sync::Arc;
+
 use crate::conn::Conn;
 use crate::retry::Idempotency;
+use crate::slots::Connections;
 use crate::store::RedisStore;
 
 /// Where a command goes on a cluster (every target is the one server otherwise).
@@ -100,8 +103,15 @@ impl RedisStore {
         } else {
             Target::Auto
         };
-        self.query_at(op, Some(key), target, Idempotency::Repeatable, &cmd)
-            .await
+        self.query_on(
+            self.read_conns(),
+            op,
+            Some(key),
+            target,
+            Idempotency::Repeatable,
+            &cmd,
+        )
+        .await
     }
 
     /// Runs `cmd` on `target` through the call runner (timeouts and retries); `op` and `key` are
@@ -114,8 +124,22 @@ impl RedisStore {
         idempotency: Idempotency,
         cmd: &Cmd,
     ) -> Result<T> {
-        let result = self
-            .conns
+        self.query_on(&self.conns, op, key, target, idempotency, cmd)
+            .await
+    }
+
+    /// [`RedisStore::query_at`] on the given connections (the store's, or the replica connections
+    /// of a Sentinel replica-reads view).
+    pub(crate) async fn query_on<T: FromRedisValue>(
+        &self,
+        conns: &Arc<Connections>,
+        op: &'static str,
+        key: Option<&str>,
+        target: Target<'_>,
+        idempotency: Idempotency,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        let result = conns
             .run(op, key, idempotency, |mut c| async move {
                 c.query::<T>(cmd, target).await
             })

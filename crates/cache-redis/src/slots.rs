@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cache_core::{Error, PoolStats, Result};
 use parking_lot::RwLock;
@@ -25,8 +25,9 @@ use redis::RedisError;
 use crate::call::Limits;
 use crate::conn::Conn;
 use crate::error::{self, Ctx, Disposition};
-use crate::manager::{self, probe, Manager};
+use crate::manager::{self, probe, Manager, OpenError};
 use crate::retry::backoff_ceiling;
+use crate::sentinel::{self, Discovery};
 
 enum SlotState {
     Ready {
@@ -68,6 +69,9 @@ pub(crate) struct Connections {
     /// Consecutive failed reconnects, for the log level.
     down_streak: AtomicU32,
     maintenance: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
+    /// Under Sentinel: where the connections are found, and the task that follows switches.
+    discovery: Option<Arc<Discovery>>,
+    watcher: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for Connections {
@@ -85,6 +89,9 @@ impl Drop for Connections {
         if let Some(handle) = self.maintenance.lock().take() {
             handle.abort();
         }
+        if let Some(handle) = self.watcher.lock().take() {
+            handle.abort();
+        }
     }
 }
 
@@ -99,6 +106,7 @@ impl Connections {
         let target = manager.target().to_owned();
         let tls_addr = manager.tls_addr();
         let cluster = manager.is_cluster();
+        let discovery = manager.discovery().cloned();
         let pool = mobc::Pool::builder()
             .max_open(max_open)
             // mobc treats 0 as "unlimited"; keep at least one idle connection allowed.
@@ -136,7 +144,53 @@ impl Connections {
             reconnects: AtomicU64::new(0),
             down_streak: AtomicU32::new(0),
             maintenance: parking_lot::Mutex::new(None),
+            discovery,
+            watcher: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// The Sentinel discovery, when the connections are found through Sentinel.
+    pub(crate) fn discovery(&self) -> Option<&Arc<Discovery>> {
+        self.discovery.as_ref()
+    }
+
+    /// Under Sentinel: starts the task that watches the sentinels (see
+    /// [`Discovery::watch`]); when they switch the primary, every shared connection of these
+    /// connections and of `others` (the replica connections) is retired, so the next commands
+    /// reconnect through a new discovery. Nothing otherwise. The task ends with the store.
+    pub(crate) fn follow_switches(self: &Arc<Self>, others: Option<&Arc<Connections>>) {
+        let Some(discovery) = &self.discovery else {
+            return;
+        };
+        let mine = Arc::downgrade(self);
+        let others = others.map(Arc::downgrade);
+        // Asking a sentinel once a second costs it nothing; a switch is normally announced at
+        // once (`+switch-master`), the poll covers a lost subscription.
+        let every = self
+            .limits
+            .health_check_interval
+            .min(Duration::from_secs(1));
+        let handle = discovery.watch(every, move |new| {
+            let reason = format!("the sentinels switched the primary to {new}");
+            for conns in [mine.upgrade(), others.as_ref().and_then(Weak::upgrade)]
+                .into_iter()
+                .flatten()
+            {
+                conns.retire_all(&reason);
+            }
+        });
+        *self.watcher.lock() = Some(handle.abort_handle());
+    }
+
+    /// Retires every slot's connection (the next command on each reconnects).
+    pub(crate) fn retire_all(&self, reason: &str) {
+        for idx in 0..self.slots.len() {
+            let generation = match &*self.slots[idx].state.read() {
+                SlotState::Ready { generation, .. } => *generation,
+                SlotState::Empty { .. } => continue,
+            };
+            self.retire(idx, generation, reason);
+        }
     }
 
     /// The redacted server address.
@@ -302,7 +356,8 @@ impl Connections {
         let start = Instant::now();
         match tokio::time::timeout(self.limits.refill_cap(), self.pool.get()).await {
             Ok(Ok(lease)) => Ok(lease),
-            Ok(Err(mobc::Error::Inner(e))) => Err(manager::connect_error(
+            Ok(Err(mobc::Error::Inner(OpenError::Mapped(e)))) => Err(e),
+            Ok(Err(mobc::Error::Inner(OpenError::Redis(e)))) => Err(manager::connect_error(
                 e,
                 self.tls_addr.as_ref(),
                 &self.manager_target,
@@ -476,12 +531,18 @@ impl Connections {
     ) -> Error {
         let disposition = if self.cluster {
             error::cluster_disposition(&e)
+        } else if self.discovery.is_some() {
+            sentinel::disposition(&e)
         } else {
             error::disposition(&e)
         };
         match disposition {
             Disposition::Healthy => {}
             Disposition::Suspect => self.suspect(idx, generation),
+            Disposition::Broken if self.discovery.is_some() && e.code() == Some("READONLY") => {
+                // The node was turned into a replica: every slot points at it.
+                self.retire_all("the node answers READONLY (it is a replica now)");
+            }
             Disposition::Broken => {
                 self.retire(idx, generation, "connection error");
                 self.suspect_all(idx);

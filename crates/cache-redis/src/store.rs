@@ -23,7 +23,9 @@ use crate::retry::Idempotency;
 use crate::scripts;
 use crate::slots::Connections;
 
-/// A [`Store`] on one Redis server (standalone, or a primary behind a proxy) or on a Redis Cluster
+/// A [`Store`] on one Redis server (standalone, or a primary behind a proxy), on the primary of a
+/// Redis Sentinel service ([`RedisEndpoint::Sentinel`](crate::RedisEndpoint::Sentinel); see the
+/// [crate documentation](crate#redis-sentinel)) or on a Redis Cluster
 /// ([`RedisEndpoint::Cluster`](crate::RedisEndpoint::Cluster); see the
 /// [crate documentation](crate#redis-cluster)).
 ///
@@ -32,7 +34,10 @@ use crate::slots::Connections;
 #[derive(Clone)]
 pub struct RedisStore {
     pub(crate) conns: Arc<Connections>,
-    /// Cluster mode: reads of this view go to replicas ([`RedisStore::replica_reads`]).
+    /// Under Sentinel with `read_from_replicas`: connections to replicas, for the reads of a
+    /// [`RedisStore::replica_reads`] view.
+    replicas: Option<Arc<Connections>>,
+    /// Cluster or Sentinel: reads of this view go to replicas ([`RedisStore::replica_reads`]).
     pub(crate) replica_reads: bool,
     pub(crate) prefix: String,
     /// `prefix:` (or empty), prepended to every key.
@@ -47,6 +52,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("target", &self.conns.target())
             .field("cluster", &self.conns.is_cluster())
+            .field("sentinel", &self.is_sentinel())
             .field("replica_reads", &self.replica_reads)
             .field("db", &self.db)
             .field("prefix", &self.prefix)
@@ -67,10 +73,16 @@ impl RedisStore {
     }
 
     /// The store over freshly built connections (see [`RedisStoreBuilder::connect`]).
-    pub(crate) fn new(conns: Arc<Connections>, config: &RedisConfig, db: i64) -> RedisStore {
+    pub(crate) fn new(
+        conns: Arc<Connections>,
+        replicas: Option<Arc<Connections>>,
+        config: &RedisConfig,
+        db: i64,
+    ) -> RedisStore {
         let prefix = config.key_prefix.clone();
         RedisStore {
             conns,
+            replicas,
             replica_reads: false,
             key_prefix: if prefix.is_empty() {
                 String::new()
@@ -99,6 +111,7 @@ impl RedisStore {
         validate_prefix(&prefix).map_err(|e| Error::invalid_input(e.to_string()))?;
         Ok(RedisStore {
             conns: Arc::clone(&self.conns),
+            replicas: self.replicas.clone(),
             replica_reads: self.replica_reads,
             key_prefix: format!("{prefix}:"),
             prefix,
@@ -109,7 +122,9 @@ impl RedisStore {
     }
 
     /// The server address (`host:port`, never with credentials); for a cluster,
-    /// `cluster [host:port,...]` with the seed nodes.
+    /// `cluster [host:port,...]` with the seed nodes; under Sentinel,
+    /// `sentinel service NAME via [host:port, ...]` with the sentinels (the primary of the moment is
+    /// [`RedisStore::sentinel_primary`]).
     pub fn target(&self) -> &str {
         self.conns.target()
     }
@@ -119,13 +134,36 @@ impl RedisStore {
         self.conns.is_cluster()
     }
 
+    /// Whether this store finds its primary through Redis Sentinel.
+    pub fn is_sentinel(&self) -> bool {
+        self.conns.discovery().is_some()
+    }
+
+    /// Under Sentinel: the primary (`host:port`) as last discovered or announced by the
+    /// sentinels; `None` before the first connection, and on one server or a cluster.
+    pub fn sentinel_primary(&self) -> Option<String> {
+        self.conns
+            .discovery()
+            .and_then(|d| d.primary())
+            .map(|a| a.to_string())
+    }
+
+    /// Under Sentinel: how many times the store saw the sentinels switch the primary since it was
+    /// built (each switch retires every connection, so the next commands go to the new primary).
+    /// 0 on one server or a cluster.
+    pub fn sentinel_switches(&self) -> u64 {
+        self.conns.discovery().map_or(0, |d| d.switches())
+    }
+
     /// A view of this store (same connections, same prefix) whose reads (`get`, `get_many`,
-    /// `exists`, `ttl`, `zrange_by_score`, `zcard`) go to replicas when the cluster has them and
-    /// `REDIS_READ_FROM_REPLICAS` is on; writes, atomic operations and scans still go to the
-    /// primaries. Replicas lag behind their primary (asynchronous replication), so a read may miss
-    /// a write made a moment earlier: use this view for cache data, never for sessions or anything
-    /// that must read its own writes. Without `REDIS_READ_FROM_REPLICAS`, or on one server, the
-    /// view reads from primaries like the store itself.
+    /// `exists`, `ttl`, `zrange_by_score`, `zcard`) go to replicas when `REDIS_READ_FROM_REPLICAS`
+    /// is on: in a cluster a replica of the key's shard, under Sentinel one of the service's
+    /// replicas (over connections of their own; the primary when no replica is healthy). Writes,
+    /// atomic operations and scans still go to the primaries. Replicas lag behind their primary
+    /// (asynchronous replication), so a read may miss a write made a moment earlier: use this view
+    /// for cache data, never for sessions or anything that must read its own writes. Without
+    /// `REDIS_READ_FROM_REPLICAS`, or on one server, the view reads from primaries like the store
+    /// itself.
     pub fn replica_reads(&self) -> RedisStore {
         RedisStore {
             replica_reads: true,
@@ -161,6 +199,15 @@ impl RedisStore {
         k.push_str(&self.key_prefix);
         k.push_str(key);
         Ok(k)
+    }
+
+    /// The connections reads of this view use: the replica connections of a Sentinel store's
+    /// [`RedisStore::replica_reads`] view, else the store's.
+    pub(crate) fn read_conns(&self) -> &Arc<Connections> {
+        match (&self.replicas, self.replica_reads) {
+            (Some(replicas), true) => replicas,
+            _ => &self.conns,
+        }
     }
 
     pub(crate) fn check_value(&self, value: &[u8]) -> Result<()> {

@@ -1,8 +1,8 @@
 //! `cachectl`: the command-line tool of cachekit, for developers and operators.
 //!
 //! Backend selection, highest priority first: `--cluster NODES`, `--redis URL`, then the environment
-//! (`REDIS_CLUSTER_NODES`, `REDIS_URL`, `CACHE_BACKEND`, see `docs/operations.md`), and with nothing
-//! configured the embedded in-memory backend.
+//! (`REDIS_CLUSTER_NODES`, `REDIS_SENTINEL_NODES`, `REDIS_URL`, `CACHE_BACKEND`, see
+//! `docs/operations.md`), and with nothing configured the embedded in-memory backend.
 //!
 //! Exit codes: `0` success (for `health`: healthy), `1` the operation failed (or `get` found no such
 //! key), `2` usage error, `3` `health` found the backend unhealthy or unreachable, `4` the backend
@@ -167,13 +167,16 @@ fn config(cli: &Cli) -> Result<Config, Error> {
     Config::from_lookup(|name| flag_value(cli, name).or_else(|| std::env::var(name).ok()))
 }
 
-/// The value a command-line flag gives the environment variable `name`, if any.
+/// The value a command-line flag gives the environment variable `name`, if any (a blank value
+/// hides the variable: blank counts as unset).
 fn flag_value(cli: &Cli, name: &str) -> Option<String> {
     match (name, &cli.cluster, &cli.redis) {
         ("CACHE_BACKEND", Some(_), _) => Some("cluster".to_owned()),
         ("REDIS_CLUSTER_NODES", Some(nodes), _) => Some(nodes.clone()),
         ("CACHE_BACKEND", None, Some(_)) => Some("redis".to_owned()),
         ("REDIS_URL", None, Some(url)) => Some(url.clone()),
+        // `CACHE_BACKEND=redis` prefers Sentinel when it is configured: `--redis URL` means the URL.
+        ("REDIS_SENTINEL_NODES", None, Some(_)) => Some(String::new()),
         ("CACHE_KEY_PREFIX", ..) => cli.prefix.clone(),
         _ => None,
     }
@@ -187,6 +190,14 @@ fn describe_backend(config: &Config) -> String {
         Some(RedisEndpoint::Cluster { nodes }) => {
             let nodes: Vec<String> = nodes.iter().map(|n| redact_url(n)).collect();
             format!("Redis Cluster via {}", nodes.join(","))
+        }
+        Some(RedisEndpoint::Sentinel(sentinel)) => {
+            let nodes: Vec<String> = sentinel.nodes.iter().map(|n| redact_url(n)).collect();
+            format!(
+                "Redis Sentinel service {:?} via {}",
+                sentinel.service,
+                nodes.join(",")
+            )
         }
         Some(other) => format!("Redis at {other:?}"),
     }

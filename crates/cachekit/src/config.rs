@@ -38,19 +38,24 @@ use cache_redis::RedisConfig;
 /// The variable that picks the backend: `memory`, `redis` or `cluster`.
 pub const BACKEND_ENV: &str = "CACHE_BACKEND";
 
-/// The variables that select a Redis backend when [`BACKEND_ENV`] is unset: with none of them
-/// set, the backend is the in-memory store.
-pub const REDIS_ENDPOINT_ENV: [&str; 2] = ["REDIS_URL", "REDIS_CLUSTER_NODES"];
+/// The variables that select a Redis backend when [`BACKEND_ENV`] is unset (one server, Sentinel,
+/// a cluster): with none of them set, the backend is the in-memory store.
+pub const REDIS_ENDPOINT_ENV: [&str; 3] =
+    ["REDIS_URL", "REDIS_SENTINEL_NODES", "REDIS_CLUSTER_NODES"];
 
 /// Which store [`crate::connect`] builds, with that backend's own settings. A backend exists only
 /// when its cargo feature is enabled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// A configuration is built once at startup and moved a few times: the size difference costs
+// nothing, and boxing `RedisConfig` would only make building and matching clumsier.
+#[allow(clippy::large_enum_variant)]
 pub enum Backend {
     /// The embedded in-memory store (feature `memory`).
     #[cfg(feature = "memory")]
     Memory(MemoryConfig),
-    /// Redis: one server (feature `redis`) or a cluster (feature `cluster`).
+    /// Redis: one server or a primary under Sentinel (feature `redis`), or a cluster (feature
+    /// `cluster`).
     #[cfg(any(feature = "redis", feature = "cluster"))]
     Redis(RedisConfig),
 }
@@ -111,6 +116,13 @@ impl Backend {
                     return Err(feature_off(
                         "cluster",
                         "REDIS_CLUSTER_NODES (a Redis Cluster)",
+                    ));
+                }
+                #[cfg(not(feature = "redis"))]
+                if r.endpoint.is_sentinel() {
+                    return Err(feature_off(
+                        "redis",
+                        "REDIS_SENTINEL_NODES (Redis Sentinel)",
                     ));
                 }
                 #[cfg(not(feature = "redis"))]
@@ -324,7 +336,10 @@ fn redis_backend(
     Err(if cluster {
         feature_off("cluster", "REDIS_CLUSTER_NODES (a Redis Cluster)")
     } else {
-        feature_off("redis", "REDIS_URL (a Redis server)")
+        feature_off(
+            "redis",
+            "REDIS_URL or REDIS_SENTINEL_NODES (a Redis server)",
+        )
     })
 }
 

@@ -7,7 +7,7 @@
 //! | feature | backend |
 //! |---|---|
 //! | `memory` (default) | the embedded in-memory store ([`MemoryStore`]) |
-//! | `redis` | one Redis server ([`RedisStore`]) |
+//! | `redis` | one Redis server, or a primary under Redis Sentinel ([`RedisStore`]) |
 //! | `cluster` | Redis Cluster ([`RedisStore`] in cluster mode) |
 //! | `mock` | a mockall `MockStore` for failure injection in tests |
 //!
@@ -80,7 +80,9 @@ pub use sessions::{
 #[cfg(feature = "memory")]
 pub use cache_memory::{MemoryConfig, MemoryStore};
 #[cfg(any(feature = "redis", feature = "cluster"))]
-pub use cache_redis::{PoolConfig, RedisConfig, RedisEndpoint, RedisStore, RetryConfig};
+pub use cache_redis::{
+    PoolConfig, RedisConfig, RedisEndpoint, RedisStore, RetryConfig, SentinelEndpoint,
+};
 #[cfg(feature = "mock")]
 pub use cache_testing::MockStore;
 
@@ -99,7 +101,8 @@ pub async fn connect(config: &Config) -> Result<DynStore> {
     }
 }
 
-/// [`connect`] with [`Config::from_env`].
+/// [`connect`] with [`Config::from_env`] (which selects Sentinel when `REDIS_SENTINEL_NODES` is
+/// set, like any other endpoint).
 pub async fn connect_from_env() -> Result<DynStore> {
     connect(&Config::from_env()?).await
 }

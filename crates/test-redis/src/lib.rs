@@ -49,6 +49,10 @@ pub mod cluster;
 pub use cluster::{
     ClusterNode, NodeRole, RedisCluster, RedisClusterBuilder, CLUSTER_READY_TIMEOUT,
 };
+pub mod sentinel;
+pub use sentinel::{
+    Promotion, RedisSentinel, RedisSentinelBuilder, SentinelNode, SENTINEL_READY_TIMEOUT,
+};
 
 /// How long [`RedisServer::start`] and [`RedisServer::restart`] wait for the server to answer.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);

@@ -1,10 +1,10 @@
 //! `cargo xtask chaos`: the library under a crashing and a stalling Redis.
 //!
 //! ```text
-//! chaos [--smoke] [--scenarios kill,freeze,cluster_failover] [--no-docs]
+//! chaos [--smoke] [--scenarios kill,freeze,cluster_failover,sentinel_failover,sentinel_manual_failover] [--no-docs]
 //! ```
 //!
-//! Each scenario starts its own `redis-server`, puts a steady load of session creates and updates
+//! Each scenario starts its own `redis-server` (or cluster, or Sentinel topology), puts a steady load of session creates and updates
 //! and cache reads and writes on it, injects the fault, observes the recovery, then reads every
 //! acknowledged session back (see `bench::chaos`). Writes `target/chaos/report.json` and, on full
 //! runs, `docs/reliability.md`. Exits non-zero only when the harness fails; missed goals are
@@ -20,7 +20,17 @@ use bench::env::{build_profile, docs_file, output_dir, Machine};
 /// Notes on the last full run's results, kept with the code.
 const NOTES: &str = include_str!("../reliability_notes.md");
 
-const USAGE: &str = "usage: chaos [--smoke] [--scenarios kill,freeze,cluster_failover] [--no-docs]";
+/// Every scenario of a full run, in order.
+const SCENARIOS: [&str; 5] = [
+    "kill",
+    "freeze",
+    "cluster_failover",
+    "sentinel_failover",
+    "sentinel_manual_failover",
+];
+
+const USAGE: &str = "usage: chaos [--smoke] [--scenarios kill,freeze,cluster_failover,\
+                     sentinel_failover,sentinel_manual_failover] [--no-docs]";
 
 struct Args {
     smoke: bool,
@@ -50,7 +60,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
                 if let Some(bad) = args
                     .scenarios
                     .iter()
-                    .find(|s| !["kill", "freeze", "cluster_failover"].contains(&s.as_str()))
+                    .find(|s| !SCENARIOS.contains(&s.as_str()))
                 {
                     bail!("unknown scenario {bad:?}\n{USAGE}");
                 }
@@ -105,6 +115,16 @@ fn scenarios(args: &Args) -> Vec<Scenario> {
         Scenario {
             name: "cluster_failover",
             fault: Fault::ClusterFailover,
+            ..base.clone()
+        },
+        Scenario {
+            name: "sentinel_failover",
+            fault: Fault::SentinelFailover,
+            ..base.clone()
+        },
+        Scenario {
+            name: "sentinel_manual_failover",
+            fault: Fault::SentinelManualFailover,
             ..base
         },
     ];
@@ -243,19 +263,29 @@ fn markdown(reports: &[ScenarioReport], machine: &Machine) -> String {
          `kill` and `freeze` start their own `redis-server --appendonly yes --appendfsync always` \
          on a free loopback port; `cluster_failover` starts a Redis Cluster of 3 primaries with 1 \
          replica each (`test-redis`, node timeout 1 s, no persistence: the replica is the copy \
-         that survives). Each connects a `RedisStore` (production profile, standalone or cluster \
+         that survives); `sentinel_failover` and `sentinel_manual_failover` start one primary, 2 \
+         replicas and 3 `redis-server --sentinel` (`test-redis`, `down-after-milliseconds` 1000, \
+         no persistence) and kill the primary (`SIGKILL`) or run `SENTINEL FAILOVER`; their \
+         \"return\" is the promotion: when a replica first answers `ROLE master` (polled every \
+         millisecond; every sentinel names it about a second later). \
+         Each connects a `RedisStore` (production profile, standalone, cluster or Sentinel \
          mode) wrapped in a timing `Store`, shared by a `SessionManager` and a \
          `CacheManager`. `C` load tasks loop over: session create 10 %, session update (merge \
          patch `{\"n\": k}` on one of the task's own sessions) 30 %, cache read 40 %, cache write \
          20 % (1 KiB documents over 1,000 keys). A call counts as ok when it returned `Ok` and no \
          store call under it failed (the cache fails open, so a read during the outage returns a \
          miss, which is counted as degraded, not ok). Completions are counted in 50 ms buckets; \
-         recovery is measured from the server's return (restart answering `PING`, or `SIGCONT`) \
+         recovery is measured from the server's return (restart answering `PING`, `SIGCONT`, \
+         or the replica's promotion) \
          to the end of the first 250 ms window at 90 % of the throughput measured before the \
          fault. \"Max call\" is the longest call in flight between the fault and 2 s after the \
          return. Every session a task created is read back at the end: it must exist and hold \
          the last acknowledged `n` (or the `n` of a later update that returned an error, which \
-         may have been applied).\n\n## Results\n\n",
+         may have been applied). In `sentinel_manual_failover`, lost writes that the old primary \
+         acknowledged after the replica's promotion (seen by polling the replicas' `ROLE` every \
+         millisecond) are reported apart (`writes_lost_after_promotion` in `report.json`): Redis \
+         replicates asynchronously and Sentinel does not pause writes during a failover, so no \
+         client can keep them.\n\n## Results\n\n",
     );
     out.push_str(TABLE_HEAD);
     for r in reports.iter().filter(|r| r.run) {

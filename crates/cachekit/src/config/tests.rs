@@ -188,6 +188,15 @@ mod redis {
             );
             assert_eq!(c.profile(), Profile::Production);
         }
+        // Sentinel, when its nodes are set, wins over REDIS_URL (REDIS_CLUSTER_NODES over both).
+        let c = Config::from_lookup(env(&[
+            URL,
+            ("REDIS_SENTINEL_NODES", "s1:26379,s2:26379"),
+            ("REDIS_SENTINEL_SERVICE", "cache"),
+        ]))
+        .unwrap();
+        assert!(c.backend.redis().unwrap().endpoint.is_sentinel(), "{c:?}");
+        assert_eq!(c.backend.name(), "redis");
         let c = Config::from_lookup(env(&[URL, ("REDIS_POOL_MAX_OPEN", "8")])).unwrap();
         let redis = c.backend.redis().unwrap();
         assert_eq!(redis.profile, Profile::Development);
@@ -243,6 +252,16 @@ mod redis {
             .unwrap(),
             Config::from_lookup(env(&[("REDIS_URL", "redis+unix:///r.sock?pass=s3cr3t-q")]))
                 .unwrap(),
+            Config::from_lookup(env(&[
+                (
+                    "REDIS_SENTINEL_NODES",
+                    "redis://:s3cr3t-sn@s1:26379,s2:26379",
+                ),
+                ("REDIS_SENTINEL_SERVICE", "cache"),
+                ("REDIS_SENTINEL_PASSWORD", "s3cr3t-sp"),
+                ("REDIS_PASSWORD", "s3cr3t-dp"),
+            ]))
+            .unwrap(),
         ];
         let built = [
             Config::redis(RedisConfig::new(
