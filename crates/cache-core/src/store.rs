@@ -4,8 +4,8 @@
 //!
 //! - **Keys are relative to the store's prefix.** A store built with prefix `app` stores key
 //!   `user:42` as `app:user:42` on the backend, and [`Store::scan`] returns `user:42` again. No method
-//!   can reach a key outside the prefix. Keys must be non-empty valid UTF-8; build them with
-//!   [`crate::keys::KeySchema`] so that user input is escaped.
+//!   can reach a key outside the prefix. Keys must be non-empty valid UTF-8; every id part in
+//!   them goes through [`crate::keys::escape_id`] so that user input is escaped.
 //! - **Values are bytes**, binary-safe, possibly empty. Typed values go through [`crate::codec`].
 //! - **TTLs** are [`Duration`]s of at least one millisecond; a zero TTL is
 //!   [`Error::InvalidInput`], never "delete" nor "forever". Sub-millisecond

@@ -4,9 +4,7 @@
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use cachekit::cache::Family;
-use cachekit::core::{Config, Store};
-use cachekit::sessions::CreateOptions;
+use cachekit::{Config, CreateOptions, Family, Profile, RedisConfig, RedisEndpoint, Store};
 use predicates::prelude::*;
 use serde_json::Value;
 use test_redis::RedisServer;
@@ -40,11 +38,10 @@ fn json_of(output: &[u8]) -> Value {
 }
 
 fn redis_config(server: &RedisServer, prefix: &str) -> Config {
-    Config::builder()
-        .redis_url(server.url())
-        .key_prefix(prefix)
-        .build()
-        .expect("valid test config")
+    Config::redis(
+        RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+            .with_key_prefix(prefix),
+    )
 }
 
 // ---- In-memory backend ---------------------------------------------------------------------
@@ -310,7 +307,11 @@ fn every_command_on_a_real_redis() {
     let left = rt.block_on(async {
         let store = cachekit::connect(&config).await.expect("connect");
         store
-            .scan("*cachectl-demo*", cachekit::core::ScanCursor::start(), 1000)
+            .scan(
+                "*cachectl-demo*",
+                cachekit::store::ScanCursor::start(),
+                1000,
+            )
             .await
             .map(|p| p.keys.len())
     });
