@@ -2,18 +2,17 @@
 
 use std::collections::BTreeMap;
 
-use cachekit::core::{Config, Store, StoreExt};
-use cachekit::sessions::CreateOptions;
-use cachekit::DynStore;
+use cachekit::{
+    Config, CreateOptions, DynStore, Profile, RedisConfig, RedisEndpoint, Store, StoreExt,
+};
 use serde_json::{json, Value};
 use test_redis::RedisServer;
 
 fn redis(server: &RedisServer, prefix: &str) -> Config {
-    Config::builder()
-        .redis_url(server.url())
-        .key_prefix(prefix)
-        .build()
-        .expect("valid config")
+    Config::redis(
+        RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+            .with_key_prefix(prefix),
+    )
 }
 
 /// A scripted sequence of cache and session operations; returns what a caller observes.
@@ -103,11 +102,7 @@ async fn script(store: DynStore, config: &Config) -> BTreeMap<&'static str, Valu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_and_redis_behave_the_same() {
     let server = RedisServer::start();
-    let mem_cfg = Config::builder()
-        .memory()
-        .key_prefix("diff")
-        .build()
-        .unwrap();
+    let mem_cfg = Config::memory().with_key_prefix("diff");
     let redis_cfg = redis(&server, "diff");
     let on_memory = script(cachekit::connect(&mem_cfg).await.unwrap(), &mem_cfg).await;
     let on_redis = script(cachekit::connect(&redis_cfg).await.unwrap(), &redis_cfg).await;

@@ -3,10 +3,10 @@
 //! fix, `shop`'s `invalidate_matching(User, All)` (pattern `shop:user:*`) deleted the cached users,
 //! session records and session index of the tenant `shop:user`, and `key_counts` counted them.
 
-use cachekit::cache::{Family, KeyMatch};
-use cachekit::core::{Config, ErrorKind, Store, StoreExt};
-use cachekit::sessions::CreateOptions;
-use cachekit::{MemoryStore, RedisConfig, RedisStore};
+use cachekit::{
+    Config, CreateOptions, ErrorKind, Family, KeyMatch, MemoryStore, Profile, RedisConfig,
+    RedisEndpoint, RedisStore, Store, StoreExt,
+};
 use serde_json::{json, Value};
 use test_redis::RedisServer;
 
@@ -125,7 +125,7 @@ async fn nested_tenants_stay_apart<S: Store + Clone + 'static>(
 
 #[tokio::test]
 async fn nested_tenants_are_isolated_on_memory() {
-    let config = Config::builder().memory().build().unwrap();
+    let config = Config::memory();
     // However a tenant whose name extends `shop` is written, either the store refuses the prefix or
     // the two tenants are isolated.
     for nested in [
@@ -153,14 +153,10 @@ async fn nested_tenants_are_isolated_on_memory() {
 #[tokio::test]
 async fn nested_tenants_are_isolated_on_redis() {
     let server = RedisServer::start();
-    let config = Config::builder()
-        .redis_url(server.url())
-        .key_prefix("shop")
-        .build()
-        .unwrap();
-    let shop = RedisStore::connect(&RedisConfig::from_core(&config).unwrap())
-        .await
-        .unwrap();
+    let redis = RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+        .with_key_prefix("shop");
+    let config = Config::redis(redis.clone());
+    let shop = RedisStore::connect(&redis).await.unwrap();
     // `scoped` is how a component gets a key space of its own inside a store's.
     let nested = shop.scoped("user").unwrap();
     nested_tenants_stay_apart(shop.clone(), nested.clone(), &config).await;
@@ -177,12 +173,8 @@ async fn nested_tenants_are_isolated_on_redis() {
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.to_string().contains("CACHE_KEY_PREFIX"), "{e}");
-    let e = RedisStore::connect(
-        &RedisConfig::from_core(&config)
-            .unwrap()
-            .with_key_prefix("shop:user"),
-    )
-    .await
-    .unwrap_err();
+    let e = RedisStore::connect(&redis.with_key_prefix("shop:user"))
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("CACHE_KEY_PREFIX"), "{e}");
 }

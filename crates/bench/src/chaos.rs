@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use cache_core::layer::{Layered, Op, StoreHook};
-use cache_core::{Config, Error, Profile, Store};
+use cache_core::{Error, Profile, Store};
 use cache_domain::CacheManager;
 use cache_redis::{RedisConfig, RedisEndpoint, RedisStore, SentinelEndpoint};
 use serde::Serialize;
@@ -395,13 +395,13 @@ fn ms(d: Duration) -> f64 {
 
 /// The library configuration of the scenarios: the production profile (tight timeouts) against
 /// `url` (the Sentinel scenarios use [`sentinel_config`]).
-pub fn config(url: &str) -> anyhow::Result<Config> {
-    Config::builder()
-        .profile(Profile::Production)
-        .redis_url(url)
-        .key_prefix("chaos")
-        .build()
-        .context("building the library configuration")
+pub fn config(url: &str) -> anyhow::Result<RedisConfig> {
+    let config =
+        RedisConfig::new(Profile::Production, RedisEndpoint::server(url)).with_key_prefix("chaos");
+    config
+        .validate()
+        .context("building the library configuration")?;
+    Ok(config)
 }
 
 /// The library configuration of the Sentinel scenarios: the production profile on the topology's
@@ -598,13 +598,14 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
             let cluster = Arc::new(
                 blocking("starting a Redis Cluster", test_redis::RedisCluster::start).await?,
             );
-            let cfg = Config::builder()
-                .profile(Profile::Production)
-                .cluster_nodes(cluster.seed_urls())
-                .key_prefix("chaos")
-                .build()
+            let cfg = RedisConfig::new(
+                Profile::Production,
+                RedisEndpoint::cluster(cluster.seed_urls()),
+            )
+            .with_key_prefix("chaos");
+            cfg.validate()
                 .context("building the cluster configuration")?;
-            (Target::Cluster(cluster), RedisConfig::from_core(&cfg)?)
+            (Target::Cluster(cluster), cfg)
         }
         Fault::SentinelFailover | Fault::SentinelManualFailover => {
             let topology =
@@ -622,7 +623,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
                 .await?,
             );
             let cfg = config(&server.url())?;
-            (Target::Single(server), RedisConfig::from_core(&cfg)?)
+            (Target::Single(server), cfg)
         }
     };
     let bound = call_timeout(&cfg);

@@ -9,10 +9,10 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cache_core::{Config, Profile, SetOptions, Store};
+use cache_core::{Profile, SetOptions, Store};
 use cache_domain::CacheManager;
 use cache_memory::MemoryStore;
-use cache_redis::{RedisConfig, RedisStore};
+use cache_redis::{RedisConfig, RedisEndpoint, RedisStore};
 use redis::aio::MultiplexedConnection;
 use sessions::{CreateOptions, SessionData, SessionManager};
 
@@ -260,13 +260,13 @@ impl Client for RawPipeline {
 
 /// The library configuration the benchmark uses: the production profile against `url`, with the
 /// benchmark's key prefix.
-pub fn config(url: &str) -> anyhow::Result<Config> {
-    Config::builder()
-        .profile(Profile::Production)
-        .redis_url(url)
-        .key_prefix(PREFIX)
-        .build()
-        .context("building the library configuration")
+pub fn config(url: &str) -> anyhow::Result<RedisConfig> {
+    let config =
+        RedisConfig::new(Profile::Production, RedisEndpoint::server(url)).with_key_prefix(PREFIX);
+    config
+        .validate()
+        .context("building the library configuration")?;
+    Ok(config)
 }
 
 /// Builds the clients named in `only` (all of [`CLIENTS`] when empty) against the server at `url`
@@ -289,7 +289,7 @@ pub async fn setup(
         .context("opening the raw redis-rs connection")?;
     let cfg = config(url)?;
     let redis_store: Arc<dyn Store> = Arc::new(
-        RedisStore::connect(&RedisConfig::from_core(&cfg)?)
+        RedisStore::connect(&cfg)
             .await
             .context("connecting RedisStore")?,
     );
@@ -332,7 +332,7 @@ pub async fn setup(
     }
     let one_conn: Option<Arc<dyn Store>> = if only.iter().any(|o| o == "store_1conn") {
         Some(Arc::new(
-            RedisStore::connect(&RedisConfig::from_core(&cfg)?.with_shared_connections(1))
+            RedisStore::connect(&cfg.clone().with_shared_connections(1))
                 .await
                 .context("connecting RedisStore with one shared connection")?,
         ))
@@ -344,7 +344,7 @@ pub async fn setup(
         .iter()
         .map(|t| {
             let token = sessions::SessionToken::parse(t)?;
-            let key = cache_core::KeySchema::session(token.handle().as_str())?;
+            let key = sessions::keys::session_key(token.handle())?;
             anyhow::Ok(format!("{PREFIX}:{}", key.as_str()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?

@@ -1,29 +1,23 @@
-//! The key schema: one typed builder per key family, and the escaping that keeps user input in its place.
+//! Keys: the [`Key`] type, the escaping that keeps user input in its place, and the rules of the
+//! global key prefix.
 //!
-//! Keys built here are *relative*: the store adds its global prefix (see [`crate::Store`]), so two
-//! services or tenants with different prefixes never see each other's keys (a prefix is one name
-//! without `:`: see [`validate_prefix`]), and no code path can forget the prefix.
+//! Keys are *relative*: the store adds its global prefix (see [`crate::Store`]), so two services or
+//! tenants with different prefixes never see each other's keys (a prefix is one name without `:`:
+//! see [`validate_prefix`]), and no code path can forget the prefix.
 //!
-//! | family | key | built by |
-//! |---|---|---|
-//! | user data | `user:{user_id}` | [`KeySchema::user`] |
-//! | session | `session:{handle}` | [`KeySchema::session`] (the handle is a hash of the token, never the token) |
-//! | session index | `sessions:user:{user_id}` | [`KeySchema::session_index`] |
-//! | user keywords | `keyword:user:{user_id}` | [`KeySchema::user_keywords`] |
-//! | keyword posts | `post:keyword:{keyword_id}` | [`KeySchema::keyword_posts`] |
-//! | trend data | `trend:keyword:{keyword_id}` | [`KeySchema::keyword_trends`] |
-//! | crawl status | `crawl:status:{task_id}` | [`KeySchema::crawl_status`] |
-//! | content | `content:{content_id}` | [`KeySchema::content`] |
-//! | deployment status | `deploy:status:{deployment_id}` | [`KeySchema::deploy_status`] |
-//! | metrics | `metrics:{type}:{date}` | [`KeySchema::metrics`] |
+//! The key families themselves are defined by the crate whose concept they are, each in one table
+//! with one key builder: the cache families in `cache_domain::family`, the session keys in
+//! `sessions::keys` (see `docs/ARCHITECTURE.md`, "Key schema"). This module only gives them the
+//! shared pieces.
 //!
 //! # Escaping
 //!
-//! Every id part goes through [`escape_id`]: ASCII letters, digits and `-_.@+=` are kept, every
-//! other byte (including `:`, `*`, `?`, `[`, `]`, `\`, `{`, `}`, `%` and whitespace) becomes `%XX`.
-//! The escaping is injective, so two different ids never share a key; an escaped id contains no `:`,
-//! so it cannot forge a key of another family; and it contains no glob metacharacter, so a pattern
-//! built from it ([`Family::pattern_for`]) matches exactly what it says.
+//! Every id part goes through [`escape_id`] (or [`escape_id_into`]): ASCII letters, digits and
+//! `-_.@+=` are kept, every other byte (including `:`, `*`, `?`, `[`, `]`, `\`, `{`, `}`, `%` and
+//! whitespace) becomes `%XX`. The escaping is injective, so two different ids never share a key; an
+//! escaped id contains no `:`, so it cannot forge a key of another family; and it contains no glob
+//! metacharacter, so a pattern built from it matches exactly what it says. Literal parts of patterns
+//! that are not escaped ids go through [`glob_escape`].
 
 use std::fmt;
 
@@ -32,139 +26,14 @@ use crate::error::{Error, Result};
 /// The longest id part accepted, in bytes before escaping.
 pub const MAX_ID_BYTES: usize = 256;
 
-/// A key family of the schema.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Family {
-    /// `user:{user_id}`.
-    User,
-    /// `session:{handle}`.
-    Session,
-    /// `sessions:user:{user_id}`: the per-user index of sessions.
-    SessionIndex,
-    /// `keyword:user:{user_id}`.
-    UserKeywords,
-    /// `post:keyword:{keyword_id}`.
-    KeywordPosts,
-    /// `trend:keyword:{keyword_id}`.
-    KeywordTrends,
-    /// `crawl:status:{task_id}`.
-    CrawlStatus,
-    /// `content:{content_id}`.
-    Content,
-    /// `deploy:status:{deployment_id}`.
-    DeployStatus,
-    /// `metrics:{type}:{date}`.
-    Metrics,
-}
-
-impl Family {
-    /// Every family, in schema order.
-    pub const ALL: [Family; 10] = [
-        Family::User,
-        Family::Session,
-        Family::SessionIndex,
-        Family::UserKeywords,
-        Family::KeywordPosts,
-        Family::KeywordTrends,
-        Family::CrawlStatus,
-        Family::Content,
-        Family::DeployStatus,
-        Family::Metrics,
-    ];
-
-    /// The family's stable snake_case name (`user`, `keyword_posts`, ...), used in configuration
-    /// (`CACHE_TTL_USER`), metrics labels and the CLI.
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::User => "user",
-            Family::Session => "session",
-            Family::SessionIndex => "session_index",
-            Family::UserKeywords => "user_keywords",
-            Family::KeywordPosts => "keyword_posts",
-            Family::KeywordTrends => "keyword_trends",
-            Family::CrawlStatus => "crawl_status",
-            Family::Content => "content",
-            Family::DeployStatus => "deploy_status",
-            Family::Metrics => "metrics",
-        }
-    }
-
-    /// Parses [`Family::name`] (also accepts `-` for `_`).
-    pub fn from_name(name: &str) -> Result<Family> {
-        let norm = name.trim().to_ascii_lowercase().replace('-', "_");
-        Family::ALL
-            .into_iter()
-            .find(|f| f.name() == norm)
-            .ok_or_else(|| {
-                let names: Vec<_> = Family::ALL.iter().map(|f| f.name()).collect();
-                Error::invalid_input(format!(
-                    "unknown family {name:?}; expected one of {}",
-                    names.join(", ")
-                ))
-            })
-    }
-
-    /// The literal part of the family's keys before the id (`user:`, `post:keyword:`, ...).
-    pub fn key_prefix(self) -> &'static str {
-        match self {
-            Family::User => "user:",
-            Family::Session => "session:",
-            Family::SessionIndex => "sessions:user:",
-            Family::UserKeywords => "keyword:user:",
-            Family::KeywordPosts => "post:keyword:",
-            Family::KeywordTrends => "trend:keyword:",
-            Family::CrawlStatus => "crawl:status:",
-            Family::Content => "content:",
-            Family::DeployStatus => "deploy:status:",
-            Family::Metrics => "metrics:",
-        }
-    }
-
-    /// The key template as documented (`user:{user_id}`).
-    pub fn template(self) -> &'static str {
-        match self {
-            Family::User => "user:{user_id}",
-            Family::Session => "session:{handle}",
-            Family::SessionIndex => "sessions:user:{user_id}",
-            Family::UserKeywords => "keyword:user:{user_id}",
-            Family::KeywordPosts => "post:keyword:{keyword_id}",
-            Family::KeywordTrends => "trend:keyword:{keyword_id}",
-            Family::CrawlStatus => "crawl:status:{task_id}",
-            Family::Content => "content:{content_id}",
-            Family::DeployStatus => "deploy:status:{deployment_id}",
-            Family::Metrics => "metrics:{type}:{date}",
-        }
-    }
-
-    /// A glob pattern matching every key of the family (`user:*`).
-    pub fn pattern(self) -> String {
-        format!("{}*", self.key_prefix())
-    }
-
-    /// A glob pattern matching the family's key for one id exactly (the id is escaped, so `*` as a user
-    /// id matches the user whose id is `*` and nothing else).
-    pub fn pattern_for(self, id: &str) -> Result<String> {
-        Ok(format!("{}{}", self.key_prefix(), escape_id(id)?))
-    }
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A validated, relative store key. Build with [`KeySchema`] or [`Key::new`].
+/// A validated, relative store key. Build with [`Key::new`], escaping every id part in it with
+/// [`escape_id`] or [`escape_id_into`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key(String);
 
 impl Key {
     /// Wraps a raw relative key after checking it against the store contract ([`crate::store::check_key`]).
-    /// No escaping is applied: use the [`KeySchema`] builders for keys that contain user input.
+    /// No escaping is applied: escape the user input in it first ([`escape_id_into`]).
     pub fn new(raw: impl Into<String>) -> Result<Key> {
         let raw = raw.into();
         crate::store::check_key(&raw)?;
@@ -201,85 +70,6 @@ impl fmt::Display for Key {
     }
 }
 
-/// The typed key builders. Stateless: the global prefix belongs to the store.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct KeySchema;
-
-impl KeySchema {
-    fn build(family: Family, id: &str) -> Result<Key> {
-        Ok(Key(format!("{}{}", family.key_prefix(), escape_id(id)?)))
-    }
-
-    /// `user:{user_id}`.
-    pub fn user(user_id: &str) -> Result<Key> {
-        Self::build(Family::User, user_id)
-    }
-
-    /// `session:{handle}`: `handle` is the non-secret session handle (a hash of the token).
-    pub fn session(handle: &str) -> Result<Key> {
-        Self::build(Family::Session, handle)
-    }
-
-    /// `sessions:user:{user_id}`: the sorted set indexing a user's sessions.
-    pub fn session_index(user_id: &str) -> Result<Key> {
-        Self::build(Family::SessionIndex, user_id)
-    }
-
-    /// `keyword:user:{user_id}`.
-    pub fn user_keywords(user_id: &str) -> Result<Key> {
-        Self::build(Family::UserKeywords, user_id)
-    }
-
-    /// `post:keyword:{keyword_id}`.
-    pub fn keyword_posts(keyword_id: &str) -> Result<Key> {
-        Self::build(Family::KeywordPosts, keyword_id)
-    }
-
-    /// `trend:keyword:{keyword_id}`.
-    pub fn keyword_trends(keyword_id: &str) -> Result<Key> {
-        Self::build(Family::KeywordTrends, keyword_id)
-    }
-
-    /// `crawl:status:{task_id}`.
-    pub fn crawl_status(task_id: &str) -> Result<Key> {
-        Self::build(Family::CrawlStatus, task_id)
-    }
-
-    /// `content:{content_id}`.
-    pub fn content(content_id: &str) -> Result<Key> {
-        Self::build(Family::Content, content_id)
-    }
-
-    /// `deploy:status:{deployment_id}`.
-    pub fn deploy_status(deployment_id: &str) -> Result<Key> {
-        Self::build(Family::DeployStatus, deployment_id)
-    }
-
-    /// `metrics:{type}:{date}`. Both parts are escaped.
-    pub fn metrics(metric_type: &str, date: &str) -> Result<Key> {
-        Ok(Key(format!(
-            "{}{}:{}",
-            Family::Metrics.key_prefix(),
-            escape_id(metric_type)?,
-            escape_id(date)?
-        )))
-    }
-
-    /// The key of `family` for `id`. For [`Family::Metrics`], `id` is `type:date` with both parts
-    /// escaped separately.
-    pub fn for_family(family: Family, id: &str) -> Result<Key> {
-        match family {
-            Family::Metrics => {
-                let (t, d) = id.split_once(':').ok_or_else(|| {
-                    Error::invalid_input(format!("metrics id must be TYPE:DATE, got {id:?}"))
-                })?;
-                Self::metrics(t, d)
-            }
-            f => Self::build(f, id),
-        }
-    }
-}
-
 fn is_safe_id_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+' | b'=')
 }
@@ -295,6 +85,22 @@ fn is_safe_id_byte(b: u8) -> bool {
 /// assert!(escape_id("").is_err());
 /// ```
 pub fn escape_id(id: &str) -> Result<String> {
+    let mut out = String::new();
+    escape_id_into(&mut out, id)?;
+    Ok(out)
+}
+
+/// [`escape_id`] appending to `out`, for key builders that assemble a key in one buffer (one
+/// allocation per key instead of one more per id part). On error `out` is left unchanged.
+///
+/// ```
+/// use cache_core::keys::escape_id_into;
+/// let mut key = String::from("user:");
+/// escape_id_into(&mut key, "a b")?;
+/// assert_eq!(key, "user:a%20b");
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+pub fn escape_id_into(out: &mut String, id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::invalid_input("id must not be empty"));
     }
@@ -305,19 +111,20 @@ pub fn escape_id(id: &str) -> Result<String> {
         )));
     }
     if id.bytes().all(is_safe_id_byte) {
-        return Ok(id.to_owned());
+        out.push_str(id);
+        return Ok(());
     }
-    let mut out = String::with_capacity(id.len() * 3);
+    out.reserve(id.len() * 3);
     for b in id.bytes() {
         if is_safe_id_byte(b) {
-            out.push(b as char);
+            out.push(char::from(b));
         } else {
             out.push('%');
-            out.push(char::from(HEX[(b >> 4) as usize]));
-            out.push(char::from(HEX[(b & 0xf) as usize]));
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Reverses [`escape_id`]. Errors on malformed escapes.
@@ -474,49 +281,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_family_builds_its_documented_key() {
-        assert_eq!(KeySchema::user("42").unwrap().as_str(), "user:42");
-        assert_eq!(KeySchema::session("ab").unwrap().as_str(), "session:ab");
-        assert_eq!(
-            KeySchema::session_index("42").unwrap().as_str(),
-            "sessions:user:42"
-        );
-        assert_eq!(
-            KeySchema::user_keywords("42").unwrap().as_str(),
-            "keyword:user:42"
-        );
-        assert_eq!(
-            KeySchema::keyword_posts("7").unwrap().as_str(),
-            "post:keyword:7"
-        );
-        assert_eq!(
-            KeySchema::keyword_trends("7").unwrap().as_str(),
-            "trend:keyword:7"
-        );
-        assert_eq!(
-            KeySchema::crawl_status("t1").unwrap().as_str(),
-            "crawl:status:t1"
-        );
-        assert_eq!(KeySchema::content("c").unwrap().as_str(), "content:c");
-        assert_eq!(
-            KeySchema::deploy_status("d").unwrap().as_str(),
-            "deploy:status:d"
-        );
-        assert_eq!(
-            KeySchema::metrics("api", "2026-11-26").unwrap().as_str(),
-            "metrics:api:2026-11-26"
-        );
-        for f in Family::ALL {
-            assert_eq!(Family::from_name(f.name()).unwrap(), f);
-            assert!(f.template().starts_with(f.key_prefix()));
-        }
-    }
-
-    #[test]
     fn ids_cannot_forge_other_families_or_globs() {
-        // A user id that tries to look like another family's key stays inside `user:`.
-        let k = KeySchema::user("1:session:abc").unwrap();
-        assert_eq!(k.matches(':').count(), 1);
+        // An id that tries to look like another family's key gains no `:`.
+        let mut k = String::from("user:");
+        escape_id_into(&mut k, "1:session:abc").unwrap();
+        assert_eq!(k, "user:1%3Asession%3Aabc");
+        assert_eq!(Key::new(k).unwrap().matches(':').count(), 1);
         for evil in ["*", "1?", "[a-z]", "\\", "{tag}", "a b", "%41", "é"] {
             let e = escape_id(evil).unwrap();
             assert!(
@@ -527,20 +297,21 @@ mod tests {
         }
         // Injective: "%41" and "A" differ after escaping.
         assert_ne!(escape_id("%41").unwrap(), escape_id("A").unwrap());
-        assert_eq!(Family::User.pattern_for("*").unwrap(), "user:%2A");
+        assert_eq!(escape_id("safe-id_1.x@y+z=").unwrap(), "safe-id_1.x@y+z=");
     }
 
     #[test]
-    fn bad_ids_are_rejected() {
-        assert!(KeySchema::user("").is_err());
-        assert!(KeySchema::user(&"x".repeat(MAX_ID_BYTES + 1)).is_err());
-        assert!(KeySchema::for_family(Family::Metrics, "nodate").is_err());
-        assert_eq!(
-            KeySchema::for_family(Family::Metrics, "api:2026-01-01")
-                .unwrap()
-                .as_str(),
-            "metrics:api:2026-01-01"
-        );
+    fn bad_ids_are_rejected_and_leave_the_buffer_alone() {
+        assert!(escape_id("").is_err());
+        assert!(escape_id(&"x".repeat(MAX_ID_BYTES)).is_ok());
+        assert!(escape_id(&"x".repeat(MAX_ID_BYTES + 1)).is_err());
+        let mut k = String::from("user:");
+        assert!(escape_id_into(&mut k, "").is_err());
+        assert!(escape_id_into(&mut k, &"x".repeat(MAX_ID_BYTES + 1)).is_err());
+        assert_eq!(k, "user:");
+        assert!(unescape_id("%4").is_err());
+        assert!(unescape_id("%zz").is_err());
+        assert!(Key::new("").is_err());
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //! - [`Store`]: the async key-value trait with Redis semantics that every backend implements
 //!   (in-memory, Redis, Redis Cluster), usable as `S: Store` and as `Arc<dyn Store>`;
 //! - [`Error`]: the one error type, with [`Error::is_transient`] for retry decisions;
-//! - [`keys`]: the typed key schema and the escaping that keeps user input in its place;
+//! - [`keys`]: [`Key`], the escaping that keeps user input in its place, and the prefix rules (the
+//!   key families are defined by the crates whose concept they are: `cache_domain::family`,
+//!   `sessions::keys`);
 //! - [`codec`]: the versioned JSON value format;
-//! - [`config`]: settings from a builder and the environment, with profiles;
+//! - [`config`]: what every layer's settings share: [`Profile`], reading settings by name
+//!   ([`config::Lookup`]), duration parsing, [`config::redact_url`] (each layer's settings live in
+//!   its own crate; the `cachekit` facade composes them);
 //! - [`layer`]: [`Layered`](layer::Layered), the one way to wrap a store with an around-hook
 //!   (timing, failure injection, gates);
 //! - [`cas`]: [`cas::update`], the one read-modify-write loop over compare-and-swap (bounded
@@ -18,8 +22,10 @@
 //! what the trait and these helpers need.
 //!
 //! ```
-//! use cache_core::{codec, keys::KeySchema};
-//! let key = KeySchema::user("42")?;
+//! use cache_core::{codec, keys, Key};
+//! let mut key = String::from("user:");
+//! keys::escape_id_into(&mut key, "42")?;
+//! let key = Key::new(key)?;
 //! assert_eq!(key.as_str(), "user:42");
 //! let bytes = codec::encode(&serde_json::json!({"name": "ada"}))?;
 //! let value: serde_json::Value = codec::decode(&bytes)?;
@@ -40,9 +46,9 @@ pub mod keys;
 pub mod layer;
 pub mod store;
 
-pub use config::{BackendConfig, Config, Profile};
+pub use config::Profile;
 pub use error::{BoxError, Error, ErrorKind, Result};
-pub use keys::{Family, Key, KeySchema};
+pub use keys::Key;
 pub use store::{
     BackendStats, CasOutcome, Expiry, KeyTtl, PoolStats, ScanCursor, ScanPage, SetCondition,
     SetOptions, Store, StoreExt,

@@ -6,8 +6,8 @@
 //!   `user:42` as `app:user:42` on the backend, and [`Store::scan`] returns `user:42` again. No method
 //!   can reach a key outside the prefix, and since a prefix is one name without `:`
 //!   ([`crate::keys::validate_prefix`]), no method reaches the keys of another prefix either. Keys
-//!   must be non-empty valid UTF-8; build them with
-//!   [`crate::keys::KeySchema`] so that user input is escaped.
+//!   must be non-empty valid UTF-8; every id part in them goes through [`crate::keys::escape_id`]
+//!   so that user input is escaped.
 //! - **Values are bytes**, binary-safe, possibly empty. Typed values go through [`crate::codec`].
 //! - **TTLs** are [`Duration`]s of at least one millisecond; a zero TTL is
 //!   [`Error::InvalidInput`], never "delete" nor "forever". Sub-millisecond

@@ -138,22 +138,6 @@ impl CacheConfig {
         Self::from_lookup(|var| std::env::var(var).ok())
     }
 
-    /// The defaults plus what the library-wide [`cache_core::Config`] says: its `SCAN` count
-    /// (`REDIS_SCAN_COUNT`) and its per-family TTL overrides, matched to cache families by name
-    /// (overrides of the session families are the session manager's and are ignored here).
-    ///
-    /// Kept while `cache_core::Config` still carries the TTL overrides; new code reads them with
-    /// [`CacheConfig::from_lookup`] or [`CacheConfig::from_env`].
-    pub fn from_config(config: &cache_core::Config) -> Self {
-        let mut c = Self::default().with_scan_count(config.scan_count);
-        for (family, ttl) in &config.ttl_overrides {
-            if let Ok(f) = Family::from_name(family.name()) {
-                c.ttls[f.index()] = *ttl;
-            }
-        }
-        c
-    }
-
     /// Overrides the TTL of one family. A TTL below 1 ms is reported by [`CacheConfig::validate`]
     /// (and so by the manager's constructor).
     pub fn with_ttl(mut self, family: Family, ttl: Duration) -> Self {
@@ -311,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn overrides_from_the_environment_the_core_config_and_the_builder() {
+    fn overrides_from_the_environment_and_the_builder() {
         let env = |k: &str| match k {
             "CACHE_TTL_USER" => Some("2h".into()),
             "CACHE_TTL_METRICS" => Some("  ".into()),
@@ -328,16 +312,6 @@ mod tests {
         let err = CacheConfig::from_lookup(|k| (k == "CACHE_TTL_CONTENT").then(|| "soon".into()))
             .unwrap_err();
         assert!(matches!(err, Error::Config { setting, .. } if setting == "CACHE_TTL_CONTENT"));
-
-        // The bridge from cache_core::Config (its TTL overrides and SCAN count).
-        let core = cache_core::Config::from_lookup(|k| match k {
-            "REDIS_SCAN_COUNT" => Some("77".into()),
-            k => env(k),
-        })
-        .unwrap();
-        let c = CacheConfig::from_config(&core);
-        assert_eq!(c.ttl(Family::User), Duration::from_secs(7200));
-        assert_eq!(c.scan_count(), 77);
     }
 
     #[test]

@@ -40,7 +40,7 @@
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
-use cache_core::keys::{escape_id, glob_escape, Key, MAX_ID_BYTES};
+use cache_core::keys::{escape_id, escape_id_into, glob_escape, Key, MAX_ID_BYTES};
 use cache_core::store::MAX_KEY_BYTES;
 use cache_core::{Error, Result};
 
@@ -401,11 +401,11 @@ pub(crate) fn data_key(family: Family, version: u64, id: Id<'_>) -> Result<Key> 
         let _ = write!(k, "v{version}:");
     }
     match id {
-        Id::One(i) => k.push_str(&escape_id(i)?),
+        Id::One(i) => escape_id_into(&mut k, i)?,
         Id::Pair(a, b) => {
-            k.push_str(&escape_id(a)?);
+            escape_id_into(&mut k, a)?;
             k.push(':');
-            k.push_str(&escape_id(b)?);
+            escape_id_into(&mut k, b)?;
         }
     }
     Key::new(k)
@@ -465,8 +465,8 @@ mod tests {
 
     #[test]
     fn version_zero_keys_are_the_schema_keys_byte_for_byte() {
-        // The keys of the first version (cache_core's KeySchema), written out: existing data must
-        // stay reachable.
+        // The keys of the first version (built by cache_core's former KeySchema), written out:
+        // existing data must stay reachable.
         assert_eq!(key(Family::User, 0, "42"), "user:42");
         assert_eq!(key(Family::UserKeywords, 0, "42"), "keyword:user:42");
         assert_eq!(key(Family::KeywordPosts, 0, "7"), "post:keyword:7");

@@ -116,6 +116,6 @@ pub use crawl::{CrawlError, CrawlState, CrawlStatus};
 pub use engine::TOMBSTONE;
 pub use error::LoadError;
 pub use family::{Family, IdRule, KeyMatch};
-pub use manager::CacheManager;
+pub use manager::{CacheManager, CacheManagerBuilder};
 pub use stats::{CacheStats, FamilyStats};
 pub use typed::FamilyCache;

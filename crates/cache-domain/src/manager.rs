@@ -41,22 +41,55 @@ impl<S: Store> Clone for CacheManager<S> {
     }
 }
 
+/// Builds a [`CacheManager`]; start with [`CacheManager::builder`]. The same shape as the session
+/// manager's builder: settings with [`CacheManagerBuilder::with_config`], then
+/// [`CacheManagerBuilder::build`], which checks them.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_domain::{CacheConfig, CacheManager, Family};
+///
+/// let config = CacheConfig::default().with_ttl(Family::User, Duration::from_secs(600));
+/// let cache = CacheManager::builder(cache_memory::MemoryStore::new())
+///     .with_config(&config)
+///     .build()?;
+/// assert_eq!(cache.config().ttl(Family::User), Duration::from_secs(600));
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct CacheManagerBuilder<S> {
+    store: S,
+    config: CacheConfig,
+}
+
+impl<S: Store> CacheManagerBuilder<S> {
+    /// Uses these settings (replacing the defaults, or an earlier `with_config`).
+    pub fn with_config(mut self, config: &CacheConfig) -> Self {
+        self.config = config.clone();
+        self
+    }
+
+    /// Checks the settings ([`CacheConfig::validate`]: the error names the setting) and builds the
+    /// manager.
+    pub fn build(self) -> Result<CacheManager<S>> {
+        self.config.validate()?;
+        Ok(CacheManager::build(self.store, self.config))
+    }
+}
+
 impl<S: Store> CacheManager<S> {
     /// A manager with the default settings ([`CacheConfig::default`]).
     pub fn new(store: S) -> Self {
         Self::build(store, CacheConfig::default())
     }
 
-    /// A manager with these settings; fails when they do not validate.
-    pub fn with_config(store: S, config: CacheConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(Self::build(store, config))
-    }
-
-    /// A manager configured from the library-wide [`cache_core::Config`] (see
-    /// [`CacheConfig::from_config`]).
-    pub fn from_config(store: S, config: &cache_core::Config) -> Result<Self> {
-        Self::with_config(store, CacheConfig::from_config(config))
+    /// A builder, starting from the default settings.
+    pub fn builder(store: S) -> CacheManagerBuilder<S> {
+        CacheManagerBuilder {
+            store,
+            config: CacheConfig::default(),
+        }
     }
 
     fn build(store: S, config: CacheConfig) -> Self {

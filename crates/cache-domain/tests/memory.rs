@@ -92,7 +92,10 @@ async fn ttl_overrides_from_env_config_builder_and_per_call() {
     let config = CacheConfig::from_lookup(|k| (k == "CACHE_TTL_USER").then(|| "2h".to_owned()))
         .unwrap()
         .with_ttl(Family::Content, Duration::from_secs(7));
-    let cache = CacheManager::with_config(store.clone(), config).unwrap();
+    let cache = CacheManager::builder(store.clone())
+        .with_config(&config)
+        .build()
+        .unwrap();
     let ttl = |key: &'static str| {
         let store = store.clone();
         async move { store.ttl(key).await.unwrap().remaining().unwrap() }
@@ -135,11 +138,10 @@ async fn ttl_overrides_from_env_config_builder_and_per_call() {
     assert!(err.to_string().contains("TTL"), "{err}");
     assert!(!store.exists("user:5").await.unwrap());
     // Bad configuration is refused when the manager is built.
-    assert!(CacheManager::with_config(
-        store.clone(),
-        CacheConfig::default().with_ttl(Family::User, Duration::ZERO)
-    )
-    .is_err());
+    assert!(CacheManager::builder(store.clone())
+        .with_config(&CacheConfig::default().with_ttl(Family::User, Duration::ZERO))
+        .build()
+        .is_err());
 }
 
 #[tokio::test(start_paused = true)]
@@ -277,11 +279,10 @@ async fn negative_caching_is_off_by_default_and_bounded_when_on() {
     assert_eq!(calls.swap(0, Ordering::SeqCst), 2);
 
     let store = MemoryStore::default();
-    let on = CacheManager::with_config(
-        store.clone(),
-        CacheConfig::default().with_negative_caching(Duration::from_secs(30)),
-    )
-    .unwrap();
+    let on = CacheManager::builder(store.clone())
+        .with_config(&CacheConfig::default().with_negative_caching(Duration::from_secs(30)))
+        .build()
+        .unwrap();
     assert_eq!(load(on.clone(), calls.clone()).await, None);
     assert_eq!(load(on.clone(), calls.clone()).await, None);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -309,13 +310,14 @@ async fn negative_caching_is_off_by_default_and_bounded_when_on() {
 #[tokio::test(start_paused = true)]
 async fn early_refresh_reloads_a_hot_key_before_it_expires() {
     let store = MemoryStore::default();
-    let cache = CacheManager::with_config(
-        store.clone(),
-        CacheConfig::default()
-            .with_ttl(Family::KeywordTrends, Duration::from_secs(100))
-            .with_early_refresh(0.2),
-    )
-    .unwrap();
+    let cache = CacheManager::builder(store.clone())
+        .with_config(
+            &CacheConfig::default()
+                .with_ttl(Family::KeywordTrends, Duration::from_secs(100))
+                .with_early_refresh(0.2),
+        )
+        .build()
+        .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let get = || {
         let calls = calls.clone();
@@ -360,11 +362,10 @@ async fn early_refresh_reloads_a_hot_key_before_it_expires() {
 async fn version_bump_invalidates_a_family_in_one_step() {
     let store = MemoryStore::default();
     let a = CacheManager::new(store.clone());
-    let b = CacheManager::with_config(
-        store.clone(),
-        CacheConfig::default().with_version_refresh(Duration::from_secs(2)),
-    )
-    .unwrap();
+    let b = CacheManager::builder(store.clone())
+        .with_config(&CacheConfig::default().with_version_refresh(Duration::from_secs(2)))
+        .build()
+        .unwrap();
     a.content().set("c1", &"old").await.unwrap();
     a.user().set("u1", &user(1)).await.unwrap();
     assert_eq!(
@@ -412,7 +413,10 @@ async fn version_bump_invalidates_a_family_in_one_step() {
 async fn after_a_reset_of_the_version_key_every_manager_moves_to_a_fresh_version() {
     let store = MemoryStore::default();
     let refresh = CacheConfig::default().with_version_refresh(Duration::from_secs(1));
-    let a = CacheManager::with_config(store.clone(), refresh.clone()).unwrap();
+    let a = CacheManager::builder(store.clone())
+        .with_config(&refresh)
+        .build()
+        .unwrap();
     for n in 1..=3 {
         assert_eq!(a.content().bump_version().await.unwrap(), n);
     }
@@ -420,7 +424,10 @@ async fn after_a_reset_of_the_version_key_every_manager_moves_to_a_fresh_version
 
     // The key is reset; another manager (a fresh process) bumps from the reset value.
     assert_eq!(store.delete(&["nsversion:content"]).await.unwrap(), 1);
-    let b = CacheManager::with_config(store.clone(), refresh).unwrap();
+    let b = CacheManager::builder(store.clone())
+        .with_config(&refresh)
+        .build()
+        .unwrap();
     assert_eq!(b.content().bump_version().await.unwrap(), 1);
 
     // `a` re-reads after its interval: 1 is below its 3, and the store still holds it, so this is a

@@ -63,11 +63,10 @@ async fn a_failed_data_read_skips_the_write_and_the_lease() {
         .withf(|k| k == "content:c1")
         .times(1)
         .returning(|_| Err(timeout()));
-    let cache = CacheManager::with_config(
-        mock,
-        CacheConfig::default().with_lease(LeaseConfig::default()),
-    )
-    .unwrap();
+    let cache = CacheManager::builder(mock)
+        .with_config(&CacheConfig::default().with_lease(LeaseConfig::default()))
+        .build()
+        .unwrap();
     let v: String = cache
         .content()
         .get_or_load("c1", || async { Ok::<_, String>("fresh".into()) })
@@ -84,7 +83,10 @@ async fn a_write_outage_is_logged_and_counted_or_returned_on_request() {
         mock.expect_get().returning(|_| Ok(None));
         mock.expect_set().returning(|_, _, _| Err(refused()));
         mock.expect_set_many().returning(|_, _| Err(refused()));
-        CacheManager::with_config(mock, CacheConfig::default().with_write_policy(policy)).unwrap()
+        CacheManager::builder(mock)
+            .with_config(&CacheConfig::default().with_write_policy(policy))
+            .build()
+            .unwrap()
     };
     let quiet = make(WritePolicy::LogAndCount);
     quiet.user().set("1", &"u").await.unwrap();
@@ -250,11 +252,10 @@ async fn a_failed_lease_is_not_fatal() {
         .times(1)
         .returning(|_, _, _| Err(timeout()));
     // No data write is expected: the store just failed.
-    let cache = CacheManager::with_config(
-        mock,
-        CacheConfig::default().with_lease(LeaseConfig::default()),
-    )
-    .unwrap();
+    let cache = CacheManager::builder(mock)
+        .with_config(&CacheConfig::default().with_lease(LeaseConfig::default()))
+        .build()
+        .unwrap();
     let v: u32 = cache
         .user()
         .get_or_load("1", || async { Ok::<_, String>(7) })
@@ -278,11 +279,10 @@ async fn a_version_refresh_failure_is_a_miss_and_keeps_the_known_version() {
     mock.expect_get()
         .withf(|k| k == "user:v3:1")
         .returning(|_| Ok(Some(cache_core::codec::encode(&5u8).unwrap())));
-    let cache = CacheManager::with_config(
-        mock,
-        CacheConfig::default().with_version_refresh(Duration::from_millis(1)),
-    )
-    .unwrap();
+    let cache = CacheManager::builder(mock)
+        .with_config(&CacheConfig::default().with_version_refresh(Duration::from_millis(1)))
+        .build()
+        .unwrap();
     assert_eq!(cache.user().get::<u8>("1").await.unwrap(), Some(5));
     tokio::time::advance(Duration::from_millis(5)).await;
     // The refresh fails: that call is a miss at once (it does not wait out a second store call),
@@ -341,11 +341,10 @@ fn versions_store(
 async fn the_namespace_version_never_goes_back_when_a_read_races_a_bump() {
     let data_reads = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mock = versions_store(b"0", b"1", Arc::clone(&data_reads));
-    let cache = CacheManager::with_config(
-        mock,
-        CacheConfig::default().with_version_refresh(Duration::from_secs(1)),
-    )
-    .unwrap();
+    let cache = CacheManager::builder(mock)
+        .with_config(&CacheConfig::default().with_version_refresh(Duration::from_secs(1)))
+        .build()
+        .unwrap();
     assert_eq!(cache.user().get::<String>("1").await.unwrap(), None);
     assert_eq!(cache.user().cached_version(), Some(0));
     assert_eq!(cache.user().bump_version().await.unwrap(), 1);

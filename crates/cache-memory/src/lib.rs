@@ -15,7 +15,7 @@
 //!   [`MemoryStore::with_prefix`] share one data set, like several clients of one Redis server.
 //! - **Bounds** (optional): a maximum entry count and/or byte count, with the eviction policy described
 //!   on [`MemoryStoreBuilder::with_max_entries`]; and a maximum value size
-//!   ([`cache_core::Config::max_value_bytes`]) beyond which writes fail with
+//!   ([`MemoryConfig::max_value_bytes`]) beyond which writes fail with
 //!   [`cache_core::Error::Capacity`].
 //!
 //! # Where it differs from a Redis server (all within the trait's contract)
@@ -45,6 +45,7 @@
 //! # }
 //! ```
 
+mod config;
 mod glob;
 mod state;
 
@@ -58,20 +59,21 @@ use async_trait::async_trait;
 use cache_core::keys::validate_prefix;
 use cache_core::store::{check_key, ttl_millis};
 use cache_core::{
-    BackendStats, CasOutcome, Config, Error, Expiry, KeyTtl, Result, ScanCursor, ScanPage,
-    SetCondition, SetOptions, Store,
+    BackendStats, CasOutcome, Error, Expiry, KeyTtl, Result, ScanCursor, ScanPage, SetCondition,
+    SetOptions, Store,
 };
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+pub use config::MemoryConfig;
 pub use glob::glob_match;
 use state::{Limits, State, Value, ZSet};
 
 /// The message of Redis's `WRONGTYPE` error, reused verbatim.
 const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 
-/// Default [`MemoryStoreBuilder::with_max_value_bytes`]: the default of
-/// [`cache_core::Config::max_value_bytes`] (8 MiB).
+/// Default [`MemoryStoreBuilder::with_max_value_bytes`] and [`MemoryConfig::max_value_bytes`]
+/// (8 MiB, as on Redis).
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Default [`MemoryStoreBuilder::with_reap_interval`].
@@ -238,12 +240,20 @@ impl MemoryStore {
         MemoryStoreBuilder::default()
     }
 
-    /// A store with the prefix and maximum value size of `config` (other settings concern Redis).
-    pub fn from_config(config: &Config) -> Result<Self> {
-        Self::builder()
+    /// A store with the settings of `config` (prefix, value size limit, bounds). Fails with
+    /// [`Error::Config`] naming the setting when `config` does not validate.
+    pub fn from_config(config: &MemoryConfig) -> Result<Self> {
+        config.validate()?;
+        let mut builder = Self::builder()
             .with_prefix(config.key_prefix.clone())
-            .with_max_value_bytes(config.max_value_bytes)
-            .build()
+            .with_max_value_bytes(config.max_value_bytes);
+        if let Some(n) = config.max_entries {
+            builder = builder.with_max_entries(n);
+        }
+        if let Some(n) = config.max_bytes {
+            builder = builder.with_max_bytes(n);
+        }
+        builder.build()
     }
 
     /// A store over the same data with another prefix (empty for none), as two services sharing one

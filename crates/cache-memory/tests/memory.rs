@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use cache_core::{Config, Error, ErrorKind, KeyTtl, ScanCursor, SetOptions, Store, StoreExt};
-use cache_memory::MemoryStore;
+use cache_core::{Error, ErrorKind, KeyTtl, Profile, ScanCursor, SetOptions, Store, StoreExt};
+use cache_memory::{MemoryConfig, MemoryStore};
 
 fn set_opts() -> SetOptions {
     SetOptions::new()
@@ -112,12 +112,9 @@ async fn expired_entries_go_before_live_ones_are_evicted() {
 
 #[tokio::test]
 async fn max_value_bytes_comes_from_the_config() {
-    let config = Config::builder()
-        .memory()
-        .key_prefix("svc")
-        .max_value_bytes(10)
-        .build()
-        .unwrap();
+    let config = MemoryConfig::new(Profile::Production)
+        .with_key_prefix("svc")
+        .with_max_value_bytes(10);
     let store = MemoryStore::from_config(&config).unwrap();
     assert_eq!(store.prefix(), "svc");
     assert!(store.set("k", &[0; 10], set_opts()).await.unwrap());
@@ -128,6 +125,21 @@ async fn max_value_bytes_comes_from_the_config() {
         store.get("k").await.unwrap(),
         Some(vec![0; 10]),
         "unchanged"
+    );
+}
+
+#[tokio::test]
+async fn bounds_come_from_the_config() {
+    let config = MemoryConfig::new(Profile::Production).with_max_entries(1);
+    let store = MemoryStore::from_config(&config).unwrap();
+    put(&store, "a", b"1").await;
+    put(&store, "b", b"2").await;
+    assert!(!present(&store, "a").await, "evicted by the entry bound");
+    assert!(present(&store, "b").await);
+    let err = MemoryStore::from_config(&MemoryConfig::default().with_max_bytes(0)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { setting, .. } if setting == "max_bytes"),
+        "{err}"
     );
 }
 

@@ -31,15 +31,15 @@
 //!
 //! `Debug` never prints a password: URLs are shown through [`cache_core::config::redact_url`].
 //!
-//! (Slightly over 600 lines on purpose: each setting's type, default, environment variable, builder
-//! method and check are kept in this one file, so that adding a setting touches one place.)
+//! (One file even when it grows past 600 lines, on purpose: each setting's type, default, environment
+//! variable, builder method and check are kept here, so that adding a setting touches one place.)
 
 use std::fmt;
 use std::time::Duration;
 
-use cache_core::config::{parse_duration, redact_url};
+use cache_core::config::{parse_bool, parse_duration, parse_number as parse_num, redact_url};
 use cache_core::keys::validate_prefix;
-use cache_core::{BackendConfig, Config, Error, Profile, Result};
+use cache_core::{Error, Profile, Result};
 
 /// How many shared multiplexed connections a store keeps by default
 /// ([`RedisConfig::shared_connections`], `REDIS_SHARED_CONNECTIONS`).
@@ -412,7 +412,7 @@ impl RedisConfig {
         let production = RedisConfig {
             profile,
             endpoint,
-            key_prefix: String::new(),
+            key_prefix: profile.default_key_prefix().to_owned(),
             database: None,
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_millis(500),
@@ -425,7 +425,6 @@ impl RedisConfig {
         };
         match profile {
             Profile::Development => RedisConfig {
-                key_prefix: "dev".into(),
                 connect_timeout: Duration::from_secs(2),
                 response_timeout: Duration::from_secs(2),
                 pool: PoolConfig {
@@ -440,11 +439,7 @@ impl RedisConfig {
                 },
                 ..production
             },
-            Profile::Staging => RedisConfig {
-                key_prefix: "staging".into(),
-                ..production
-            },
-            // Production, and the production values for any profile added later.
+            // Staging and production, and the production values for any profile added later.
             _ => production,
         }
     }
@@ -516,55 +511,6 @@ impl RedisConfig {
         }
         c.validate()?;
         Ok(c)
-    }
-
-    /// The Redis settings of a workspace-wide [`Config`] (its backend must be `redis` or
-    /// `cluster`), with [`DEFAULT_SHARED_CONNECTIONS`].
-    ///
-    /// A bridge while `cache_core::Config` still carries the Redis settings.
-    pub fn from_core(config: &Config) -> Result<RedisConfig> {
-        let endpoint = match &config.backend {
-            BackendConfig::Redis { url } => RedisEndpoint::Server { url: url.clone() },
-            BackendConfig::Cluster { nodes } => RedisEndpoint::Cluster {
-                nodes: nodes.clone(),
-            },
-            other => {
-                return Err(Error::config(
-                    "CACHE_BACKEND",
-                    format!(
-                        "RedisStore needs the redis backend (REDIS_URL) or a cluster \
-                         (REDIS_CLUSTER_NODES), the configuration selects {}",
-                        other.name()
-                    ),
-                ))
-            }
-        };
-        let (pool, retry) = (&config.pool, &config.retry);
-        Ok(RedisConfig {
-            profile: config.profile,
-            endpoint,
-            key_prefix: config.key_prefix.clone(),
-            database: config.database,
-            connect_timeout: config.connect_timeout,
-            response_timeout: config.response_timeout,
-            pool: PoolConfig {
-                max_open: pool.max_open,
-                max_idle: pool.max_idle,
-                wait_timeout: pool.wait_timeout,
-                health_check_interval: pool.health_check_interval,
-                max_lifetime: pool.max_lifetime,
-            },
-            retry: RetryConfig {
-                max_attempts: retry.max_attempts,
-                base_delay: retry.base_delay,
-                max_delay: retry.max_delay,
-                budget: retry.budget,
-            },
-            shared_connections: DEFAULT_SHARED_CONNECTIONS,
-            read_from_replicas: config.read_from_replicas,
-            scan_count: config.scan_count,
-            max_value_bytes: config.max_value_bytes,
-        })
     }
 
     /// Uses one server at `url`.
@@ -820,21 +766,4 @@ fn sentinel_from(nodes: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<Re
         endpoint.tls = parse_bool("REDIS_TLS", &v)?;
     }
     Ok(RedisEndpoint::Sentinel(endpoint))
-}
-
-fn parse_num<T: std::str::FromStr>(setting: &str, v: &str) -> Result<T> {
-    v.trim()
-        .parse()
-        .map_err(|_| Error::config(setting, format!("{v:?} is not a valid number")))
-}
-
-fn parse_bool(setting: &str, v: &str) -> Result<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(Error::config(
-            setting,
-            format!("{v:?} is not true or false"),
-        )),
-    }
 }

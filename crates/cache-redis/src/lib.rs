@@ -31,9 +31,8 @@
 //! environment variables as the rest of the workspace (`REDIS_URL`, `REDIS_SENTINEL_*`,
 //! `REDIS_CLUSTER_NODES`, `REDIS_DB`, `REDIS_*_TIMEOUT`, `REDIS_POOL_*`, `REDIS_RETRY_*`,
 //! `REDIS_SHARED_CONNECTIONS`, ...), `with_*` methods override, and [`RedisConfig::validate`] (also
-//! run by `connect`) names the setting that is wrong. `Debug` never shows a password.
-//! [`RedisConfig::from_core`] takes the Redis settings out of a
-//! workspace-wide [`cache_core::Config`].
+//! run by `connect`) names the setting that is wrong. `Debug` never shows a password. The `cachekit`
+//! facade reads it from the same environment as the other parts (`cachekit::Config::from_env`).
 //!
 //! ## Where things are
 //!

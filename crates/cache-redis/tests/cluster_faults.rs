@@ -90,11 +90,10 @@ async fn a_primary_fails_under_load_and_operations_resume_after_the_failover() {
     cfg.key_prefix = "failover".into();
     let store = RedisStore::connect(&cfg).await.unwrap();
     let cache = Arc::new(
-        CacheManager::with_config(
-            store.clone(),
-            CacheConfig::default().with_write_policy(WritePolicy::Propagate),
-        )
-        .unwrap(),
+        CacheManager::builder(store.clone())
+            .with_config(&CacheConfig::default().with_write_policy(WritePolicy::Propagate))
+            .build()
+            .unwrap(),
     );
     let sessions = Arc::new(SessionManager::new(store.clone()));
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cache_core::{BackendConfig, Config, Error, Profile};
+use cache_core::{Error, Profile};
 use cache_redis::{
     PoolConfig, RedisConfig, RedisEndpoint, RetryConfig, DEFAULT_SHARED_CONNECTIONS,
 };
@@ -41,23 +41,12 @@ fn profiles_have_the_documented_defaults() {
 }
 
 #[test]
-fn the_same_defaults_as_the_workspace_config() {
+fn the_key_prefix_defaults_to_the_profile_s() {
     for profile in [Profile::Development, Profile::Staging, Profile::Production] {
-        let mut core = Config::for_profile(profile);
-        core.backend = BackendConfig::Redis {
-            url: URL.1.to_owned(),
-        };
-        assert_eq!(
-            RedisConfig::from_core(&core).unwrap(),
-            RedisConfig::new(profile, RedisEndpoint::server(URL.1)),
-            "{profile:?}"
-        );
+        let c = RedisConfig::new(profile, RedisEndpoint::server(URL.1));
+        assert_eq!(c.key_prefix, profile.default_key_prefix(), "{profile:?}");
+        assert_eq!(c.profile, profile);
     }
-    let memory = RedisConfig::from_core(&Config::default()).unwrap_err();
-    assert!(
-        matches!(&memory, Error::Config { setting, .. } if setting == "CACHE_BACKEND"),
-        "{memory}"
-    );
 }
 
 #[test]

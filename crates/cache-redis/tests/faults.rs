@@ -7,7 +7,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use cache_core::{Config, Error, ErrorKind, Profile, SetOptions, Store};
+use cache_core::{Error, ErrorKind, Profile, SetOptions, Store};
 use cache_redis::{PoolConfig, RedisConfig, RedisEndpoint, RedisStore};
 use common::{config, store};
 use test_redis::RedisServer;
@@ -276,12 +276,6 @@ async fn a_malformed_url_is_a_config_error_naming_redis_url() {
         );
         assert!(!e.to_string().contains("s3cr3t"), "password leaked: {e}");
     }
-    // A workspace configuration that selects another backend.
-    let e = RedisConfig::from_core(&Config::for_profile(Profile::Production)).unwrap_err();
-    assert!(
-        matches!(&e, Error::Config { setting, .. } if setting == "CACHE_BACKEND"),
-        "{e}"
-    );
 }
 
 #[tokio::test]

@@ -212,11 +212,10 @@ async fn the_same_store_follows_a_manual_failover_and_a_crash_of_the_primary() {
         .with_retry(RetryConfig::default().with_budget(Duration::from_millis(1000)));
     let store = RedisStore::connect(&cfg).await.unwrap();
     let cache = Arc::new(
-        CacheManager::with_config(
-            store.clone(),
-            CacheConfig::default().with_write_policy(WritePolicy::Propagate),
-        )
-        .unwrap(),
+        CacheManager::builder(store.clone())
+            .with_config(&CacheConfig::default().with_write_policy(WritePolicy::Propagate))
+            .build()
+            .unwrap(),
     );
     let sessions = Arc::new(SessionManager::new(store.clone()));
 

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use cachekit::cache::{CrawlError, Family, KeyMatch};
-use cachekit::core::{Config, KeyTtl, Store, StoreExt};
-use cachekit::sessions::{keys, CreateOptions, SessionData};
+use cachekit::sessions::keys;
+use cachekit::store::KeyTtl;
 use cachekit::{CacheManager, SessionManager};
+use cachekit::{Config, CrawlError, CreateOptions, Family, KeyMatch, SessionData, Store, StoreExt};
 use serde_json::{json, Value};
 
 use crate::output::{human_duration, Out};
@@ -49,10 +49,14 @@ async fn ttl_text(store: &dyn Store, key: &str) -> String {
 
 pub(crate) async fn run(config: &Config, base: Arc<dyn Store>, out: &Out) -> anyhow::Result<u8> {
     // A key space of our own, so that the demo never touches anybody's data and can clean up.
-    let mut demo_config = config.clone();
     let scope = format!("cachectl-demo-{}", std::process::id());
     // A scope of the configured prefix (`{prefix}.{scope}`): one name, so isolated from it.
-    demo_config.key_prefix = cachekit::core::keys::sub_prefix(&config.key_prefix, &scope)?;
+    let demo_config = config
+        .clone()
+        .with_key_prefix(cachekit::store::keys::sub_prefix(
+            config.key_prefix(),
+            &scope,
+        )?);
     // The connection was checked by the caller; the demo's own store shares nothing with it (an
     // in-memory store is created fresh, a Redis store reconnects under the demo prefix).
     drop(base);
@@ -63,7 +67,7 @@ pub(crate) async fn run(config: &Config, base: Arc<dyn Store>, out: &Out) -> any
     match (&result, removed) {
         (Ok(_), Ok(n)) => out.line(&format!(
             "\nCleaned up: removed the demo's {n} key(s) under prefix {:?}.",
-            demo_config.key_prefix
+            demo_config.key_prefix()
         )),
         (_, Err(e)) => out.line(&format!("\nWarning: cleanup failed: {e}")),
         _ => {}

@@ -14,8 +14,7 @@
 use std::sync::Arc;
 
 use anyhow::bail;
-use cachekit::cache::{Family, KeyMatch};
-use cachekit::core::{Config, Store, StoreExt};
+use cachekit::{Config, Family, KeyMatch, Store, StoreExt};
 use clap::Args;
 use indicatif::ProgressBar;
 use serde_json::json;
@@ -154,7 +153,9 @@ async fn by_pattern(
     out: &Out,
 ) -> anyhow::Result<u8> {
     if dry_run {
-        let n = store.count_matching(pattern, config.scan_count).await?;
+        let n = store
+            .count_matching(pattern, config.cache.scan_count())
+            .await?;
         out.report(
             &json!({"pattern": pattern, "dry_run": true, "matched": n}),
             &format!("dry run: {n} key(s) match {pattern:?}; nothing deleted"),
@@ -163,7 +164,7 @@ async fn by_pattern(
     }
     let (bar, progress) = progress_bar(out, pattern);
     let deleted = store
-        .delete_matching(pattern, config.scan_count, &progress)
+        .delete_matching(pattern, config.cache.scan_count(), &progress)
         .await?;
     bar.finish_and_clear();
     out.report(
@@ -199,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn invalidate_removes_the_live_key_of_every_family_before_and_after_a_bump() {
-        let config = Config::builder().memory().build().unwrap();
+        let config = Config::memory();
         let store = cachekit::connect(&config).await.unwrap();
         // The service whose cache is invalidated, with its own manager.
         let service = cachekit::cache_manager(store.clone(), &config).unwrap();
@@ -237,7 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dry_run_deletes_nothing_and_session_families_are_refused() {
-        let config = Config::builder().memory().build().unwrap();
+        let config = Config::memory();
         let store = cachekit::connect(&config).await.unwrap();
         let service = cachekit::cache_manager(store.clone(), &config).unwrap();
         service.metrics().set("api:2026-11-01", &1).await.unwrap();

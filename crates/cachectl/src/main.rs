@@ -1,8 +1,8 @@
 //! `cachectl`: the command-line tool of cachekit, for developers and operators.
 //!
 //! Backend selection, highest priority first: `--cluster NODES`, `--redis URL`, then the environment
-//! (`REDIS_CLUSTER_NODES`, `REDIS_URL`, `CACHE_BACKEND`, see `docs/operations.md`), and with nothing
-//! configured the embedded in-memory backend.
+//! (`REDIS_CLUSTER_NODES`, `REDIS_SENTINEL_NODES`, `REDIS_URL`, `CACHE_BACKEND`, see
+//! `docs/operations.md`), and with nothing configured the embedded in-memory backend.
 //!
 //! Exit codes: `0` success (for `health`: healthy), `1` the operation failed (or `get` found no such
 //! key), `2` usage error, `3` `health` found the backend unhealthy or unreachable, `4` the backend
@@ -19,10 +19,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use cachekit::core::{
-    codec, config::redact_url, BackendConfig, Config, Error, ErrorKind, KeyTtl, Store, StoreExt,
-};
-use cachekit::sessions::SessionHandle;
+use cachekit::store::{codec, config::redact_url, KeyTtl};
+use cachekit::{Config, Error, ErrorKind, RedisEndpoint, SessionHandle, Store, StoreExt};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
@@ -163,26 +161,45 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
     }
 }
 
-/// Builds the configuration from the environment and the command line.
+/// Builds the configuration from the environment, with the command line's flags read as the
+/// variables they override (so the one reader, `Config::from_lookup`, checks them all).
 fn config(cli: &Cli) -> Result<Config, Error> {
-    let mut builder = Config::builder().env();
-    if let Some(nodes) = &cli.cluster {
-        builder = builder.cluster_nodes(nodes.split(','));
-    } else if let Some(url) = &cli.redis {
-        builder = builder.redis_url(url.clone());
-    }
-    if let Some(prefix) = &cli.prefix {
-        builder = builder.key_prefix(prefix.clone());
-    }
-    builder.build()
+    Config::from_lookup(|name| flag_value(cli, name).or_else(|| std::env::var(name).ok()))
 }
 
+/// The value a command-line flag gives the environment variable `name`, if any (a blank value
+/// hides the variable: blank counts as unset).
+fn flag_value(cli: &Cli, name: &str) -> Option<String> {
+    match (name, &cli.cluster, &cli.redis) {
+        ("CACHE_BACKEND", Some(_), _) => Some("cluster".to_owned()),
+        ("REDIS_CLUSTER_NODES", Some(nodes), _) => Some(nodes.clone()),
+        ("CACHE_BACKEND", None, Some(_)) => Some("redis".to_owned()),
+        ("REDIS_URL", None, Some(url)) => Some(url.clone()),
+        // `CACHE_BACKEND=redis` prefers Sentinel when it is configured: `--redis URL` means the URL.
+        ("REDIS_SENTINEL_NODES", None, Some(_)) => Some(String::new()),
+        ("CACHE_KEY_PREFIX", ..) => cli.prefix.clone(),
+        _ => None,
+    }
+}
+
+/// The backend in words, without credentials.
 fn describe_backend(config: &Config) -> String {
-    match &config.backend {
-        BackendConfig::Memory => "embedded in-memory store".to_string(),
-        BackendConfig::Redis { url } => format!("Redis at {}", redact_url(url)),
-        BackendConfig::Cluster { nodes } => format!("Redis Cluster via {}", nodes.join(",")),
-        other => format!("{other:?}"),
+    match config.backend.redis().map(|redis| &redis.endpoint) {
+        None => "embedded in-memory store".to_string(),
+        Some(RedisEndpoint::Server { url }) => format!("Redis at {}", redact_url(url)),
+        Some(RedisEndpoint::Cluster { nodes }) => {
+            let nodes: Vec<String> = nodes.iter().map(|n| redact_url(n)).collect();
+            format!("Redis Cluster via {}", nodes.join(","))
+        }
+        Some(RedisEndpoint::Sentinel(sentinel)) => {
+            let nodes: Vec<String> = sentinel.nodes.iter().map(|n| redact_url(n)).collect();
+            format!(
+                "Redis Sentinel service {:?} via {}",
+                sentinel.service,
+                nodes.join(",")
+            )
+        }
+        Some(other) => format!("Redis at {other:?}"),
     }
 }
 
@@ -249,7 +266,7 @@ async fn stats(config: &Config, store: Arc<dyn Store>, out: &Out) -> anyhow::Res
     }
     for family in cachekit::sessions::keys::FAMILIES {
         let n = store
-            .count_matching(&family.pattern(), config.scan_count)
+            .count_matching(&family.pattern(), config.cache.scan_count())
             .await?;
         counts.insert(family.name.to_string(), json!(n));
     }

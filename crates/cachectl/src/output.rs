@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cachekit::core::BackendStats;
+use cachekit::store::BackendStats;
 use cachekit::Session;
 use indicatif::{ProgressBar, ProgressStyle};
 

@@ -22,8 +22,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cachekit::core::{BackendConfig, Config};
 use cachekit::fleet::{read_fleet, FleetView};
+use cachekit::Config;
 use cachekit::{DynStore, RedisStore};
 use clap::Args;
 use serde::Serialize;
@@ -47,7 +47,7 @@ pub(crate) struct TopArgs {
 }
 
 fn parse_interval(v: &str) -> Result<Duration, String> {
-    let d = cachekit::core::config::parse_duration("--interval", v).map_err(|e| e.to_string())?;
+    let d = cachekit::store::config::parse_duration("--interval", v).map_err(|e| e.to_string())?;
     if d < Duration::from_millis(50) {
         return Err("the interval must be at least 50ms".to_owned());
     }
@@ -87,17 +87,17 @@ struct Sources {
 
 impl Sources {
     async fn connect(config: &Config, backend: String, interval: Duration) -> anyhow::Result<Self> {
-        let (redis, store): (Option<RedisStore>, DynStore) = match &config.backend {
-            BackendConfig::Redis { .. } | BackendConfig::Cluster { .. } => {
-                let redis = RedisStore::connect(&cachekit::RedisConfig::from_core(config)?).await?;
+        let (redis, store): (Option<RedisStore>, DynStore) = match config.backend.redis() {
+            Some(redis) => {
+                let redis = RedisStore::connect(redis).await?;
                 (Some(redis.clone()), Arc::new(redis))
             }
-            _ => (None, cachekit::connect(config).await?),
+            None => (None, cachekit::connect(config).await?),
         };
         Ok(Self {
             redis,
             store,
-            scan_count: config.scan_count,
+            scan_count: config.cache.scan_count(),
             previous: Vec::new(),
             backend,
             interval,

@@ -4,9 +4,7 @@
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use cachekit::cache::Family;
-use cachekit::core::Config;
-use cachekit::sessions::CreateOptions;
+use cachekit::{Config, CreateOptions, Family, Profile, RedisConfig, RedisEndpoint};
 use predicates::prelude::*;
 use serde_json::Value;
 use test_redis::RedisServer;
@@ -40,11 +38,10 @@ fn json_of(output: &[u8]) -> Value {
 }
 
 fn redis_config(server: &RedisServer, prefix: &str) -> Config {
-    Config::builder()
-        .redis_url(server.url())
-        .key_prefix(prefix)
-        .build()
-        .expect("valid test config")
+    Config::redis(
+        RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+            .with_key_prefix(prefix),
+    )
 }
 
 // ---- In-memory backend ---------------------------------------------------------------------

@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cachekit::core::Config;
 use cachekit::fleet::{read_fleet, Fleet, FleetConfig, Heartbeat};
-use cachekit::{CacheManager, DynStore};
+use cachekit::{CacheManager, Config, DynStore, Profile, RedisConfig, RedisEndpoint};
 use serde_json::Value;
 use test_redis::RedisServer;
 
@@ -42,11 +41,10 @@ impl Fleet2 {
             .enable_all()
             .build()
             .unwrap();
-        let config = Config::builder()
-            .redis_url(server.url())
-            .key_prefix(prefix)
-            .build()
-            .unwrap();
+        let config = Config::redis(
+            RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+                .with_key_prefix(prefix),
+        );
         let (caches, heartbeats, reader) = runtime.block_on(async {
             let mut caches = Vec::new();
             let mut heartbeats = Vec::new();
@@ -347,11 +345,13 @@ fn on_a_cluster_every_primary_is_a_node_of_the_server_view() {
         .enable_all()
         .build()
         .unwrap();
-    let config = Config::builder()
-        .cluster_nodes(cluster.seed_urls())
-        .key_prefix("top-cluster")
-        .build()
-        .unwrap();
+    let config = Config::redis(
+        RedisConfig::new(
+            Profile::Development,
+            RedisEndpoint::cluster(cluster.seed_urls()),
+        )
+        .with_key_prefix("top-cluster"),
+    );
     let _heartbeat = runtime.block_on(async {
         let fleet = Fleet::connect_with(
             &config,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, StatusCode};
-use cache_core::{KeySchema, SetOptions, Store};
+use cache_core::{SetOptions, Store};
 use cache_memory::MemoryStore;
 use cachekit_axum::{ConfigError, CookieConfig, SameSite, SessionError, SessionLayer, TokenSource};
 use common::{routes, Client, Fail, Faulty, Gate};
@@ -28,7 +28,7 @@ fn app(layer: SessionLayer) -> axum::Router {
 
 fn handle_key(token: &str) -> String {
     let token = SessionToken::parse(token).unwrap();
-    KeySchema::session(token.handle().as_str())
+    sessions::keys::session_key(token.handle())
         .unwrap()
         .into_string()
 }

@@ -6,23 +6,19 @@ mod common;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use cache_core::{KeySchema, Store};
+use cache_core::Store;
 use cachekit_axum::SessionLayer;
 use common::{routes, Client, Gate};
 use sessions::{SessionManager, SessionToken};
 use test_redis::RedisServer;
 
 async fn instance(server: &RedisServer, gate: Gate) -> (axum::Router, Arc<dyn Store>) {
-    let config = cache_core::Config::builder()
-        .redis_url(server.url())
-        .key_prefix("web")
-        .build()
-        .unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(&config).unwrap())
-            .await
-            .unwrap(),
-    );
+    let config = cache_redis::RedisConfig::new(
+        cache_core::Profile::Development,
+        cache_redis::RedisEndpoint::server(server.url()),
+    )
+    .with_key_prefix("web");
+    let store: Arc<dyn Store> = Arc::new(cache_redis::RedisStore::connect(&config).await.unwrap());
     let manager = SessionManager::new(Arc::clone(&store));
     (routes(gate).layer(SessionLayer::new(manager)), store)
 }
@@ -59,7 +55,7 @@ async fn two_instances_share_sessions_and_merge_writes() {
 
     // Only the hash of the token is in Redis.
     let handle = SessionToken::parse(&token).unwrap().handle().clone();
-    let key = KeySchema::session(handle.as_str()).unwrap();
+    let key = sessions::keys::session_key(&handle).unwrap();
     assert!(store.exists(key.as_str()).await.unwrap());
     let dump = server.cli(["--scan", "--pattern", "*"]);
     assert!(!dump.contains(&token));

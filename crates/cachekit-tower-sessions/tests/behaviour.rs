@@ -41,15 +41,12 @@ async fn memory() -> Backend {
 
 async fn redis() -> Backend {
     let server = RedisServer::start();
-    let config = cache_core::Config::builder()
-        .redis_url(server.url())
-        .key_prefix("tower")
-        .build()
-        .unwrap();
-    let store =
-        cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(&config).unwrap())
-            .await
-            .unwrap();
+    let config = cache_redis::RedisConfig::new(
+        cache_core::Profile::Development,
+        cache_redis::RedisEndpoint::server(server.url()),
+    )
+    .with_key_prefix("tower");
+    let store = cache_redis::RedisStore::connect(&config).await.unwrap();
     Backend {
         store: Arc::new(store),
         _server: Some(server),

@@ -76,16 +76,12 @@ async fn the_key_expires_with_the_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_is_an_error_never_no_session() {
     let server = RedisServer::start();
-    let config = cache_core::Config::builder()
-        .redis_url(server.url())
-        .key_prefix("tower")
-        .build()
-        .unwrap();
-    let redis: Arc<dyn Store> = Arc::new(
-        cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(&config).unwrap())
-            .await
-            .unwrap(),
-    );
+    let config = cache_redis::RedisConfig::new(
+        cache_core::Profile::Development,
+        cache_redis::RedisEndpoint::server(server.url()),
+    )
+    .with_key_prefix("tower");
+    let redis: Arc<dyn Store> = Arc::new(cache_redis::RedisStore::connect(&config).await.unwrap());
     let store = CachekitStore::new(redis);
     let mut rec = record(Id::default(), 1, Duration::hours(1));
     store.create(&mut rec).await.unwrap();

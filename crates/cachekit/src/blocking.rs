@@ -15,7 +15,7 @@
 //! ```
 //! use cachekit::{blocking, Config};
 //!
-//! let client = blocking::Client::connect(&Config::builder().memory().build()?)?;
+//! let client = blocking::Client::connect(&Config::memory())?;
 //! let cache = client.cache()?;
 //! client.block_on(cache.user().set("42", &serde_json::json!({"name": "ada"})))?;
 //! let user: Option<serde_json::Value> = client.block_on(cache.user().get("42"))?;

@@ -14,7 +14,7 @@
 //! # Turning it on
 //!
 //! Off by default. `CACHE_FLEET_HEARTBEAT=5s` (any duration, see
-//! [`cache_core::config::parse_duration`]) turns it on with that interval; unset, empty, `off`,
+//! [`crate::store::config::parse_duration`]) turns it on with that interval; unset, empty, `off`,
 //! `false` or `0` leave it off.
 //!
 //! ```
@@ -23,7 +23,7 @@
 //! use std::time::Duration;
 //! use cachekit::fleet::{Fleet, FleetConfig};
 //!
-//! let config = cachekit::Config::builder().memory().build()?;
+//! let config = cachekit::Config::memory();
 //! // Fleet::connect(&config) reads CACHE_FLEET_HEARTBEAT; here the interval is given explicitly.
 //! let fleet = Fleet::connect_with(&config, Some(FleetConfig::new(Duration::from_secs(5)))).await?;
 //! let store = fleet.store(); // instrumented when the heartbeat is on: give it to the managers
@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use cache_core::config::parse_duration;
 use cache_core::keys::escape_id;
-use cache_core::{BackendConfig, Config, Error, Result, Store};
+use cache_core::{Error, Result, Store};
 use cache_domain::CacheManager;
 
 pub use histogram::{quantile_of_buckets, LatencyHistogram, LatencySnapshot};
@@ -61,7 +61,7 @@ pub use publish::Heartbeat;
 pub use read::{read_fleet, FleetTotals, FleetView};
 pub use report::{FamilyReport, InstanceReport, PoolReport, StoreCallReport};
 
-use crate::DynStore;
+use crate::{Config, DynStore};
 
 /// The environment variable that turns the heartbeat on, with its interval.
 pub const HEARTBEAT_ENV: &str = "CACHE_FLEET_HEARTBEAT";
@@ -217,18 +217,9 @@ impl Fleet {
     pub async fn connect_with(config: &Config, fleet: Option<FleetConfig>) -> Result<Fleet> {
         #[cfg(any(feature = "redis", feature = "cluster"))]
         if fleet.is_some() {
-            let redis = match &config.backend {
-                #[cfg(feature = "redis")]
-                BackendConfig::Redis { .. } => true,
-                #[cfg(feature = "cluster")]
-                BackendConfig::Cluster { .. } => true,
-                _ => false,
-            };
-            if redis {
+            if let Some(redis) = config.backend.redis() {
                 config.validate()?;
-                let store =
-                    cache_redis::RedisStore::connect(&cache_redis::RedisConfig::from_core(config)?)
-                        .await?;
+                let store = cache_redis::RedisStore::connect(redis).await?;
                 let mut built = Self::wrap(Arc::new(store.clone()), fleet);
                 built.pool = PoolSource::Redis(store);
                 return Ok(built);
@@ -236,7 +227,7 @@ impl Fleet {
         }
         let store = crate::connect(config).await?;
         let mut built = Self::wrap(store, fleet);
-        if matches!(config.backend, BackendConfig::Memory) {
+        if matches!(config.backend.name(), "memory") {
             built.pool = PoolSource::None;
         }
         Ok(built)

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cachekit::blocking::Client;
-use cachekit::sessions::{CreateOptions, SessionData};
-use cachekit::{Config, ErrorKind, Family};
+use cachekit::{
+    Config, CreateOptions, ErrorKind, Family, Profile, RedisConfig, RedisEndpoint, SessionData,
+};
 use serde_json::json;
 use test_redis::RedisServer;
 
@@ -104,18 +105,17 @@ fn exercise(client: &Client) {
 
 #[test]
 fn blocking_api_on_memory() {
-    let client = Client::connect(&Config::builder().memory().build().unwrap()).expect("connect");
+    let client = Client::connect(&Config::memory()).expect("connect");
     exercise(&client);
 }
 
 #[test]
 fn blocking_api_on_redis() {
     let server = RedisServer::start();
-    let config = Config::builder()
-        .redis_url(server.url())
-        .key_prefix("blocking")
-        .build()
-        .unwrap();
+    let config = Config::redis(
+        RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+            .with_key_prefix("blocking"),
+    );
     let client = Client::connect(&config).expect("connect");
     exercise(&client);
 }
@@ -126,24 +126,23 @@ fn blocking_api_reports_an_unreachable_redis_as_an_error() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap();
-    let config = Config::builder()
-        .redis_url(format!("redis://127.0.0.1:{port}"))
-        .build()
-        .unwrap();
+    let config = Config::redis(RedisConfig::new(
+        Profile::Development,
+        RedisEndpoint::server(format!("redis://127.0.0.1:{port}")),
+    ));
     let err = Client::connect(&config).expect_err("nothing listens there");
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
 }
 
 #[tokio::test]
 async fn blocking_api_inside_a_runtime_is_an_error_not_a_panic() {
-    let err = Client::connect(&Config::builder().memory().build().unwrap())
-        .expect_err("must refuse inside a runtime");
+    let err = Client::connect(&Config::memory()).expect_err("must refuse inside a runtime");
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
 }
 
 #[test]
 fn a_client_dropped_inside_a_runtime_does_not_panic() {
-    let client = Client::connect(&Config::builder().memory().build().unwrap()).expect("connect");
+    let client = Client::connect(&Config::memory()).expect("connect");
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

@@ -376,8 +376,8 @@ mod runtime {
 
     #[test]
     fn what_the_library_registers_at_run_time_is_documented() {
-        use cachekit::core::{Error, Store};
         use cachekit::fleet::instrument;
+        use cachekit::{Error, Store};
 
         let recorder = Arc::new(Capture::default());
         let runtime = tokio::runtime::Builder::new_current_thread()

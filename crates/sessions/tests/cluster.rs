@@ -8,9 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use cache_core::config::{PoolConfig, Profile};
-use cache_core::Config;
-use cache_redis::{RedisConfig, RedisStore};
+use cache_core::Profile;
+use cache_redis::{PoolConfig, RedisConfig, RedisEndpoint, RedisStore};
 use common::*;
 use serde_json::json;
 use sessions::keys::session_key;
@@ -19,18 +18,15 @@ use test_redis::RedisCluster;
 
 async fn connect(prefix: &str) -> RedisStore {
     let cluster = RedisCluster::shared();
-    let config = Config::builder()
-        .profile(Profile::Production)
-        .cluster_nodes(cluster.seed_urls())
-        .key_prefix(prefix)
-        .connect_timeout(Duration::from_millis(1000))
-        .response_timeout(Duration::from_millis(1000))
-        .pool(PoolConfig::default().with_max_open(8))
-        .build()
-        .unwrap();
-    RedisStore::connect(&RedisConfig::from_core(&config).unwrap())
-        .await
-        .unwrap()
+    let config = RedisConfig::new(
+        Profile::Production,
+        RedisEndpoint::cluster(cluster.seed_urls()),
+    )
+    .with_key_prefix(prefix)
+    .with_connect_timeout(Duration::from_millis(1000))
+    .with_response_timeout(Duration::from_millis(1000))
+    .with_pool(PoolConfig::default().with_max_open(8));
+    RedisStore::connect(&config).await.unwrap()
 }
 
 /// The shared cluster under a key prefix of the test's own (`s_{test name}`); every store is a new

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use cache_core::{Config, Store};
-use cache_redis::{RedisConfig, RedisStore};
+use cache_core::{Profile, Store};
+use cache_redis::{RedisConfig, RedisEndpoint, RedisStore};
 use common::*;
 use serde_json::json;
 use sessions::keys::{index_key, session_key};
@@ -18,16 +18,11 @@ use sessions::{CreateOptions, SessionManager};
 use test_redis::RedisServer;
 
 async fn connect(server: &RedisServer) -> RedisStore {
-    let config = Config::builder()
-        .redis_url(server.url())
-        .key_prefix("sess")
-        .response_timeout(Duration::from_millis(500))
-        .connect_timeout(Duration::from_millis(500))
-        .build()
-        .unwrap();
-    RedisStore::connect(&RedisConfig::from_core(&config).unwrap())
-        .await
-        .unwrap()
+    let config = RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+        .with_key_prefix("sess")
+        .with_response_timeout(Duration::from_millis(500))
+        .with_connect_timeout(Duration::from_millis(500));
+    RedisStore::connect(&config).await.unwrap()
 }
 
 async fn manager(server: &RedisServer) -> SessionManager<RedisStore> {

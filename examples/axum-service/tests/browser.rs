@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use axum_service::{app, AppState};
-use cachekit::Config;
+use cachekit::{Config, Profile, RedisConfig, RedisEndpoint};
 use fantoccini::cookies::Cookie;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -201,10 +201,10 @@ async fn on_login_page(browser: &Client) -> Result<bool> {
 async fn sessions_in_a_real_browser() -> Result<()> {
     let started = Instant::now();
     let redis = RedisServer::start();
-    let config = Config::builder()
-        .redis_url(redis.url())
-        .key_prefix(PREFIX)
-        .build()?;
+    let config = Config::redis(
+        RedisConfig::new(Profile::Development, RedisEndpoint::server(redis.url()))
+            .with_key_prefix(PREFIX),
+    );
     let state = AppState::new(&config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}/", listener.local_addr()?);

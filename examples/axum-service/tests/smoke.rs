@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum_service::{app, AppState};
 use cachekit::fleet::FleetConfig;
-use cachekit::Config;
+use cachekit::{Config, Profile, RedisConfig, RedisEndpoint};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use test_redis::RedisServer;
@@ -240,28 +240,23 @@ async fn scenario(config: Config) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_service_on_memory() {
-    scenario(Config::builder().memory().build().unwrap()).await;
+    scenario(Config::memory()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_service_on_redis() {
     let server = RedisServer::start();
-    scenario(
-        Config::builder()
-            .redis_url(server.url())
-            .key_prefix("example")
-            .build()
-            .unwrap(),
-    )
+    scenario(Config::redis(
+        RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+            .with_key_prefix("example"),
+    ))
     .await;
 }
 
 /// `/metrics` is a Prometheus text exposition with the cache's and the session layer's counters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_scraped_in_prometheus_format() {
-    let state = AppState::new(&Config::builder().memory().build().unwrap())
-        .await
-        .expect("state");
+    let state = AppState::new(&Config::memory()).await.expect("state");
     let router = app(state);
     call(
         &router,
@@ -312,11 +307,7 @@ async fn metrics_are_scraped_in_prometheus_format() {
 /// measured on `/metrics`; a clean shutdown removes the key. Off, there is no heartbeat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_heartbeat_publishes_and_store_calls_are_on_metrics() {
-    let config = Config::builder()
-        .memory()
-        .key_prefix("fleet-smoke")
-        .build()
-        .unwrap();
+    let config = Config::memory().with_key_prefix("fleet-smoke");
     let off = AppState::with_fleet(&config, None).await.expect("state");
     assert!(off.start_heartbeat().await.expect("start").is_none());
 
@@ -365,11 +356,10 @@ async fn the_fleet_heartbeat_publishes_and_store_calls_are_on_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_fail_closed_when_redis_dies() {
     let server = RedisServer::start();
-    let config = Config::builder()
-        .redis_url(server.url())
-        .key_prefix("example")
-        .build()
-        .unwrap();
+    let config = Config::redis(
+        RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+            .with_key_prefix("example"),
+    );
     let router = app(AppState::new(&config).await.expect("state"));
     let (_, login) = call(
         &router,

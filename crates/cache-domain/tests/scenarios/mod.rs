@@ -13,13 +13,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::config::{PoolConfig, RetryConfig};
-use cache_core::{Config, ErrorKind, KeyTtl, Profile, SetOptions, Store};
+use cache_core::{ErrorKind, KeyTtl, Profile, SetOptions, Store};
 use cache_domain::{
     CacheConfig, CacheManager, CrawlError, CrawlStatus, Family, KeyMatch, LeaseConfig, LoadError,
 };
 use cache_memory::MemoryStore;
-use cache_redis::{RedisConfig, RedisStore};
+use cache_redis::{PoolConfig, RedisConfig, RedisEndpoint, RedisStore, RetryConfig};
 use serde::{Deserialize, Serialize};
 use test_redis::{RedisCluster, RedisServer};
 use tokio::sync::watch;
@@ -120,30 +119,29 @@ impl Target {
         }
     }
 
-    /// Production settings with short timeouts so that outage tests finish quickly.
-    fn redis_config(&self) -> Config {
-        let b = Config::builder().profile(Profile::Production);
-        let b = match self {
-            Target::Server(s) => b
-                .redis_url(s.url())
-                .response_timeout(Duration::from_millis(300))
-                .retry(RetryConfig::default().with_budget(Duration::from_millis(800))),
-            // Six nodes share the machine with the tests: a little more room per call.
-            Target::Cluster(c, _) => b
-                .cluster_nodes(c.seed_urls())
-                .response_timeout(Duration::from_millis(1000))
-                .retry(RetryConfig::default().with_budget(Duration::from_millis(2000))),
-            Target::Memory(_) => b.memory(),
+    /// Production settings with short timeouts so that outage tests finish quickly (Redis
+    /// targets only).
+    fn redis_config(&self) -> RedisConfig {
+        let endpoint = match self {
+            Target::Server(s) => RedisEndpoint::server(s.url()),
+            Target::Cluster(c, _) => RedisEndpoint::cluster(c.seed_urls()),
+            Target::Memory(_) => unreachable!("the memory target has no Redis settings"),
         };
-        b.key_prefix(self.prefix())
-            .connect_timeout(Duration::from_millis(500))
-            .pool(
+        // Six cluster nodes share the machine with the tests: a little more room per call.
+        let (response, budget) = match self {
+            Target::Cluster(..) => (1000, 2000),
+            _ => (300, 800),
+        };
+        RedisConfig::new(Profile::Production, endpoint)
+            .with_key_prefix(self.prefix())
+            .with_response_timeout(Duration::from_millis(response))
+            .with_retry(RetryConfig::default().with_budget(Duration::from_millis(budget)))
+            .with_connect_timeout(Duration::from_millis(500))
+            .with_pool(
                 PoolConfig::default()
                     .with_max_open(8)
                     .with_health_check_interval(Duration::from_millis(200)),
             )
-            .build()
-            .expect("test config is valid")
     }
 
     /// A store on the target: a new connection on Redis, the same data on memory (as two service
@@ -152,18 +150,19 @@ impl Target {
         match self {
             Target::Memory(m) => Arc::new(m.clone()),
             _ => Arc::new(
-                RedisStore::connect(
-                    &RedisConfig::from_core(&self.redis_config()).expect("valid Redis settings"),
-                )
-                .await
-                .expect("connect to the test server"),
+                RedisStore::connect(&self.redis_config())
+                    .await
+                    .expect("connect to the test server"),
             ),
         }
     }
 
     /// A cache manager on a new store.
     pub async fn manager(&self, cache: CacheConfig) -> CacheManager<DynStore> {
-        CacheManager::with_config(self.store().await, cache).expect("valid cache config")
+        CacheManager::builder(self.store().await)
+            .with_config(&cache)
+            .build()
+            .expect("valid cache config")
     }
 
     /// `redis-cli` with `args` (on a cluster: any node, following redirections).

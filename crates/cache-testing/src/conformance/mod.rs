@@ -112,8 +112,8 @@ impl Clock for RealClock {
 pub struct Capabilities {
     /// The largest value the store accepts (its `max_value_bytes`): the suite writes one of exactly
     /// this size and checks that one byte more fails with [`cache_core::Error::Capacity`] and writes nothing.
-    /// Must be at least 1 MiB + 1 (the suite also writes 1 MiB values). Default 8 MiB, the default of
-    /// [`cache_core::Config::max_value_bytes`].
+    /// Must be at least 1 MiB + 1 (the suite also writes 1 MiB values). Default 8 MiB, the backends'
+    /// default (`CACHE_MAX_VALUE_BYTES`).
     pub max_value_bytes: usize,
     /// Whether [`Store::stats`] reports statistics (`Some`, with `backend` equal to
     /// [`Store::backend_name`]) or not (`None`). Default: reports.

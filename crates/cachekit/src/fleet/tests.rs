@@ -79,11 +79,7 @@ mod memory {
     }
 
     fn memory_config() -> Config {
-        Config::builder()
-            .memory()
-            .key_prefix("fleet-test")
-            .build()
-            .unwrap()
+        Config::memory().with_key_prefix("fleet-test")
     }
 
     #[tokio::test(start_paused = true)]
