@@ -1,7 +1,10 @@
 //! The stored value format: JSON in a small version envelope, `{"v":1,"d":<value>}`.
 //!
 //! The envelope lets the format evolve without a flush: a reader that meets a version it does not know
-//! gets [`Error::Decode`] (the cache manager treats it as a miss), never a panic and never a wrong value.
+//! gets [`Error::UnknownFormatVersion`], distinct from [`Error::Decode`] (corrupt bytes, no envelope,
+//! another shape), never a panic and never a wrong value. The distinction matters during a rolling
+//! upgrade: a value in a newer version is fine for the instances that wrote it, so a reader treats it
+//! as a miss and leaves it alone, while a corrupt value may be deleted.
 //! Datetimes round-trip through serde as RFC 3339 strings (chrono's and time's serde formats).
 
 use serde::de::DeserializeOwned;
@@ -45,8 +48,9 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     .map_err(|e| Error::Encode(e.to_string()))
 }
 
-/// Decodes a value written by [`encode`]. Corrupt bytes, an unknown version or a value of another
-/// shape are [`Error::Decode`] with a message that says which.
+/// Decodes a value written by [`encode`]. An envelope of another version is
+/// [`Error::UnknownFormatVersion`] (whatever its payload); corrupt bytes, a missing envelope or a
+/// value of another shape are [`Error::Decode`] with a message that says which.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     match serde_json::from_slice::<Envelope<T>>(bytes) {
         Ok(env) if env.v == FORMAT_VERSION => Ok(env.d),
@@ -60,10 +64,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     }
 }
 
-fn unknown_version(v: u32) -> Error {
-    Error::Decode(format!(
-        "format version {v} is not supported by this build (it reads version {FORMAT_VERSION})"
-    ))
+fn unknown_version(found: u32) -> Error {
+    Error::UnknownFormatVersion {
+        found,
+        supported: FORMAT_VERSION,
+    }
 }
 
 #[cfg(test)]
@@ -93,9 +98,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_typed_errors() {
-        let cases: [(&[u8], &str); 5] = [
+        let cases: [(&[u8], &str); 4] = [
             (b"\xff\x00garbage", "not a JSON envelope"),
-            (br#"{"v":2,"d":1}"#, "version 2"),
             (br#"{"v":1,"d":"text"}"#, "another shape"),
             (br#"{"id":1}"#, "no format envelope"),
             (b"", "not a JSON envelope"),
@@ -105,5 +109,27 @@ mod tests {
             assert!(matches!(err, Error::Decode(_)));
             assert!(err.to_string().contains(expect), "{err} / {expect}");
         }
+    }
+
+    #[test]
+    fn another_version_is_its_own_kind_whatever_the_payload() {
+        for bytes in [
+            &br#"{"v":2,"d":1}"#[..],
+            br#"{"v":2,"d":"text"}"#,
+            br#"{"d":{"new":"shape"},"v":7}"#,
+            br#"{"v":0,"d":null}"#,
+        ] {
+            let err = decode::<u64>(bytes).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::UnknownFormatVersion, "{err}");
+            assert!(!err.is_transient());
+            assert!(err.to_string().contains("version 1"), "{err}");
+        }
+        assert!(matches!(
+            decode::<u64>(br#"{"v":9,"d":1}"#),
+            Err(Error::UnknownFormatVersion {
+                found: 9,
+                supported: FORMAT_VERSION
+            })
+        ));
     }
 }

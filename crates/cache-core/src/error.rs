@@ -59,9 +59,23 @@ pub enum Error {
         /// What is wrong with it and what would be accepted.
         message: String,
     },
-    /// A stored value could not be decoded (corrupt bytes, unknown format version, wrong shape).
+    /// A stored value could not be decoded (corrupt bytes, no format envelope, wrong shape).
     #[error("cannot decode value: {0}")]
     Decode(String),
+    /// A stored value is in a format version this build does not read: most likely written by a
+    /// newer build during a rolling upgrade. Unlike [`Error::Decode`] the value is not corrupt (the
+    /// build that wrote it reads it), so readers treat it as a miss and must neither delete nor
+    /// overwrite it on that account.
+    #[error(
+        "value is in format version {found}, which this build does not read (it reads version \
+         {supported}); a newer build probably wrote it"
+    )]
+    UnknownFormatVersion {
+        /// The version found in the value's envelope.
+        found: u32,
+        /// The version this build reads and writes ([`crate::codec::FORMAT_VERSION`]).
+        supported: u32,
+    },
     /// A value could not be encoded.
     #[error("cannot encode value: {0}")]
     Encode(String),
@@ -110,6 +124,8 @@ pub enum ErrorKind {
     Config,
     /// [`Error::Decode`].
     Decode,
+    /// [`Error::UnknownFormatVersion`].
+    UnknownFormatVersion,
     /// [`Error::Encode`].
     Encode,
     /// [`Error::Capacity`].
@@ -133,6 +149,7 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::Config => "config",
             ErrorKind::Decode => "decode",
+            ErrorKind::UnknownFormatVersion => "unknown_format_version",
             ErrorKind::Encode => "encode",
             ErrorKind::Capacity => "capacity",
             ErrorKind::WrongType => "wrong_type",
@@ -153,6 +170,7 @@ impl Error {
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Config { .. } => ErrorKind::Config,
             Error::Decode(_) => ErrorKind::Decode,
+            Error::UnknownFormatVersion { .. } => ErrorKind::UnknownFormatVersion,
             Error::Encode(_) => ErrorKind::Encode,
             Error::Capacity(_) => ErrorKind::Capacity,
             Error::WrongType { .. } => ErrorKind::WrongType,
@@ -164,8 +182,10 @@ impl Error {
     /// Whether the same call may succeed if retried later: connection failures, timeouts and backend
     /// errors the server marks as temporary. Invalid input, auth, TLS and decode errors are permanent.
     ///
-    /// A transient error says nothing about whether a non-idempotent operation took effect: only retry
-    /// operations that are safe to repeat.
+    /// A transient error says nothing about whether a write took effect: only retry operations that
+    /// are safe to repeat. An unconditional `set` is not, once it may have been applied: repeated
+    /// after another client's delete, it brings the deleted value back (the Redis backend therefore
+    /// never repeats a value write after sending it).
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Connection { .. } | Error::Timeout { .. } => true,

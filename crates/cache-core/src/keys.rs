@@ -2,8 +2,8 @@
 //! global key prefix.
 //!
 //! Keys are *relative*: the store adds its global prefix (see [`crate::Store`]), so two services or
-//! tenants with different prefixes never see each other's keys, and no code path can forget the
-//! prefix.
+//! tenants with different prefixes never see each other's keys (a prefix is one name without `:`:
+//! see [`validate_prefix`]), and no code path can forget the prefix.
 //!
 //! The key families themselves are defined by the crate whose concept they are, each in one table
 //! with one key builder: the cache families in `cache_domain::family`, the session keys in
@@ -169,32 +169,111 @@ pub fn glob_escape(s: &str) -> String {
     out
 }
 
-/// Validates a global key prefix: empty, or up to 64 bytes of ASCII letters, digits and `-_.`
-/// segments separated by `:` (no glob characters, no hash-tag braces, no whitespace).
+/// The longest global key prefix accepted, in bytes.
+pub const MAX_PREFIX_BYTES: usize = 64;
+
+fn is_prefix_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+/// Validates a global key prefix (`CACHE_KEY_PREFIX`): empty, or **one name** of up to
+/// [`MAX_PREFIX_BYTES`] ASCII letters, digits and `-_.`, with no `:` (and so no glob character, no
+/// brace, no whitespace).
+///
+/// # Why one name: isolation by construction
+///
+/// A store keeps a relative key `k` as `{prefix}:{k}` on the backend. Because a prefix holds no
+/// `:`, the text before the first `:` of a backend key *is* its prefix, and every pattern a store
+/// sends (`{prefix}:{pattern}`, `{prefix}:*` for `flush_prefix`) starts with the literal
+/// `{prefix}:` (a prefix has no glob character to escape). So for two different prefixes `N` and
+/// `M`, no key, pattern, scan or flush of one can reach a key of the other: if `N` is a proper
+/// prefix of `M`, the byte after `N` is `:` in `N`'s keys and a name byte in `M`'s.
+///
+/// Prefixes with `:` inside (`shop:user`) were accepted before and were *not* isolated: `shop`'s
+/// pattern `user:*` became `shop:user:*`, which matched every key of `shop:user`. Nest with
+/// [`sub_prefix`] instead (`shop.user`). The empty prefix keeps keys bare (`user:42`), which a
+/// prefixed store's keys can look like, so it is for a database used by one application alone.
+///
+/// Errors with [`Error::Config`] naming `CACHE_KEY_PREFIX`.
+///
+/// ```
+/// use cache_core::keys::validate_prefix;
+/// assert!(validate_prefix("shop").is_ok());
+/// assert!(validate_prefix("shop.user").is_ok());
+/// let e = validate_prefix("shop:user").unwrap_err().to_string();
+/// assert!(e.contains("CACHE_KEY_PREFIX") && e.contains("shop.user"), "{e}");
+/// ```
 pub fn validate_prefix(prefix: &str) -> Result<()> {
-    if prefix.len() > 64 {
-        return Err(Error::config(
-            "CACHE_KEY_PREFIX",
-            format!("prefix is {} bytes, the limit is 64", prefix.len()),
-        ));
-    }
-    let ok_segments = prefix.is_empty()
-        || prefix.split(':').all(|seg| {
-            !seg.is_empty()
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        });
-    if !ok_segments {
+    if prefix.len() > MAX_PREFIX_BYTES {
         return Err(Error::config(
             "CACHE_KEY_PREFIX",
             format!(
-                "{prefix:?} is not a valid prefix: use letters, digits, '-', '_', '.', \
-                 and ':' between non-empty segments"
+                "prefix is {} bytes, the limit is {MAX_PREFIX_BYTES}",
+                prefix.len()
+            ),
+        ));
+    }
+    if prefix.contains(':') {
+        return Err(Error::config(
+            "CACHE_KEY_PREFIX",
+            format!(
+                "{prefix:?} contains ':'; a prefix is one name (letters, digits, '-', '_', '.'), \
+                 because a prefix with ':' is not isolated from its neighbours ({first:?} would \
+                 reach the keys of {prefix:?}); replace ':' with '.' ({dotted:?}) and see the \
+                 CHANGELOG for moving existing keys",
+                first = prefix.split(':').next().unwrap_or_default(),
+                dotted = prefix.replace(':', "."),
+            ),
+        ));
+    }
+    if !prefix.bytes().all(is_prefix_byte) {
+        return Err(Error::config(
+            "CACHE_KEY_PREFIX",
+            format!(
+                "{prefix:?} is not a valid prefix: use one name of letters, digits, '-', '_' \
+                 and '.' (no ':', glob characters, braces or whitespace)"
             ),
         ));
     }
     Ok(())
+}
+
+/// The prefix of a scope inside `parent`: `{parent}.{scope}` (or `scope` alone when `parent` is
+/// empty), a single name like every prefix, so the scope is isolated from its parent and from
+/// every other prefix (see [`validate_prefix`]). `scope` must be a non-empty name of letters,
+/// digits and `-_.`, and the result must fit [`MAX_PREFIX_BYTES`]; otherwise
+/// [`Error::InvalidInput`].
+///
+/// The scope is a tenant of its own: its name is the joined text, so a store configured with the
+/// prefix `shop.user` shares the keys of scope `user` of `shop`.
+///
+/// ```
+/// use cache_core::keys::sub_prefix;
+/// assert_eq!(sub_prefix("shop", "user").unwrap(), "shop.user");
+/// assert_eq!(sub_prefix("", "user").unwrap(), "user");
+/// assert!(sub_prefix("shop", "a:b").is_err());
+/// ```
+pub fn sub_prefix(parent: &str, scope: &str) -> Result<String> {
+    if scope.is_empty() || !scope.bytes().all(is_prefix_byte) {
+        return Err(Error::invalid_input(format!(
+            "{scope:?} is not a valid scope: use a non-empty name of letters, digits, '-', '_' \
+             and '.'"
+        )));
+    }
+    let joined = if parent.is_empty() {
+        scope.to_owned()
+    } else {
+        format!("{parent}.{scope}")
+    };
+    if joined.len() > MAX_PREFIX_BYTES {
+        return Err(Error::invalid_input(format!(
+            "the prefix of scope {scope:?} ({joined:?}) is {} bytes, the limit is \
+             {MAX_PREFIX_BYTES}",
+            joined.len()
+        )));
+    }
+    // `parent` is a valid prefix (a store's own) and `scope` a valid name, so `joined` is one too.
+    Ok(joined)
 }
 
 #[cfg(test)]
@@ -239,9 +318,34 @@ mod tests {
     fn prefixes() {
         assert!(validate_prefix("").is_ok());
         assert!(validate_prefix("app").is_ok());
-        assert!(validate_prefix("app:tenant-1").is_ok());
-        for bad in ["a*", "a:", ":a", "a b", "{x}", "a::b"] {
-            assert!(validate_prefix(bad).is_err(), "{bad}");
+        assert!(validate_prefix("app.tenant-1_x").is_ok());
+        assert!(validate_prefix(&"p".repeat(MAX_PREFIX_BYTES)).is_ok());
+        assert!(validate_prefix(&"p".repeat(MAX_PREFIX_BYTES + 1)).is_err());
+        for bad in [
+            "a*",
+            "a:",
+            ":a",
+            "a b",
+            "{x}",
+            "a::b",
+            "app:tenant",
+            "a?",
+            "a[b]",
+            "a\\b",
+            "é",
+        ] {
+            let e = validate_prefix(bad).unwrap_err();
+            assert!(e.to_string().contains("CACHE_KEY_PREFIX"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn sub_prefixes_are_single_names() {
+        assert_eq!(sub_prefix("shop", "user").unwrap(), "shop.user");
+        assert_eq!(sub_prefix("", "user").unwrap(), "user");
+        for bad in ["", "a:b", "a*", "a b"] {
+            assert!(sub_prefix("shop", bad).is_err(), "{bad:?}");
+        }
+        assert!(sub_prefix(&"p".repeat(MAX_PREFIX_BYTES), "x").is_err());
     }
 }

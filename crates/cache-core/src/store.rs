@@ -4,8 +4,10 @@
 //!
 //! - **Keys are relative to the store's prefix.** A store built with prefix `app` stores key
 //!   `user:42` as `app:user:42` on the backend, and [`Store::scan`] returns `user:42` again. No method
-//!   can reach a key outside the prefix. Keys must be non-empty valid UTF-8; every id part in
-//!   them goes through [`crate::keys::escape_id`] so that user input is escaped.
+//!   can reach a key outside the prefix, and since a prefix is one name without `:`
+//!   ([`crate::keys::validate_prefix`]), no method reaches the keys of another prefix either. Keys
+//!   must be non-empty valid UTF-8; every id part in them goes through [`crate::keys::escape_id`]
+//!   so that user input is escaped.
 //! - **Values are bytes**, binary-safe, possibly empty. Typed values go through [`crate::codec`].
 //! - **TTLs** are [`Duration`]s of at least one millisecond; a zero TTL is
 //!   [`Error::InvalidInput`], never "delete" nor "forever". Sub-millisecond
@@ -285,7 +287,10 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>>;
 
     /// Writes a key according to `opts`. Returns `true` when the value was written, `false` when the
-    /// condition (`IfAbsent` / `IfPresent`) did not hold, in which case nothing changed.
+    /// condition (`IfAbsent` / `IfPresent`) did not hold, in which case nothing changed. Never
+    /// repeated by a backend once it may have reached the server, not even unconditionally: a repeat
+    /// after another client's delete would bring the deleted value back. A transient error therefore
+    /// says the write may or may not have happened.
     async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool>;
 
     /// Writes many keys in one round trip, each with the same expiry (`Expiry::Keep` is not accepted:

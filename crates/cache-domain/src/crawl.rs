@@ -19,7 +19,7 @@
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use cache_core::{codec, CasOutcome, Error, Expiry, Result, Store};
+use cache_core::{codec, CasOutcome, Error, ErrorKind, Expiry, Result, Store};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -275,6 +275,12 @@ impl<S: Store> Inner<S> {
         for attempt in 0..CAS_ATTEMPTS {
             let mut status = match current.as_deref().map(codec::decode::<CrawlStatus>) {
                 Some(Ok(s)) => s,
+                // A status in a format version this build does not read is another build's
+                // progress, not garbage: refuse to overwrite it (the caller learns why).
+                Some(Err(e)) if e.kind() == ErrorKind::UnknownFormatVersion => {
+                    self.note_unknown_version(fs, &key, &e);
+                    return Err(e);
+                }
                 Some(Err(e)) => {
                     self.note_decode_failure(fs, &key, &e);
                     CrawlStatus::new(task_id)

@@ -11,6 +11,11 @@
 //!   mistakes and are always returned.
 //! - A stored value that does not decode is a miss: it is deleted (with a compare-and-swap, so a
 //!   good value written meanwhile survives), counted in `decode_failures`, and logged.
+//! - A stored value in a format version this build does not read
+//!   ([`Error::UnknownFormatVersion`]) is a miss too, but it is not corrupt: most likely a newer
+//!   build wrote it during a rolling upgrade, and the instances of that build read it. So it is left
+//!   in place, counted in `unknown_format_versions` and logged; deleting it would make old and new
+//!   instances delete each other's values for the whole upgrade.
 //!
 //! The namespace version of the family comes from memory ([`crate::versions`]), so the hot path of
 //! a `get` or `set` is one store round trip.
@@ -188,7 +193,24 @@ impl<S: Store> Inner<S> {
         }
     }
 
-    /// Counts, logs and deletes an undecodable value (only if it is still the same bytes).
+    /// Counts and logs a value in a format version this build does not read; it stays in place.
+    pub(crate) fn note_unknown_version(&self, fs: &FamilyState, key: &str, e: &Error) {
+        fs.stats.unknown_format_versions.inc();
+        if let Some(suppressed) = fs.log.allow(self.now_ms()) {
+            tracing::warn!(
+                family = fs.family.name(),
+                key,
+                error = %e,
+                suppressed,
+                "cached value is in a format version this build does not read (a newer build?); \
+                 treating it as a miss and leaving it in place"
+            );
+        }
+    }
+
+    /// What a read does with a value that did not decode: a value of another format version is
+    /// counted and left alone ([`Self::note_unknown_version`]); a corrupt one is counted, logged and
+    /// deleted (only if it is still the same bytes). Either way the read is a miss.
     pub(crate) async fn discard_corrupt(
         &self,
         fs: &FamilyState,
@@ -196,6 +218,10 @@ impl<S: Store> Inner<S> {
         bytes: &[u8],
         e: &Error,
     ) {
+        if e.kind() == ErrorKind::UnknownFormatVersion {
+            self.note_unknown_version(fs, key, e);
+            return;
+        }
         self.note_decode_failure(fs, key, e);
         if let Err(e) = self
             .store

@@ -17,8 +17,10 @@
 //!   selection with `SCAN` + `UNLINK` (ids escaped, so invalidating user `*` deletes only user `*`),
 //!   and O(1) for a whole family by bumping its namespace version ([`versions`]).
 //! - **Fail open**: a store outage is a miss on read and a logged, counted event on write; a value
-//!   that does not decode is a miss (deleted and counted). Never a panic, never a hang beyond the
-//!   store's timeouts ([`engine`]).
+//!   that does not decode is a miss (deleted and counted), and a value in a format version this
+//!   build does not read is a miss left in place (counted), so builds of a rolling upgrade do not
+//!   delete each other's values. Never a panic, never a hang beyond the store's timeouts
+//!   ([`engine`]).
 //! - **Statistics** per family as a [`CacheStats`] snapshot and through the [`metrics`] facade
 //!   ([`stats`]).
 //!

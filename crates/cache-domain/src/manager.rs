@@ -188,10 +188,12 @@ impl<S: Store> CacheManager<S> {
     /// a short jittered backoff and a fresh read. Writers in one process take turns (a striped
     /// lock), so retries only happen against other processes. `update` may therefore run more than
     /// once; it should only change the status it is given. A missing status (never
-    /// cached, expired, or undecodable) starts as [`CrawlStatus::new`]. Each update gives the status
-    /// the family TTL again. Returns the stored status. Store errors are returned whatever the
-    /// [`WritePolicy`](crate::WritePolicy), since the caller needs to know whether the step was
-    /// recorded.
+    /// cached, expired, or corrupt) starts as [`CrawlStatus::new`]. A status in a format version
+    /// this build does not read (a newer build's, during a rolling upgrade) is not overwritten: the
+    /// update fails with [`Error::UnknownFormatVersion`](cache_core::Error::UnknownFormatVersion)
+    /// and the stored status stays. Each update gives the status the family TTL again. Returns the
+    /// stored status. Store errors are returned whatever the [`WritePolicy`](crate::WritePolicy),
+    /// since the caller needs to know whether the step was recorded.
     pub async fn update_crawl_status<F>(&self, task_id: &str, update: F) -> Result<CrawlStatus>
     where
         F: FnMut(&mut CrawlStatus) + Send,

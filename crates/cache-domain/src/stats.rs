@@ -9,13 +9,14 @@
 //! | metric | counts |
 //! |---|---|
 //! | `cache_hits_total` | reads answered from the cache |
-//! | `cache_misses_total` | reads the cache could not answer (absent, expired, undecodable, store down) |
+//! | `cache_misses_total` | reads the cache could not answer (absent, expired, undecodable, unknown format version, store down) |
 //! | `cache_loads_total` | loader runs of `get_or_load` |
 //! | `cache_load_errors_total` | loader runs that returned an error |
 //! | `cache_coalesced_total` | `get_or_load` calls that waited for another caller's load instead of loading |
 //! | `cache_writes_total` | values written |
 //! | `cache_store_errors_total` | store calls that failed (reads and writes) |
 //! | `cache_decode_failures_total` | stored values that did not decode (deleted, counted as misses) |
+//! | `cache_unknown_format_versions_total` | stored values in a format version this build does not read (left alone, counted as misses) |
 //!
 //! The metric handles are registered once, when the manager is built, so incrementing one costs an
 //! atomic add and no registry lookup. **Install your metrics recorder before building the
@@ -69,6 +70,7 @@ pub(crate) struct FamilyCounters {
     pub(crate) writes: Counter,
     pub(crate) store_errors: Counter,
     pub(crate) decode_failures: Counter,
+    pub(crate) unknown_format_versions: Counter,
 }
 
 impl FamilyCounters {
@@ -82,6 +84,7 @@ impl FamilyCounters {
             writes: Counter::new("cache_writes_total", family),
             store_errors: Counter::new("cache_store_errors_total", family),
             decode_failures: Counter::new("cache_decode_failures_total", family),
+            unknown_format_versions: Counter::new("cache_unknown_format_versions_total", family),
         }
     }
 
@@ -95,6 +98,7 @@ impl FamilyCounters {
             writes: self.writes.get(),
             store_errors: self.store_errors.get(),
             decode_failures: self.decode_failures.get(),
+            unknown_format_versions: self.unknown_format_versions.get(),
         }
     }
 }
@@ -121,6 +125,10 @@ pub(crate) fn describe_metrics() {
                 "cache_decode_failures_total",
                 "Stored values that did not decode (deleted).",
             ),
+            (
+                "cache_unknown_format_versions_total",
+                "Stored values in a format version this build does not read (left alone).",
+            ),
         ];
         for (name, help) in d {
             metrics::describe_counter!(name, metrics::Unit::Count, help);
@@ -135,7 +143,8 @@ pub struct FamilyStats {
     /// Reads answered from the cache (including a cached "not found" of negative caching, for
     /// `get_or_load_optional`).
     pub hits: u64,
-    /// Reads the cache could not answer: absent, expired, undecodable, or the store failed.
+    /// Reads the cache could not answer: absent, expired, undecodable, in a format version this
+    /// build does not read, or the store failed.
     pub misses: u64,
     /// Loader runs.
     pub loads: u64,
@@ -150,6 +159,9 @@ pub struct FamilyStats {
     pub store_errors: u64,
     /// Stored values that did not decode; each was deleted and counted as a miss.
     pub decode_failures: u64,
+    /// Stored values in a format version this build does not read (most likely written by a newer
+    /// build during a rolling upgrade); each was counted as a miss and left in place.
+    pub unknown_format_versions: u64,
 }
 
 impl FamilyStats {
@@ -168,6 +180,7 @@ impl FamilyStats {
         self.writes += o.writes;
         self.store_errors += o.store_errors;
         self.decode_failures += o.decode_failures;
+        self.unknown_format_versions += o.unknown_format_versions;
     }
 }
 

@@ -405,6 +405,51 @@ async fn version_bump_invalidates_a_family_in_one_step() {
     assert_eq!(b.content().cached_version(), Some(1));
 }
 
+/// Issue 12, item 10, the other half of "never back": when the version key is reset (deleted by a
+/// flush, evicted), a process that knew a higher version does not return to a namespace it may
+/// have invalidated, and does not ignore the other processes' bumps either: it moves the store to a
+/// fresh version above its own, which everyone then follows.
+#[tokio::test(start_paused = true)]
+async fn after_a_reset_of_the_version_key_every_manager_moves_to_a_fresh_version() {
+    let store = MemoryStore::default();
+    let refresh = CacheConfig::default().with_version_refresh(Duration::from_secs(1));
+    let a = CacheManager::builder(store.clone())
+        .with_config(&refresh)
+        .build()
+        .unwrap();
+    for n in 1..=3 {
+        assert_eq!(a.content().bump_version().await.unwrap(), n);
+    }
+    a.content().set("c1", &"written under v3").await.unwrap();
+
+    // The key is reset; another manager (a fresh process) bumps from the reset value.
+    assert_eq!(store.delete(&["nsversion:content"]).await.unwrap(), 1);
+    let b = CacheManager::builder(store.clone())
+        .with_config(&refresh)
+        .build()
+        .unwrap();
+    assert_eq!(b.content().bump_version().await.unwrap(), 1);
+
+    // `a` re-reads after its interval: 1 is below its 3, and the store still holds it, so this is a
+    // reset, not a stale read: `a` moves past its own version, and the store with it.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(a.content().get::<String>("c1").await.unwrap(), None);
+    assert_eq!(a.content().cached_version(), Some(4));
+    assert_eq!(
+        store.get("nsversion:content").await.unwrap().as_deref(),
+        Some(&b"4"[..])
+    );
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(b.content().get::<String>("c1").await.unwrap(), None);
+    assert_eq!(b.content().cached_version(), Some(4));
+
+    // A bump that lands on a reset key also moves past the version the process knew.
+    assert_eq!(store.delete(&["nsversion:content"]).await.unwrap(), 1);
+    let bumped = a.content().bump_version().await.unwrap();
+    assert!(bumped > 4, "a bump after a reset must invalidate: {bumped}");
+    assert_eq!(a.content().cached_version(), Some(bumped));
+}
+
 #[tokio::test(start_paused = true)]
 async fn bulk_get_and_set_in_one_call() {
     let (cache, store) = manager();

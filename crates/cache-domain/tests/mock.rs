@@ -295,3 +295,78 @@ async fn a_version_refresh_failure_is_a_miss_and_keeps_the_known_version() {
     assert_eq!(cache.user().get::<u8>("1").await.unwrap(), Some(5));
     assert_eq!(version_reads.load(Ordering::SeqCst), 2);
 }
+
+/// The store's answers to a staged race for `nsversion:user`: version reads return `stale` (the
+/// value before a bump this process already made: a read that ran before the bump and returned
+/// after it, or a lagging replica), while the store itself holds `stored`.
+fn versions_store(
+    stale: &'static [u8],
+    stored: &'static [u8],
+    data_reads: Arc<std::sync::Mutex<Vec<String>>>,
+) -> MockStore {
+    let mut mock = MockStore::new();
+    let first = Arc::new(AtomicUsize::new(0));
+    mock.expect_get().withf(is_version_key).returning(move |_| {
+        // The first read learns version 0 (no key); later ones are the staged stale reads.
+        Ok((first.fetch_add(1, Ordering::SeqCst) > 0).then(|| stale.to_vec()))
+    });
+    mock.expect_get_many()
+        .withf(|keys| keys.iter().all(|k| is_version_key(k)))
+        .returning(move |keys| Ok(keys.iter().map(|_| Some(stale.to_vec())).collect()));
+    mock.expect_get()
+        .withf(|k| !is_version_key(k))
+        .returning(move |k| {
+            data_reads.lock().unwrap().push(k.to_owned());
+            Ok(None)
+        });
+    mock.expect_incr_by()
+        .withf(|k, d, _| is_version_key(k) && *d == 1)
+        .times(1)
+        .returning(|_, _, _| Ok(1));
+    // A check against the primary: it holds the bumped value, so the read was stale.
+    mock.expect_compare_and_swap()
+        .withf(|k, _, _, _| is_version_key(k))
+        .returning(move |_, _, _, _| {
+            Ok(CasOutcome::Conflict {
+                current: Some(stored.to_vec()),
+            })
+        });
+    mock
+}
+
+/// Issue 12, item 10: a version read that returns a value from before a local bump must not take
+/// the process back to the old version (it did, for one refresh interval: reads and writes went to
+/// the old, invalidated namespace).
+#[tokio::test(start_paused = true)]
+async fn the_namespace_version_never_goes_back_when_a_read_races_a_bump() {
+    let data_reads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mock = versions_store(b"0", b"1", Arc::clone(&data_reads));
+    let cache = CacheManager::builder(mock)
+        .with_config(&CacheConfig::default().with_version_refresh(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    assert_eq!(cache.user().get::<String>("1").await.unwrap(), None);
+    assert_eq!(cache.user().cached_version(), Some(0));
+    assert_eq!(cache.user().bump_version().await.unwrap(), 1);
+    assert_eq!(cache.user().cached_version(), Some(1));
+
+    // The refresh interval passes; the next read re-reads the version and gets the stale 0.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(cache.user().get::<String>("1").await.unwrap(), None);
+    assert_eq!(
+        cache.user().cached_version(),
+        Some(1),
+        "the version went back"
+    );
+    // Invalidation paths read versions fresh (one round trip for all): the same rule.
+    assert_eq!(
+        cache.user().key_of("1").await.unwrap().as_str(),
+        "user:v1:1"
+    );
+    assert_eq!(cache.user().cached_version(), Some(1));
+    assert_eq!(
+        *data_reads.lock().unwrap(),
+        ["user:1", "user:v1:1"],
+        "after the bump every read is in the new namespace"
+    );
+}

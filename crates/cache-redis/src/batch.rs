@@ -120,13 +120,14 @@ impl RedisStore {
             )]
         };
         let pipes = &pipes;
-        // Unconditional SETs: repeating writes the same values. A pipeline of one slot goes to
-        // that slot's primary (redis-rs routes it by its first key).
+        // Value writes: never repeated once sent (a repeat could bring back a value another client
+        // deleted in between; see `Idempotency`). A pipeline of one slot goes to that slot's
+        // primary (redis-rs routes it by its first key).
         self.conns
             .run(
                 "SET (pipeline)",
                 entries.first().map(|e| e.0),
-                Idempotency::Repeatable,
+                Idempotency::Once,
                 |c: Conn| async move {
                     futures::future::try_join_all(pipes.iter().map(|pipe| {
                         let mut c = c.clone();

@@ -377,7 +377,8 @@ pub struct RedisConfig {
     /// `REDIS_SENTINEL_*`, `REDIS_CLUSTER_NODES`, `CACHE_BACKEND`).
     pub endpoint: RedisEndpoint,
     /// Global key prefix (`CACHE_KEY_PREFIX`; `dev` in development, `staging` in staging, none in
-    /// production); empty means none.
+    /// production); one name without `:` (see [`cache_core::keys::validate_prefix`]); empty means
+    /// none.
     pub key_prefix: String,
     /// Database number (`REDIS_DB`; overrides the URL's `/db`). Not allowed with a cluster.
     pub database: Option<i64>,

@@ -117,15 +117,19 @@
 //! - **any** call whose command was never sent (no connection could be had), or that the server
 //!   refused without applying it (`READONLY`: a write that reached a primary turned replica, as
 //!   after a failover), may be retried;
-//! - after the command may have reached the server, a call is repeated only when both its effect
-//!   and its answer would be the same the second time:
+//! - after the command may have reached the server (its first attempt may have been applied although
+//!   the reply was lost), a call is repeated only when it is idempotent **and** not order-sensitive:
+//!   a repeat landing after another client's write can neither undo that write nor bring back what it
+//!   removed. That leaves reads and TTL refreshes. A value write is never repeated once sent, not
+//!   even an unconditional `SET`: repeated after another client's `DEL`, it writes the deleted value
+//!   back (shown on a real server by `tests/retries.rs`). Such a call returns its transient error
+//!   (`Error::is_transient`), and the caller decides whether writing again is right.
 //!
-//! | repeated after sending | not repeated after sending (could double-apply or answer wrongly) |
+//! | repeated after sending | not repeated after sending |
 //! |---|---|
-//! | `get`, `get_many`, `exists`, `ttl`, `scan`, `zrange_by_score`, `zcard`, `ping`, `stats` | `incr_by` (would add twice) |
-//! | `get_ex` (same TTL, same value) | `compare_and_swap` (a repeat would report a conflict with our own write) |
-//! | `set` with `SetCondition::Always`, `set_many` (same value written again) | `set` with `IfAbsent` / `IfPresent` (a repeat would answer "not written") |
-//! | `expire` (answers "key exists" both times) | `delete`, `zrem`, `zrem_range_by_score` (counts would be lower), `persist`, `zadd` (would answer "not new") |
+//! | `get`, `get_many`, `exists`, `ttl`, `scan`, `zrange_by_score`, `zcard`, `ping`, `stats` (reads) | `set` in every form and `set_many` (a repeat can undo a concurrent delete or overwrite) |
+//! | `get_ex`, `expire` (TTL refreshes: a repeat only moves the deadline of a key that still exists; it never brings a key back) | `incr_by` (would add twice), `compare_and_swap` (a repeat would report a conflict with our own write) |
+//! | | `delete`, `zrem`, `zrem_range_by_score` (counts would be lower), `persist`, `zadd` (would answer "not new") |
 //!
 //! ## Errors
 //!
@@ -140,7 +144,8 @@
 //!
 //! ## Keys
 //!
-//! Every key is stored as `{prefix}:{key}` (`CACHE_KEY_PREFIX`; no prefix when empty). Scan patterns
+//! Every key is stored as `{prefix}:{key}` (`CACHE_KEY_PREFIX`, one name without `:`: see
+//! [`cache_core::keys::validate_prefix`]; no prefix when empty). Scan patterns
 //! get the glob-escaped prefix in front and results come back without it, so no method can reach a
 //! key outside the prefix. [`Store::flush_prefix`](cache_core::Store::flush_prefix) is `SCAN` +
 //! batched `UNLINK` and refuses an empty prefix.

@@ -1,10 +1,10 @@
 //! The retry policy: what may be repeated ([`Idempotency`]), the backoff (exponential with full
 //! jitter), and the single decision whether a failed attempt is followed by another ([`retry_delay`]).
 //!
-//! The rule is in the [crate documentation](crate#retries): any call whose command was never sent
-//! may be retried; after it may have reached the server, only a call whose effect and answer are the
-//! same the second time. The call runner (`call.rs`) asks [`retry_delay`] after every failed
-//! attempt; nothing else decides.
+//! The rule is in the [crate documentation](crate#retries) and on [`Idempotency`]: any call whose
+//! command was never sent (or was refused unapplied, `READONLY`) may be retried; after it may have
+//! reached the server, only a read or a TTL refresh. The call runner (`call.rs`) asks [`retry_delay`] after every failed attempt; nothing
+//! else decides.
 
 use std::time::Duration;
 
@@ -14,14 +14,33 @@ use crate::config::RetryConfig;
 
 /// Whether a call may be repeated after its command may have reached the server.
 ///
-/// The rule: repeat only when both the effect and the returned value are the same the second time.
-/// Any call may be retried when it failed before its command was sent (no connection could be had).
+/// Any call may be retried when it failed before its command was sent (no connection could be
+/// had), or when the server refused it without applying it (`READONLY`, see `call.rs`). Once sent, the first attempt may have been applied although its reply never came (a
+/// timeout, a dropped connection), and other clients may have acted on its effect before a repeat
+/// lands. So a call is repeated after sending only when it is **idempotent** (applying it twice
+/// leaves what applying it once leaves, and answers the same) **and not order-sensitive** (a repeat
+/// landing after another client's write cannot undo that write or bring back what it removed).
+///
+/// Decided on a real server (`tests/retries.rs`, a link that forwards requests and drops replies):
+/// an unconditional `SET` repeated after another client's `DEL` wrote the deleted value back,
+/// although the `DEL` had answered "1 deleted" after the first attempt wrote it; no order of single
+/// applications gives that. A repeated `PEXPIRE` or `GETEX PX` after the same `DEL` found no key and
+/// changed nothing. Hence:
+///
+/// - `Repeatable`: reads (`GET`, `MGET`, `EXISTS`, `PTTL`, `ZRANGEBYSCORE`, `ZCARD`, `SCAN`, `PING`,
+///   `INFO`, `CLUSTER NODES`) and TTL refreshes (`GETEX PX`, `PEXPIRE`): a refresh only moves the
+///   deadline of a key that still exists to "now + TTL", as a slow single attempt could; it never
+///   creates a key, changes a value or brings one back.
+/// - `Once`: every value write (`SET` in every form, including unconditional `SET` and the
+///   `set_many` pipeline: idempotent but order-sensitive), counters (`INCRBY`), compare-and-swap,
+///   and commands whose answer would change (`UNLINK` counts, `ZADD` "new member", `ZREM`,
+///   `PERSIST`). After sending, such a call reports its transient error and the caller decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Idempotency {
-    /// Reads, unconditional writes with a fixed value, TTL settings whose answer does not change.
+    /// Reads and TTL refreshes: repeated after sending (see above).
     Repeatable,
-    /// Counters, compare-and-swap, conditional writes, and commands whose answer would change
-    /// (`UNLINK` counts, `ZADD` "new member"): retried only if the command was never sent.
+    /// Value writes, counters, compare-and-swap, and commands whose answer would change: retried
+    /// only if the command was never sent (or refused unapplied).
     Once,
 }
 

@@ -226,4 +226,47 @@ mod tests {
             assert!(ClusterScan::decode(bad).is_err(), "{bad:?}");
         }
     }
+
+    /// A cluster scan position as `scan_page` builds it: primaries from `CLUSTER NODES` (a host
+    /// name, IPv4 or IPv6 address and a port), a node index among them, a `SCAN` cursor.
+    fn cluster_scan() -> impl proptest::strategy::Strategy<Value = ClusterScan> {
+        use proptest::prelude::*;
+        let node = ("[a-z0-9.:-]{1,20}", any::<u16>());
+        (
+            prop::collection::vec(node, 1..6),
+            any::<prop::sample::Index>(),
+            any::<u64>(),
+        )
+            .prop_map(|(nodes, index, cursor)| ClusterScan {
+                index: index.index(nodes.len()),
+                nodes,
+                cursor: cursor.to_string(),
+            })
+    }
+
+    proptest::proptest! {
+        /// Cursors come back from callers: whatever they hold, decoding never panics, and what it
+        /// accepts is a position that encodes to a cursor decoding to the same position.
+        #[test]
+        fn decoding_any_cursor_never_panics(text in proptest::prop_oneof![
+            proptest::prelude::any::<String>(),
+            "c1\\|[0-9+-]{1,3}\\|[0-9a-z]{0,4}\\|[a-z0-9.:,|-]{0,30}",
+        ]) {
+            match ClusterScan::decode(&text) {
+                Ok(scan) => {
+                    proptest::prop_assert!(scan.index < scan.nodes.len());
+                    proptest::prop_assert!(scan.cursor.bytes().all(|b| b.is_ascii_digit()));
+                    let again = ClusterScan::decode(scan.encode().as_backend()).unwrap();
+                    proptest::prop_assert_eq!(again, scan);
+                }
+                Err(e) => proptest::prop_assert_eq!(e.kind(), cache_core::ErrorKind::InvalidInput),
+            }
+        }
+
+        #[test]
+        fn cursors_round_trip(scan in cluster_scan()) {
+            let cursor = scan.encode();
+            proptest::prop_assert_eq!(ClusterScan::decode(cursor.as_backend()).unwrap(), scan);
+        }
+    }
 }

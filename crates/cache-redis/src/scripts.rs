@@ -83,17 +83,20 @@ return {1}
 
 /// `INCRBY` that sets a TTL when the call creates the key.
 ///
-/// `ARGV`: `[1]` the delta, `[2]` the TTL in milliseconds. Returns the new value. Errors as
+/// `ARGV`: `[1]` the delta, `[2]` the TTL in milliseconds. Returns the new value **as the stored
+/// decimal string** (a bulk reply), which the caller parses as an `i64`. Returning `INCRBY`'s
+/// reply from Lua would pass it through a Lua number, a double, which rounds beyond 2^53 and turns
+/// `i64::MAX` into `i64::MIN` (issue 12, item 8); the string Redis stored is exact. Errors as
 /// `INCRBY` does (not an integer, overflow, `WRONGTYPE`) and then changes nothing.
 pub(crate) static INCR_BY_WITH_TTL: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r"
 local existed = redis.call('EXISTS', KEYS[1])
-local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('INCRBY', KEYS[1], ARGV[1])
 if existed == 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return v
+return redis.call('GET', KEYS[1])
 ",
     )
 });

@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::keys::validate_prefix;
+use cache_core::keys::sub_prefix;
 use cache_core::store::{check_key, ttl_millis};
 use cache_core::{
     async_trait, BackendStats, CasOutcome, Error, Expiry, KeyTtl, Result, ScanCursor, ScanPage,
@@ -96,19 +96,14 @@ impl RedisStore {
         }
     }
 
-    /// A store sharing this one's connections, whose keys live under `{prefix}:{sub}` (for a
-    /// component or a test that must not see or touch other keys). `sub` follows the prefix rules
-    /// (letters, digits, `-_.`, `:` between segments).
+    /// A store sharing this one's connections, whose keys live under the prefix `{prefix}.{sub}`
+    /// (`sub` alone without a prefix; see [`cache_core::keys::sub_prefix`]), for a component or a
+    /// test that must not see or touch other keys. A prefix is one name without `:`, so the scope
+    /// and its parent are isolated from each other: no scan, count, pattern deletion or
+    /// `flush_prefix` of one reaches a key of the other (the rule is on
+    /// [`cache_core::keys::validate_prefix`]). `sub` is a name of letters, digits and `-_.`.
     pub fn scoped(&self, sub: &str) -> Result<RedisStore> {
-        if sub.is_empty() {
-            return Err(Error::invalid_input("a scope must not be empty"));
-        }
-        let prefix = if self.prefix.is_empty() {
-            sub.to_owned()
-        } else {
-            format!("{}:{sub}", self.prefix)
-        };
-        validate_prefix(&prefix).map_err(|e| Error::invalid_input(e.to_string()))?;
+        let prefix = sub_prefix(&self.prefix, sub)?;
         Ok(RedisStore {
             conns: Arc::clone(&self.conns),
             replicas: self.replicas.clone(),
@@ -303,13 +298,10 @@ impl Store for RedisStore {
             }
             _ => {}
         }
-        // An unconditional SET answers OK every time: safe to repeat. NX / XX could answer
-        // differently the second time (NX: "not written" although our first attempt wrote it).
-        let idempotency = match opts.condition {
-            SetCondition::Always => Idempotency::Repeatable,
-            _ => Idempotency::Once,
-        };
-        let reply: Value = self.query("SET", Some(key), idempotency, cmd).await?;
+        // Never repeated once sent, whatever the condition: an unconditional SET repeated after
+        // another client's DEL brings the deleted value back (tests/retries.rs), and NX / XX would
+        // also answer differently the second time. See `Idempotency`.
+        let reply: Value = self.query("SET", Some(key), Idempotency::Once, cmd).await?;
         Ok(!matches!(reply, Value::Nil))
     }
 

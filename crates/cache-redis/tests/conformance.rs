@@ -61,3 +61,12 @@ async fn contention_checks_hold_on_a_multi_threaded_runtime() {
     conformance::check_compare_and_swap_contention(&store).await;
     conformance::check_incr_by_concurrent(&store).await;
 }
+
+/// Issue 12 item 8: the `incr_by` script used to answer through a Lua number (a double), so
+/// `incr_by(k, 2^53 + 1, ttl)` answered 2^53 and `incr_by(k, i64::MAX, ttl)` answered `i64::MIN`.
+#[tokio::test]
+async fn incr_by_with_a_ttl_is_exact_beyond_2_pow_53() {
+    let server = RedisServer::start();
+    let (store, _, _) = stores(&server).await;
+    conformance::check_incr_by_exact_beyond_2_pow_53(&store).await;
+}

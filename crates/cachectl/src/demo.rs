@@ -50,13 +50,13 @@ async fn ttl_text(store: &dyn Store, key: &str) -> String {
 pub(crate) async fn run(config: &Config, base: Arc<dyn Store>, out: &Out) -> anyhow::Result<u8> {
     // A key space of our own, so that the demo never touches anybody's data and can clean up.
     let scope = format!("cachectl-demo-{}", std::process::id());
+    // A scope of the configured prefix (`{prefix}.{scope}`): one name, so isolated from it.
     let demo_config = config
         .clone()
-        .with_key_prefix(if config.key_prefix().is_empty() {
-            scope
-        } else {
-            format!("{}:{scope}", config.key_prefix())
-        });
+        .with_key_prefix(cachekit::store::keys::sub_prefix(
+            config.key_prefix(),
+            &scope,
+        )?);
     // The connection was checked by the caller; the demo's own store shares nothing with it (an
     // in-memory store is created fresh, a Redis store reconnects under the demo prefix).
     drop(base);

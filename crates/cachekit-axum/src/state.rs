@@ -140,6 +140,13 @@ impl RequestState {
                 }
                 None
             }
+            Err(e) if e.kind() == ErrorKind::UnknownFormatVersion => {
+                // Another build's record (a rolling upgrade): no session here, but not garbage,
+                // so it stays for the instances that can read it.
+                metrics::rejected_token();
+                tracing::warn!(error = %e, "session record in a format version this build does not read");
+                None
+            }
             Err(e) if e.kind() == ErrorKind::InvalidInput => {
                 metrics::rejected_token();
                 None

@@ -149,6 +149,21 @@ async fn an_undecodable_record_is_deleted_and_no_session() {
 }
 
 #[tokio::test]
+async fn a_record_of_another_format_version_is_no_session_and_stays() {
+    // A rolling upgrade: a newer build wrote the record. This instance cannot read it, so there is
+    // no session here, but the record is left for the instances that can (and it is no outage).
+    let (store, manager) = setup();
+    let mut client = Client::new(app(SessionLayer::new(manager)));
+    let token = client.send("POST", "/login/ada").await.body;
+    let key = handle_key(&token);
+    let newer = br#"{"v":2,"d":{"user":"ada","shape":"new"}}"#;
+    store.set(&key, newer, SetOptions::new()).await.unwrap();
+    let reply = client.send("GET", "/me").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(store.get(&key).await.unwrap().as_deref(), Some(&newer[..]));
+}
+
+#[tokio::test]
 async fn a_store_outage_is_503_never_anonymous() {
     let (store, manager) = setup();
     let mut client = Client::new(app(SessionLayer::new(manager)));

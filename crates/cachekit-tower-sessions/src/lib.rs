@@ -130,7 +130,9 @@ fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
 
 fn store_error(e: cache_core::Error) -> session_store::Error {
     match e.kind() {
-        ErrorKind::Decode => session_store::Error::Decode(e.to_string()),
+        ErrorKind::Decode | ErrorKind::UnknownFormatVersion => {
+            session_store::Error::Decode(e.to_string())
+        }
         ErrorKind::Encode => session_store::Error::Encode(e.to_string()),
         _ => session_store::Error::Backend(e.to_string()),
     }

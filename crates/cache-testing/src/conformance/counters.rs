@@ -1,4 +1,5 @@
-//! Counters: `incr_by` with Redis's integer rules, its TTL on creation, and concurrent increments.
+//! Counters: `incr_by` with Redis's integer rules, its TTL on creation, exact answers beyond 2^53,
+//! and concurrent increments.
 
 use cache_core::{KeyTtl, SetOptions, Store};
 use futures::future::join_all;
@@ -73,6 +74,80 @@ pub async fn check_incr_by(store: &dyn Store, caps: &Capabilities) {
         i64::MIN
     );
     must_be_invalid(store.incr_by(&min, -1, None).await, "underflow");
+    cleanup(store, &ns).await;
+}
+
+/// `incr_by` answers the exact 64-bit result, with and without `ttl_if_created`: beyond 2^53 (where
+/// a double, such as a Lua number, rounds), at `i64::MAX` and `i64::MIN`, and overflow in either
+/// direction is [`cache_core::Error::InvalidInput`] that changes nothing.
+pub async fn check_incr_by_exact_beyond_2_pow_53(store: &dyn Store) {
+    let ns = namespace("incr_exact");
+    const ABOVE_2_POW_53: i64 = 9_007_199_254_740_993; // 2^53 + 1: no double holds it.
+    for ttl in [None, Some(LONG)] {
+        let with = if ttl.is_some() {
+            "with TTL"
+        } else {
+            "without TTL"
+        };
+        let k = format!("{ns}:big:{}", ttl.is_some());
+        assert_eq!(
+            must(store.incr_by(&k, ABOVE_2_POW_53, ttl).await, with),
+            ABOVE_2_POW_53,
+            "incr_by(2^53 + 1) {with} on a new key"
+        );
+        assert_eq!(
+            must(store.incr_by(&k, 2, ttl).await, with),
+            ABOVE_2_POW_53 + 2,
+            "incr_by(2) {with} above 2^53"
+        );
+        assert_eq!(
+            get(store, &k).await,
+            Some((ABOVE_2_POW_53 + 2).to_string().into_bytes()),
+            "stored {with}"
+        );
+
+        let max = format!("{ns}:max:{}", ttl.is_some());
+        assert_eq!(
+            must(store.incr_by(&max, i64::MAX, ttl).await, with),
+            i64::MAX,
+            "incr_by(i64::MAX) {with} on a new key"
+        );
+        must_be_invalid(
+            store.incr_by(&max, 1, ttl).await,
+            &format!("overflow {with}"),
+        );
+        assert_eq!(
+            get(store, &max).await,
+            Some(i64::MAX.to_string().into_bytes()),
+            "overflow {with} changes nothing"
+        );
+        assert_eq!(
+            must(store.incr_by(&max, -1, ttl).await, with),
+            i64::MAX - 1,
+            "below i64::MAX {with}"
+        );
+
+        let min = format!("{ns}:min:{}", ttl.is_some());
+        assert_eq!(
+            must(store.incr_by(&min, i64::MIN, ttl).await, with),
+            i64::MIN,
+            "incr_by(i64::MIN) {with} on a new key"
+        );
+        must_be_invalid(
+            store.incr_by(&min, -1, ttl).await,
+            &format!("underflow {with}"),
+        );
+        assert_eq!(
+            get(store, &min).await,
+            Some(i64::MIN.to_string().into_bytes()),
+            "underflow {with} changes nothing"
+        );
+        assert_eq!(
+            must(store.incr_by(&min, 1, ttl).await, with),
+            i64::MIN + 1,
+            "above i64::MIN {with}"
+        );
+    }
     cleanup(store, &ns).await;
 }
 

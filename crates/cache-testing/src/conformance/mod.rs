@@ -14,8 +14,8 @@
 //! memory data set) and calls [`run_all`]:
 //!
 //! - `store`: the store under test, with a non-empty prefix used by nothing else;
-//! - `other_prefix`: another prefix, not nested in the first (`conformance_a` / `conformance_b`, not
-//!   `a` / `a:b`); [`check_prefix_isolation`] flushes it;
+//! - `other_prefix`: another prefix (`conformance_a` / `conformance_b`; prefixes are single names, so
+//!   two different ones never nest); [`check_prefix_isolation`] flushes it;
 //! - `unprefixed`: an empty prefix; only used to look at the raw keys and to check that
 //!   [`Store::flush_prefix`] refuses to run without a prefix.
 //!
@@ -67,7 +67,7 @@ mod zset;
 
 pub use batch::{check_delete, check_get_many, check_set_many};
 pub use cas::{check_compare_and_swap, check_compare_and_swap_contention};
-pub use counters::{check_incr_by, check_incr_by_concurrent};
+pub use counters::{check_incr_by, check_incr_by_concurrent, check_incr_by_exact_beyond_2_pow_53};
 pub use prefix::check_prefix_isolation;
 pub use scan::{check_scan, check_scan_escaping};
 pub use server::{check_ping, check_stats};
@@ -193,6 +193,7 @@ pub async fn run_all(
     check_set_many(store).await;
     check_delete(store).await;
     check_incr_by(store, caps).await;
+    check_incr_by_exact_beyond_2_pow_53(store).await;
     check_incr_by_concurrent(store).await;
     check_compare_and_swap(store).await;
     check_compare_and_swap_contention(store).await;

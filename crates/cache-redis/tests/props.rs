@@ -1,0 +1,106 @@
+//! Property-based tests of `RedisConfig::from_lookup`: whatever the environment holds, reading it
+//! never panics, and an error is `Error::Config` naming a setting the user gave (or the endpoint
+//! that is missing). The scan cursor's properties are unit tests in `src/scan.rs`.
+//!
+//! Case counts are proptest's default (256), or `PROPTEST_CASES` when set.
+
+use std::collections::BTreeMap;
+
+use cache_core::{Error, Profile};
+use cache_redis::RedisConfig;
+use proptest::prelude::*;
+
+/// The variables `RedisConfig::from_lookup` reads.
+const VARIABLES: &[&str] = &[
+    "CACHE_BACKEND",
+    "REDIS_URL",
+    "REDIS_CLUSTER_NODES",
+    "REDIS_SENTINEL_NODES",
+    "REDIS_SENTINEL_SERVICE",
+    "REDIS_SENTINEL_USERNAME",
+    "REDIS_SENTINEL_PASSWORD",
+    "REDIS_USERNAME",
+    "REDIS_PASSWORD",
+    "REDIS_TLS",
+    "CACHE_KEY_PREFIX",
+    "REDIS_DB",
+    "REDIS_CONNECT_TIMEOUT",
+    "REDIS_RESPONSE_TIMEOUT",
+    "REDIS_POOL_WAIT_TIMEOUT",
+    "REDIS_HEALTH_CHECK_INTERVAL",
+    "REDIS_CONN_MAX_LIFETIME",
+    "REDIS_RETRY_BASE_DELAY",
+    "REDIS_RETRY_MAX_DELAY",
+    "REDIS_RETRY_BUDGET",
+    "REDIS_POOL_MAX_OPEN",
+    "REDIS_POOL_MAX_IDLE",
+    "REDIS_RETRY_ATTEMPTS",
+    "REDIS_SHARED_CONNECTIONS",
+    "REDIS_READ_FROM_REPLICAS",
+    "REDIS_SCAN_COUNT",
+    "CACHE_MAX_VALUE_BYTES",
+];
+
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9]{1,4}(ms|s|m|h|d)?",
+        prop::sample::select(
+            &[
+                "redis://127.0.0.1:6379/0",
+                "rediss://user:pw@host:6380",
+                "unix:///tmp/redis.sock",
+                "127.0.0.1:7000,127.0.0.1:7001",
+                "sentinel",
+                "mymaster",
+                "redis://a:1, ,redis://b:2",
+                ",",
+                "redis",
+                "cluster",
+                "memory",
+                "true",
+                "no",
+                "shop",
+                "shop:user",
+                "0",
+                "-1",
+                "99999999999999999999",
+            ][..]
+        )
+        .prop_map(str::to_owned),
+        any::<String>(),
+    ]
+}
+
+fn environment() -> impl Strategy<Value = BTreeMap<String, String>> {
+    prop::collection::btree_map(
+        prop::sample::select(VARIABLES).prop_map(str::to_owned),
+        value(),
+        0..8,
+    )
+}
+
+proptest! {
+    #[test]
+    fn reading_any_environment_never_panics_and_errors_name_a_given_setting(
+        env in environment(),
+        production in any::<bool>(),
+    ) {
+        let profile = if production { Profile::Production } else { Profile::Development };
+        let given = |k: &str| env.get(k).is_some_and(|v| !v.trim().is_empty());
+        match RedisConfig::from_lookup(profile, |k| env.get(k).cloned()) {
+            Ok(config) => prop_assert!(config.validate().is_ok()),
+            Err(Error::Config { setting, message }) => {
+                let named = VARIABLES.contains(&setting.as_str())
+                    && (given(&setting)
+                        || VARIABLES.iter().any(|v| given(v) && message.contains(v))
+                        || matches!(
+                            setting.as_str(),
+                            "REDIS_URL" | "REDIS_CLUSTER_NODES" | "REDIS_SENTINEL_NODES"
+                                | "REDIS_SENTINEL_SERVICE"
+                        ));
+                prop_assert!(named, "{setting}: {message} (environment {env:?})");
+            }
+            Err(other) => prop_assert!(false, "not a config error: {other}"),
+        }
+    }
+}
