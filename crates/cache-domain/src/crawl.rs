@@ -1,7 +1,7 @@
 //! The status of a crawl task (seed requirement 3.4): state, progress and error details, and its
 //! read-modify-write update as the task advances
-//! ([`CacheManager::update_crawl_status`](crate::CacheManager::update_crawl_status)): a
-//! compare-and-swap loop with jittered backoff, behind an in-process striped lock.
+//! ([`CacheManager::update_crawl_status`](crate::CacheManager::update_crawl_status)), on
+//! [`cache_core::cas::update`] like every read-modify-write in the system.
 //!
 //! ```
 //! use cache_domain::{CrawlError, CrawlState, CrawlStatus};
@@ -16,10 +16,8 @@
 //! assert!(s.is_finished());
 //! ```
 
-use std::hash::{Hash, Hasher};
-use std::time::Duration;
-
-use cache_core::{codec, CasOutcome, Error, ErrorKind, Expiry, Result, Store};
+use cache_core::cas::{self, Decision};
+use cache_core::{codec, ErrorKind, Expiry, Result, Store};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -228,19 +226,11 @@ impl CrawlStatus {
     }
 }
 
-/// How many times an update retries a lost compare-and-swap race.
-const CAS_ATTEMPTS: usize = 64;
-
-/// Full-jitter backoff after the `attempt`-th lost compare-and-swap: uniform in
-/// `[0, min(32 ms, 2^attempt * 0.5 ms)]`.
-fn cas_backoff(attempt: usize) -> Duration {
-    let cap_us = (500u64 << attempt.min(6)).min(32_000);
-    let r = getrandom::u64().unwrap_or(cap_us / 2);
-    Duration::from_micros(r % (cap_us + 1))
-}
-
 impl<S: Store> Inner<S> {
     /// See [`CacheManager::update_crawl_status`](crate::CacheManager::update_crawl_status).
+    ///
+    /// The read-modify-write is [`cache_core::cas::update`] with the manager's policy (bounded
+    /// attempts, jittered backoff, striped per-process lock), the same helper session updates use.
     pub(crate) async fn update_crawl_status<F>(
         &self,
         task_id: &str,
@@ -258,27 +248,17 @@ impl<S: Store> Inner<S> {
             .await
             .inspect_err(|e| self.store_failed(fs, "read namespace version", e))?;
         let key = data_key(family, v, id)?;
-        // Writers of one status in this process take turns; the compare-and-swap loop below then
-        // only competes with other processes. Without this, a busy process's own writers starve
-        // each other (measured: 20 writers on one status exhausted the retries on a cluster).
-        let stripe = {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            key.hash(&mut h);
-            (h.finish() as usize) % self.update_locks.len()
-        };
-        let _turn = self.update_locks[stripe].lock().await;
-        let mut current = self
-            .store
-            .get(&key)
-            .await
-            .inspect_err(|e| self.store_failed(fs, "read", e))?;
-        for attempt in 0..CAS_ATTEMPTS {
-            let mut status = match current.as_deref().map(codec::decode::<CrawlStatus>) {
+        // Whether the error that ends the update came from deciding (already reported) rather than
+        // from the store.
+        let mut refused = false;
+        let result = cas::update(&self.store, &key, &self.cas, |current| {
+            let mut status = match current.map(codec::decode::<CrawlStatus>) {
                 Some(Ok(s)) => s,
                 // A status in a format version this build does not read is another build's
                 // progress, not garbage: refuse to overwrite it (the caller learns why).
                 Some(Err(e)) if e.kind() == ErrorKind::UnknownFormatVersion => {
                     self.note_unknown_version(fs, &key, &e);
+                    refused = true;
                     return Err(e);
                 }
                 Some(Err(e)) => {
@@ -288,43 +268,26 @@ impl<S: Store> Inner<S> {
                 None => CrawlStatus::new(task_id),
             };
             update(&mut status);
-            let bytes = codec::encode(&status)?;
-            match self
-                .store
-                .compare_and_swap(&key, current.as_deref(), Some(&bytes), Expiry::In(ttl))
-                .await
-                .inspect_err(|e| self.store_failed(fs, "write", e))?
-            {
-                CasOutcome::Swapped => {
-                    fs.stats.writes.inc();
-                    return Ok(status);
+            let value = codec::encode(&status).inspect_err(|_| refused = true)?;
+            Ok(Decision::Write {
+                value,
+                expiry: Expiry::In(ttl),
+                output: status,
+            })
+        })
+        .await;
+        match result {
+            Ok(status) => {
+                fs.stats.writes.inc();
+                Ok(status)
+            }
+            Err(e) => {
+                if !refused {
+                    self.store_failed(fs, "update", &e);
                 }
-                CasOutcome::Conflict { current: now } => {
-                    // The first retry is immediate (it has the current value already); later ones
-                    // back off with jitter so that writers of one status in several processes do
-                    // not livelock, and read the value again after the pause, since the one the
-                    // failed swap returned is likely stale by then.
-                    if attempt == 0 {
-                        current = now;
-                    } else {
-                        tokio::time::sleep(cas_backoff(attempt)).await;
-                        current = self
-                            .store
-                            .get(&key)
-                            .await
-                            .inspect_err(|e| self.store_failed(fs, "read", e))?;
-                    }
-                }
+                Err(e)
             }
         }
-        Err(Error::Backend {
-            message: format!(
-                "crawl status {task_id}: lost {CAS_ATTEMPTS} compare-and-swap races in a row; \
-                 too many concurrent writers"
-            ),
-            transient: true,
-            source: None,
-        })
     }
 }
 

@@ -23,6 +23,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use cache_core::cas::CasPolicy;
 use cache_core::{codec, Error, ErrorKind, Expiry, Result, SetOptions, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -42,8 +43,11 @@ pub const TOMBSTONE: &[u8] = br#"{"v":1,"absent":true}"#;
 /// The minimum time between two warnings of one family (store errors, decode failures).
 const WARN_INTERVAL_MS: u64 = 1000;
 
-/// Stripes of the in-process update locks (see [`Inner::update_locks`]).
+/// Stripes of the in-process update locks (see [`Inner::cas`]).
 const UPDATE_LOCK_STRIPES: usize = 64;
+
+/// Compare-and-swap attempts of one read-modify-write update (see [`Inner::cas`]).
+const UPDATE_MAX_ATTEMPTS: u32 = 64;
 
 /// Rate-limits warnings: one per interval, counting those it suppressed.
 #[derive(Debug, Default)]
@@ -88,9 +92,10 @@ pub(crate) struct Inner<S> {
     pub(crate) flights: Flights,
     epoch: Instant,
     pub(crate) refresh_ms: u64,
-    /// Striped locks that serialise read-modify-write updates of one key inside this process, so
-    /// that its own writers never race each other's compare-and-swap (only other processes' do).
-    pub(crate) update_locks: Box<[tokio::sync::Mutex<()>]>,
+    /// How read-modify-write updates retry: bounded attempts, jittered backoff, and striped locks
+    /// that serialise updates of one key inside this process, so that its own writers never race
+    /// each other's compare-and-swap (only other processes' do).
+    pub(crate) cas: CasPolicy,
 }
 
 /// One raw read.
@@ -136,9 +141,9 @@ impl<S: Store> Inner<S> {
             flights: Flights::new(),
             epoch: Instant::now(),
             refresh_ms,
-            update_locks: (0..UPDATE_LOCK_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
+            cas: CasPolicy::new(tokio::time::sleep)
+                .with_max_attempts(UPDATE_MAX_ATTEMPTS)
+                .with_local_lock(UPDATE_LOCK_STRIPES),
         }
     }
 
