@@ -6,6 +6,9 @@
 //!   (an injected error): an `Err` is returned to the caller and the inner store is not called.
 //! - [`StoreHook::after`] runs when the inner store has answered, with the call's duration and
 //!   whether it failed.
+//! - [`StoreHook::hold`] may then hand back a future that the answer waits on before the caller sees
+//!   it (a test gate staging a race "after the read, before its reader acts"); by default there is
+//!   none, and nothing is allocated.
 //! - Each call is described by an [`Op`]: the [`Method`] and the key(s) or pattern it touches.
 //!
 //! `prefix()` and `backend_name()` are answered by the inner store without the hook: they do no I/O.
@@ -45,6 +48,7 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -223,7 +227,18 @@ pub trait StoreHook: Send + Sync + Debug + 'static {
     fn after(&self, op: &Op<'_>, elapsed: Duration, outcome: Result<(), &Error>) {
         let _ = (op, elapsed, outcome);
     }
+
+    /// Runs after [`StoreHook::after`]: a future the answer waits on before the caller receives it,
+    /// or `None` (the default) to hand it over at once. For staging races in tests ("the reader has
+    /// its answer but has not acted on it yet"); a hook that returns `None` costs nothing here.
+    fn hold(&self, op: &Op<'_>) -> Option<Hold> {
+        let _ = op;
+        None
+    }
 }
+
+/// What [`StoreHook::hold`] hands back: a future the call's answer waits on.
+pub type Hold = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 #[async_trait]
 impl<H: StoreHook + ?Sized> StoreHook for Arc<H> {
@@ -232,6 +247,9 @@ impl<H: StoreHook + ?Sized> StoreHook for Arc<H> {
     }
     fn after(&self, op: &Op<'_>, elapsed: Duration, outcome: Result<(), &Error>) {
         (**self).after(op, elapsed, outcome);
+    }
+    fn hold(&self, op: &Op<'_>) -> Option<Hold> {
+        (**self).hold(op)
     }
 }
 
@@ -273,6 +291,9 @@ impl<S, H: StoreHook> Layered<S, H> {
         let result = call.await;
         self.hook
             .after(&op, started.elapsed(), result.as_ref().map(|_| ()));
+        if let Some(hold) = self.hook.hold(&op) {
+            hold.await;
+        }
         result
     }
 }

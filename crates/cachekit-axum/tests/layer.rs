@@ -11,13 +11,13 @@ use axum::http::{header, StatusCode};
 use cache_core::{SetOptions, Store};
 use cache_memory::MemoryStore;
 use cachekit_axum::{ConfigError, CookieConfig, SameSite, SessionError, SessionLayer, TokenSource};
-use common::{routes, Client, Fail, Faulty, Gate};
+use common::{faulty, routes, Client, Fail, Faulty, Gate};
 use sessions::{SessionManager, SessionToken};
 
 type Manager = SessionManager<Arc<Faulty<MemoryStore>>>;
 
 fn setup() -> (Arc<Faulty<MemoryStore>>, Manager) {
-    let store = Faulty::new(MemoryStore::default());
+    let store = faulty(MemoryStore::default());
     let manager = SessionManager::new(Arc::clone(&store));
     (store, manager)
 }
@@ -90,7 +90,7 @@ async fn no_token_is_401_without_a_store_call_or_a_cookie() {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert!(reply.cookie().is_none());
     assert_eq!(client.send("GET", "/maybe").await.body, "anonymous");
-    assert_eq!(store.total_calls(), 0);
+    assert_eq!(store.hook().total_calls(), 0);
 }
 
 #[tokio::test]
@@ -115,7 +115,7 @@ async fn malformed_cookies_are_no_session_without_a_store_call_and_are_cleared()
         assert_eq!(client.send("GET", "/maybe").await.body, "anonymous");
     }
     assert_eq!(
-        store.total_calls(),
+        store.hook().total_calls(),
         0,
         "format checks come before the store"
     );
@@ -169,7 +169,7 @@ async fn a_store_outage_is_503_never_anonymous() {
     let mut client = Client::new(app(SessionLayer::new(manager)));
     client.send("POST", "/login/ada").await;
     let before = client.jar.clone();
-    store.fail(Fail::Everything);
+    store.hook().fail(Fail::Everything);
     for path in ["/me", "/maybe", "/count", "/thrice", "/devices"] {
         let reply = client.send("GET", path).await;
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
@@ -193,7 +193,7 @@ async fn a_store_outage_is_503_never_anonymous() {
         StatusCode::OK
     );
     assert_eq!(client.jar, before);
-    store.fail(Fail::Nothing);
+    store.hook().fail(Fail::Nothing);
     assert_eq!(client.send("GET", "/me").await.json()["user"], "ada");
 }
 
@@ -203,10 +203,10 @@ async fn a_failed_write_back_is_503_not_the_handlers_success() {
     let mut client = Client::new(app(SessionLayer::new(manager)));
     client.send("POST", "/login/ada").await;
     assert_eq!(client.send("GET", "/count").await.body, "1");
-    store.fail(Fail::Writes);
+    store.hook().fail(Fail::Writes);
     let reply = client.send("GET", "/count").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-    store.fail(Fail::Nothing);
+    store.hook().fail(Fail::Nothing);
     assert_eq!(
         client.send("GET", "/count").await.body,
         "2",
@@ -219,30 +219,38 @@ async fn the_session_is_loaded_once_and_written_only_when_changed() {
     let (store, manager) = setup();
     let mut client = Client::new(app(SessionLayer::new(manager)));
     client.send("POST", "/login/ada").await;
-    store.reset_counts();
+    store.hook().reset_counts();
     let reply = client.send("GET", "/thrice").await;
     assert_eq!(reply.body, "ada true true");
-    assert_eq!(store.calls("get_ex"), 1, "three extractors, one load");
     assert_eq!(
-        store.calls("compare_and_swap"),
+        store.hook().calls("get_ex"),
+        1,
+        "three extractors, one load"
+    );
+    assert_eq!(
+        store.hook().calls("compare_and_swap"),
         0,
         "nothing changed, nothing written"
     );
-    assert_eq!(store.total_calls(), 1);
+    assert_eq!(store.hook().total_calls(), 1);
 
-    store.reset_counts();
+    store.hook().reset_counts();
     client.send("GET", "/untouched").await;
     assert_eq!(
-        store.total_calls(),
+        store.hook().total_calls(),
         0,
         "a route that does not ask costs nothing"
     );
 
-    store.reset_counts();
+    store.hook().reset_counts();
     client.send("GET", "/count").await;
-    assert_eq!(store.calls("get_ex"), 1);
-    assert_eq!(store.calls("get"), 1, "update reads the record...");
-    assert_eq!(store.calls("compare_and_swap"), 1, "...and swaps it once");
+    assert_eq!(store.hook().calls("get_ex"), 1);
+    assert_eq!(store.hook().calls("get"), 1, "update reads the record...");
+    assert_eq!(
+        store.hook().calls("compare_and_swap"),
+        1,
+        "...and swaps it once"
+    );
 }
 
 #[tokio::test]

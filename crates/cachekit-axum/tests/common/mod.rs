@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -16,10 +15,8 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cache_core::{
-    BackendStats, CasOutcome, Error, Expiry, KeyTtl, Result, ScanCursor, ScanPage, SetOptions,
-    Store,
-};
+use cache_core::layer::{Layered, Method, Op, StoreHook};
+use cache_core::{Error, Result, Store};
 use cachekit_axum::{MaybeSession, Session, SessionContext, SessionError};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
@@ -36,23 +33,28 @@ pub enum Fail {
     Writes = 2,
 }
 
-/// A store that forwards to `inner`, counts calls per method, and fails as told.
+/// A store that counts calls per method and fails as told: the [`Faults`] hook around `inner`.
+pub type Faulty<S> = Layered<S, Faults>;
+
+/// The hook of a [`Faulty`] store: counts calls per method and fails as told.
 #[derive(Debug)]
-pub struct Faulty<S> {
-    inner: S,
+pub struct Faults {
     fail: AtomicU8,
     calls: Mutex<HashMap<&'static str, u64>>,
 }
 
-impl<S: Store> Faulty<S> {
-    pub fn new(inner: S) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
+/// `inner` behind a [`Faults`] hook that fails nothing yet.
+pub fn faulty<S: Store>(inner: S) -> Arc<Faulty<S>> {
+    Arc::new(Layered::new(
+        inner,
+        Faults {
             fail: AtomicU8::new(Fail::Nothing as u8),
             calls: Mutex::new(HashMap::new()),
-        })
-    }
+        },
+    ))
+}
 
+impl Faults {
     pub fn fail(&self, how: Fail) {
         self.fail.store(how as u8, Ordering::SeqCst);
     }
@@ -68,12 +70,19 @@ impl<S: Store> Faulty<S> {
     pub fn reset_counts(&self) {
         self.calls.lock().clear();
     }
+}
 
-    fn enter(&self, method: &'static str) -> Result<()> {
-        *self.calls.lock().entry(method).or_default() += 1;
+#[async_trait]
+impl StoreHook for Faults {
+    async fn before(&self, op: &Op<'_>) -> Result<()> {
+        // Backend statistics are not a call the tests count or fail.
+        if op.method == Method::Stats {
+            return Ok(());
+        }
+        *self.calls.lock().entry(op.method.as_str()).or_default() += 1;
         let fail = self.fail.load(Ordering::SeqCst);
         let fails = fail == Fail::Everything as u8
-            || (fail == Fail::Writes as u8 && method == "compare_and_swap");
+            || (fail == Fail::Writes as u8 && op.method == Method::CompareAndSwap);
         if fails {
             return Err(Error::Connection {
                 target: "127.0.0.1:1".into(),
@@ -82,113 +91,6 @@ impl<S: Store> Faulty<S> {
             });
         }
         Ok(())
-    }
-}
-
-#[async_trait]
-impl<S: Store> Store for Faulty<S> {
-    fn prefix(&self) -> &str {
-        self.inner.prefix()
-    }
-    fn backend_name(&self) -> &'static str {
-        "faulty"
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.enter("get")?;
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.enter("get_many")?;
-        self.inner.get_many(keys).await
-    }
-    async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
-        self.enter("get_ex")?;
-        self.inner.get_ex(key, ttl).await
-    }
-    async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool> {
-        self.enter("set")?;
-        self.inner.set(key, value, opts).await
-    }
-    async fn set_many(&self, entries: &[(&str, &[u8])], expiry: Expiry) -> Result<()> {
-        self.enter("set_many")?;
-        self.inner.set_many(entries, expiry).await
-    }
-    async fn delete(&self, keys: &[&str]) -> Result<u64> {
-        self.enter("delete")?;
-        self.inner.delete(keys).await
-    }
-    async fn exists(&self, key: &str) -> Result<bool> {
-        self.enter("exists")?;
-        self.inner.exists(key).await
-    }
-    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-        self.enter("expire")?;
-        self.inner.expire(key, ttl).await
-    }
-    async fn persist(&self, key: &str) -> Result<bool> {
-        self.enter("persist")?;
-        self.inner.persist(key).await
-    }
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.enter("ttl")?;
-        self.inner.ttl(key).await
-    }
-    async fn incr_by(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
-        self.enter("incr_by")?;
-        self.inner.incr_by(key, delta, ttl).await
-    }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-        expiry: Expiry,
-    ) -> Result<CasOutcome> {
-        self.enter("compare_and_swap")?;
-        self.inner
-            .compare_and_swap(key, expected, new, expiry)
-            .await
-    }
-    async fn scan(&self, pattern: &str, cursor: ScanCursor, count: u32) -> Result<ScanPage> {
-        self.enter("scan")?;
-        self.inner.scan(pattern, cursor, count).await
-    }
-    async fn zadd(&self, key: &str, member: &str, score: f64) -> Result<bool> {
-        self.enter("zadd")?;
-        self.inner.zadd(key, member, score).await
-    }
-    async fn zrem(&self, key: &str, members: &[&str]) -> Result<u64> {
-        self.enter("zrem")?;
-        self.inner.zrem(key, members).await
-    }
-    async fn zrange_by_score(
-        &self,
-        key: &str,
-        min: f64,
-        max: f64,
-        limit: Option<usize>,
-    ) -> Result<Vec<(String, f64)>> {
-        self.enter("zrange_by_score")?;
-        self.inner.zrange_by_score(key, min, max, limit).await
-    }
-    async fn zrem_range_by_score(&self, key: &str, min: f64, max: f64) -> Result<u64> {
-        self.enter("zrem_range_by_score")?;
-        self.inner.zrem_range_by_score(key, min, max).await
-    }
-    async fn zcard(&self, key: &str) -> Result<u64> {
-        self.enter("zcard")?;
-        self.inner.zcard(key).await
-    }
-    async fn ping(&self) -> Result<Duration> {
-        self.enter("ping")?;
-        self.inner.ping().await
-    }
-    async fn flush_prefix(&self) -> Result<u64> {
-        self.enter("flush_prefix")?;
-        self.inner.flush_prefix().await
-    }
-    async fn stats(&self) -> Result<Option<BackendStats>> {
-        self.inner.stats().await
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sessions::keys::{index_key, session_key, SESSION, SESSION_INDEX};
 use sessions::{CreateOptions, LimitLost, SessionManager};
 
-use super::pausing::{Gate, PausingStore, Read};
+use super::pausing::{self, Gate, PausingStore, Read};
 use super::{
     assert_no_token_in_store, cancel_after_polls, exercise_every_operation, obj, tick, Fixture,
     OffsetClock,
@@ -422,7 +422,7 @@ async fn gated_and_plain<F: Fixture>(
     SessionManager<F::Store>,
 ) {
     let plain = f.manager().await;
-    let (gated_store, gate) = PausingStore::new(f.connect().await);
+    let (gated_store, gate) = pausing::gated(f.connect().await);
     let gated = SessionManager::builder(gated_store)
         .with_clock(Arc::clone(plain.clock()))
         .build()
@@ -445,9 +445,9 @@ pub async fn sign_out_everywhere_while_listing(f: impl Fixture) {
     };
     // Yielding stores: on memory, whose calls never wait, the tasks interleave between store
     // calls as they do on Redis.
-    let login = on(PausingStore::yielding(f.connect().await, 8));
-    let lister = on(PausingStore::yielding(f.connect().await, 8));
-    let revoker = on(PausingStore::yielding(f.connect().await, 8));
+    let login = on(pausing::yielding(f.connect().await, 8));
+    let lister = on(pausing::yielding(f.connect().await, 8));
+    let revoker = on(pausing::yielding(f.connect().await, 8));
     let user = "everywhere";
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listing = {
@@ -501,7 +501,7 @@ pub async fn concurrent_logins_respect_the_limit(f: impl Fixture) {
         let mut managers = Vec::new();
         for _ in 0..logins {
             managers.push(
-                SessionManager::builder(PausingStore::yielding(f.connect().await, 4))
+                SessionManager::builder(pausing::yielding(f.connect().await, 4))
                     .with_clock(Arc::clone(&clock))
                     .with_max_sessions_per_user(max)
                     .build()
@@ -609,7 +609,7 @@ pub async fn expired_on_access_deletes_only_what_it_judged(f: impl Fixture) {
         .with_clock(f.clock())
         .build()
         .unwrap();
-    let (store, gate) = PausingStore::new(f.connect().await);
+    let (store, gate) = pausing::gated(f.connect().await);
     let ahead = SessionManager::builder(store)
         .with_clock(Arc::new(OffsetClock {
             base: f.clock(),
