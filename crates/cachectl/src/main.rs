@@ -326,16 +326,20 @@ async fn sessions(
                     "orphan_entries_removed": r.orphan_entries_removed,
                     "expired_sessions_deleted": r.expired_sessions_deleted,
                     "entries_remaining": r.entries_remaining,
+                    "undecodable_records_skipped": r.undecodable_records_skipped,
+                    "malformed_entries_skipped": r.malformed_entries_skipped,
+                    "malformed_indexes_skipped": r.malformed_indexes_skipped,
                 }),
                 &format!(
                     "cleanup: {} index(es) scanned, {} entries found; removed {} expired and {} orphaned \
-                     entries, deleted {} expired session(s); {} live entries remain",
+                     entries, deleted {} expired session(s); {} live entries remain{}",
                     r.indexes_scanned,
                     r.entries_found,
                     r.expired_entries_removed,
                     r.orphan_entries_removed,
                     r.expired_sessions_deleted,
-                    r.entries_remaining
+                    r.entries_remaining,
+                    skipped_note(&r)
                 ),
             );
         }
@@ -380,4 +384,25 @@ async fn get(key: &str, store: Arc<dyn Store>, out: &Out) -> anyhow::Result<u8> 
         &text,
     );
     Ok(0)
+}
+
+/// What a session cleanup skipped, for its text report: empty when it skipped nothing.
+fn skipped_note(r: &cachekit::sessions::CleanupReport) -> String {
+    let parts: Vec<String> = [
+        (r.undecodable_records_skipped, "undecodable record(s)"),
+        (r.malformed_entries_skipped, "malformed index entr(y/ies)"),
+        (r.malformed_indexes_skipped, "malformed index key(s)"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; skipped {} (left in place; see the sessions_unreadable_total counter)",
+            parts.join(", ")
+        )
+    }
 }

@@ -279,6 +279,47 @@ fn every_command_on_a_real_redis() {
         .stdout(predicate::str::contains("revoked 2"));
     base(&["sessions", "cleanup"]).assert().success();
 
+    // A session record that does not decode is skipped, left in place, and reported.
+    let corrupt = rt.block_on(async {
+        let store = cachekit::connect(&config).await.expect("connect");
+        let sessions = cachekit::session_manager(store.clone(), &config).expect("sessions");
+        let s = sessions
+            .create("bob", CreateOptions::new())
+            .await
+            .expect("create session");
+        let key = cachekit::sessions::keys::session_key(&s.session.handle).expect("key");
+        store
+            .set(
+                &key,
+                b"not a session",
+                cachekit::store::SetOptions::default(),
+            )
+            .await
+            .expect("corrupt the record");
+        key
+    });
+    let v = json_of(
+        &base(&["--json", "sessions", "cleanup"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(v["undecodable_records_skipped"], 1, "{v}");
+    base(&["sessions", "cleanup"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("skipped 1 undecodable record(s)"));
+    let left = rt.block_on(async {
+        let store = cachekit::connect(&config).await.expect("connect");
+        store.get(&corrupt).await.expect("read")
+    });
+    assert_eq!(
+        left.as_deref(),
+        Some(&b"not a session"[..]),
+        "left in place"
+    );
+
     // Invalidate: an escaped id deletes only that id; dry run counts; a family run deletes all.
     base(&["invalidate", "--family", "user", "--id", "*"])
         .assert()
