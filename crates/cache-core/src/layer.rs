@@ -8,7 +8,8 @@
 //!   whether it failed.
 //! - Each call is described by an [`Op`]: the [`Method`] and the key(s) or pattern it touches.
 //!
-//! `prefix()` and `backend_name()` are answered by the inner store without the hook: they do no I/O.
+//! `prefix()`, `backend_name()` and `pool_stats()` are answered by the inner store without the hook:
+//! they do no I/O.
 //!
 //! ```
 //! use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,6 +99,8 @@ pub enum Method {
     FlushPrefix,
     /// [`Store::stats`](crate::Store::stats).
     Stats,
+    /// [`Store::close`](crate::Store::close).
+    Close,
 }
 
 impl Method {
@@ -126,6 +129,7 @@ impl Method {
             Method::Ping => "ping",
             Method::FlushPrefix => "flush_prefix",
             Method::Stats => "stats",
+            Method::Close => "close",
         }
     }
 }
@@ -134,7 +138,7 @@ impl Method {
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Target<'a> {
-    /// No key (`ping`, `flush_prefix`, `stats`).
+    /// No key (`ping`, `flush_prefix`, `stats`, `close`).
     None,
     /// One key (every single-key method, sorted sets included).
     Key(&'a str),

@@ -11,7 +11,10 @@
 //! - [`layer`]: [`Layered`](layer::Layered), the one way to wrap a store with an around-hook
 //!   (timing, failure injection, gates);
 //! - [`cas`]: [`cas::update`], the one read-modify-write loop over compare-and-swap (bounded
-//!   attempts, jittered backoff, optional per-process lock).
+//!   attempts, jittered backoff, optional per-process lock);
+//! - [`deadline`]: one deadline per library call, shared by every store call under it;
+//! - [`health`]: liveness, readiness and the operator's self-test, on any store;
+//! - [`redact`]: connection URLs with their passwords replaced, for every output.
 //!
 //! The conformance suite every backend must pass, the `MockStore` and the `backend_tests!` macro
 //! live in the `cache-testing` crate. The core picks no async runtime: its runtime dependencies are
@@ -34,10 +37,12 @@ mod delegate;
 pub mod cas;
 pub mod codec;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod health;
 pub mod keys;
 pub mod layer;
+pub mod redact;
 pub mod store;
 
 pub use config::{BackendConfig, Config, Profile};

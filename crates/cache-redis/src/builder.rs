@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cache_core::config::redact_url;
+use cache_core::redact::redact_url;
 use cache_core::{Error, Result};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_read_routing::RandomReplicaStrategy;

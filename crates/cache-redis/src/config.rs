@@ -21,7 +21,7 @@
 //! assert_eq!(cluster.endpoint, RedisEndpoint::cluster(["10.0.0.1:7000", "10.0.0.2:7000"]));
 //! ```
 //!
-//! `Debug` never prints a password: URLs are shown through [`cache_core::config::redact_url`].
+//! `Debug` never prints a password: URLs are shown through [`cache_core::redact::redact_url`] (user-info passwords and `?pass=` of socket URLs).
 //!
 //! (Slightly over 600 lines on purpose: each setting's type, default, environment variable, builder
 //! method and check are kept in this one file, so that adding a setting touches one place.)
@@ -29,8 +29,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use cache_core::config::{parse_duration, redact_url};
+use cache_core::config::parse_duration;
 use cache_core::keys::validate_prefix;
+use cache_core::redact::redact_url;
 use cache_core::{BackendConfig, Config, Error, Profile, Result};
 
 /// How many shared multiplexed connections a store keeps by default

@@ -44,7 +44,8 @@
 //! | `batch.rs` | `get_many` / `set_many` / `delete`, split per hash slot on a cluster |
 //! | `scan.rs` | `scan` and `flush_prefix`, across every primary on a cluster (the cluster scan cursor) |
 //! | `cluster.rs` | `CLUSTER NODES` parsing, per-node `PING` / `INFO`, [`RedisStore::cluster_health`] |
-//! | `call.rs` | the call runner: fast path, outer timer, retry loop; the time limits |
+//! | `call.rs` | the call runner: fast path, outer timer, retry loop, the library call's deadline; the time limits |
+//! | `close.rs` | the call gate and `close()`: refuse, drain, end every connection |
 //! | `retry.rs` | the retry policy: what may be repeated, backoff with jitter, the one retry decision |
 //! | `slots.rs` | the shared connections: pool, slots, refill, retire, suspect, rotate, background task |
 //! | `manager.rs` | the `mobc::Manager`: open and check a connection, diagnose a failed connect |
@@ -52,7 +53,7 @@
 //! | `scripts.rs` | the Lua scripts of compare-and-swap and `incr_by` with a TTL |
 //! | `error.rs` | redis-rs errors mapped into [`cache_core::Error`], and what they say about a connection |
 //! | `info.rs` | parsing of `INFO` into [`cache_core::BackendStats`] |
-//! | `health.rs` | [`RedisStore::connectivity`] and [`RedisStore::self_test`] |
+//! | `health.rs` | [`RedisStore::connectivity`] and [`RedisStore::self_test`] (liveness and readiness are [`cache_core::health`]'s) |
 //!
 //! ## Why not mobc-redis
 //!
@@ -104,6 +105,11 @@
 //! call was a measurable share of the client's CPU. [`cache_core::Error::Timeout`] names the setting
 //! that fired.
 //!
+//! When a store call runs inside a library call's deadline ([`cache_core::deadline`]: the cache and
+//! session managers set one per public call), the call ends at that deadline if it comes first: the
+//! first attempt's response timeout and the retry budget are cut to the time left, no retry starts
+//! after it, and the timeout error names the deadline's setting.
+//!
 //! ## Retries
 //!
 //! Transient errors ([`cache_core::Error::is_transient`]: connection errors, timeouts, `LOADING`,
@@ -123,6 +129,18 @@
 //! | `set` with `SetCondition::Always`, `set_many` (same value written again) | `set` with `IfAbsent` / `IfPresent` (a repeat would answer "not written") |
 //! | `expire` (answers "key exists" both times) | `delete`, `zrem`, `zrem_range_by_score` (counts would be lower), `persist`, `zadd` (would answer "not new") |
 //!
+//! ## Closing
+//!
+//! [`Store::close`](cache_core::Store::close) (`close.rs`) refuses every call that starts after it
+//! with [`cache_core::Error::Closed`], lets calls already in flight finish for up to the longest one
+//! call may take (`max(REDIS_RETRY_BUDGET, REDIS_CONNECT_TIMEOUT + REDIS_RESPONSE_TIMEOUT)`), then
+//! stops the background task and ends every shared and idle pooled connection: on one server with
+//! `QUIT` first, so that the server's `CLIENT LIST` no longer shows them when `close` returns; a
+//! cluster connection is dropped, and its node connections close when redis-rs's drivers see their
+//! last handle go. Clones and views ([`RedisStore::scoped`], [`RedisStore::replica_reads`]) share
+//! the connections, so closing one closes them all. Idempotent. Connections to one server name
+//! themselves [`CLIENT_NAME`] (`CLIENT SETNAME`) so that they can be told apart in `CLIENT LIST`.
+//!
 //! ## Errors
 //!
 //! redis-rs errors are mapped into [`cache_core::Error`] with a message that says what to fix:
@@ -132,7 +150,7 @@
 //! `Config { setting: "REDIS_URL" }`; a database out of range → `Config { setting: "REDIS_DB" }`;
 //! timeouts → `Timeout` naming the setting; `WRONGTYPE` → `WrongType`; `LOADING`, `TRYAGAIN`,
 //! `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`, `BUSY` → transient `Backend`. Passwords never appear in
-//! messages or logs ([`cache_core::config::redact_url`]).
+//! messages or logs ([`cache_core::redact::redact_url`]).
 //!
 //! ## Keys
 //!
@@ -190,6 +208,7 @@
 mod batch;
 mod builder;
 mod call;
+mod close;
 mod cluster;
 mod config;
 mod conn;
@@ -208,4 +227,5 @@ pub use builder::RedisStoreBuilder;
 pub use cache_core::health::{Connectivity, SelfTestReport, SelfTestStep};
 pub use cluster::{NodeHealth, NodeRole};
 pub use config::{PoolConfig, RedisConfig, RedisEndpoint, RetryConfig, DEFAULT_SHARED_CONNECTIONS};
+pub use manager::CLIENT_NAME;
 pub use store::RedisStore;

@@ -140,6 +140,14 @@ impl Client {
     pub fn ping(&self) -> Result<Duration> {
         self.runner.run(self.store.ping())?
     }
+
+    /// Closes the backend connection (see [`Store::close`](crate::Store::close)): calls in flight
+    /// may finish, later calls through this client and every [`Cache`] / [`Sessions`] handle it
+    /// gave out fail with [`ErrorKind::Closed`](crate::ErrorKind::Closed), and the connections and
+    /// background tasks end. Idempotent. The runtime itself ends when the last handle is dropped.
+    pub fn close(&self) -> Result<()> {
+        self.runner.run(self.store.close())?
+    }
 }
 
 /// The blocking [`CacheManager`]. Same semantics as the async methods of the same names.

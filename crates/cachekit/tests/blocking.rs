@@ -120,3 +120,37 @@ fn a_client_dropped_inside_a_runtime_does_not_panic() {
         drop(client);
     });
 }
+
+#[test]
+fn close_ends_the_connections_and_refuses_later_calls() {
+    let server = RedisServer::start();
+    let config = Config::builder()
+        .redis_url(server.url())
+        .key_prefix("blocking-close")
+        .build()
+        .expect("config");
+    let client = Client::connect(&config).expect("connect");
+    let cache = client.cache().expect("cache");
+    cache
+        .set(Family::User, "1", &json!({"name": "ada"}))
+        .expect("set");
+    let ours = || {
+        server
+            .cli(["CLIENT", "LIST"])
+            .lines()
+            .filter(|l| l.contains(" name=cachekit "))
+            .count()
+    };
+    assert!(ours() > 0, "the client's connections are named");
+    client.close().expect("close");
+    assert_eq!(ours(), 0, "no connection of ours after close");
+    let err = client
+        .sessions()
+        .expect("sessions")
+        .create("ada", CreateOptions::new())
+        .expect_err("a closed client refuses calls");
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    assert_eq!(client.ping().unwrap_err().kind(), ErrorKind::Closed);
+    client.close().expect("close twice");
+    client.clone().close().expect("close through a clone");
+}

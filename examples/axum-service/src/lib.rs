@@ -11,7 +11,7 @@
 //! | `POST /logout` | deletes the session |
 //! | `POST /logout-everywhere` | revokes every other session of the user |
 //! | `GET /trends/{keyword}` | trend data, cache first, database on a miss (single-flight) |
-//! | `GET /health` | the health report; 503 when unhealthy |
+//! | `GET /health` | readiness (a ping and one read, whatever the keyspace size); 503 when not ready |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -202,12 +202,19 @@ async fn trends(
     Ok(Json(data))
 }
 
+/// Readiness only: this route is public, so it costs two commands (`PING` and one `GET`) however
+/// large the keyspace; the operations self-test is an operator's action (`cachectl health
+/// --self-test`), never exposed here.
 async fn health(State(s): State<AppState>) -> Response {
-    let report = cachekit::health::check(s.store.as_ref()).await;
-    let status = if report.healthy {
+    let readiness = cachekit::health::readiness(s.store.as_ref()).await;
+    let status = if readiness.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(report)).into_response()
+    (
+        status,
+        Json(json!({"healthy": readiness.ready, "readiness": readiness})),
+    )
+        .into_response()
 }
