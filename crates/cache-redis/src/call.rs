@@ -49,14 +49,26 @@ impl Connections {
         // The end of this call: the store's own cap, or the deadline of the library call it is
         // part of (`cache_core::deadline`), whichever comes first. Both count from the start.
         let cap_end = start + self.limits().call_cap();
-        let (end, end_setting) = match cache_core::deadline::current() {
+        let (end, end_setting, by_deadline) = match cache_core::deadline::current() {
             Some(d) if d.instant() < cap_end => {
                 if d.is_expired() {
                     return Err(d.timeout_error(format!("{op} on {}", self.target()), start));
                 }
-                (d.instant(), d.setting())
+                (d.instant(), d.setting(), true)
             }
-            _ => (cap_end, "REDIS_RETRY_BUDGET"),
+            _ => (cap_end, "REDIS_RETRY_BUDGET", false),
+        };
+        // An attempt whose response timeout the deadline shortened, and that timed out at the
+        // deadline, was ended by the deadline: the error names the deadline's setting.
+        let name_the_end = |err: Error| match err {
+            Error::Timeout {
+                operation, elapsed, ..
+            } if by_deadline && Instant::now() >= end => Error::Timeout {
+                operation,
+                elapsed,
+                setting: end_setting,
+            },
+            other => other,
         };
         // Retries only while the next attempt still starts before the end.
         let limited;
@@ -91,7 +103,7 @@ impl Connections {
                         let failed = self.describe(&err, 1, true, idempotency, start);
                         match retry::retry_delay(retry, failed) {
                             Some(delay) => pending = Some((err, delay)),
-                            None => return Err(err),
+                            None => return Err(name_the_end(err)),
                         }
                     }
                 }
@@ -125,7 +137,7 @@ impl Connections {
                 let failed = self.describe(&err, attempt, sent, idempotency, start);
                 match retry::retry_delay(retry, failed) {
                     Some(delay) => pending = Some((err, delay)),
-                    None => return Err(err),
+                    None => return Err(name_the_end(err)),
                 }
             }
         };

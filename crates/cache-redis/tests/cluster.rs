@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_testing::conformance::{self, run_all, Capabilities};
 use cache_core::{Error, Expiry, Profile, ScanCursor, SetOptions, Store, StoreExt};
 use cache_redis::{NodeRole, RedisConfig, RedisEndpoint, RedisStore};
+use cache_testing::conformance::{self, run_all, Capabilities};
 use common::cluster_config;
 use test_redis::RedisCluster;
 
