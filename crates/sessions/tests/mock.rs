@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{CasOutcome, Error, Store};
-use cache_testing::MockStore;
 use cache_memory::MemoryStore;
+use cache_testing::MockStore;
 use common::*;
 use serde_json::json;
 use sessions::keys::session_key;
