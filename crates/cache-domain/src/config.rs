@@ -38,7 +38,8 @@ pub enum WritePolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeaseConfig {
-    /// How long a lease lives if its holder never releases it (crash, cancellation). Default 5 s.
+    /// How long a lease lives if its holder never releases it (a crashed process: a cancelled or
+    /// panicking load releases it at once). Default 5 s.
     pub ttl: Duration,
     /// How long an instance that did not get the lease waits for the holder's value. Default 2 s.
     pub wait: Duration,

@@ -9,6 +9,8 @@
 //!   suppressed messages) and counted; [`WritePolicy::Propagate`] returns it instead. Invalid input,
 //!   a value that cannot be encoded and a value over the store's size limit are the caller's
 //!   mistakes and are always returned.
+//! - A closed store ([`ErrorKind::Closed`], after `Store::close`) is never a miss or a counted write:
+//!   every call returns the error, since failing open would run loaders and drop writes for ever.
 //! - A stored value that does not decode is a miss: it is deleted (with a compare-and-swap, so a
 //!   good value written meanwhile survives), counted in `decode_failures`, and logged.
 //!
@@ -94,13 +96,21 @@ pub(crate) enum Read {
     Tombstone,
     Miss,
     Failed,
+    /// The store is closed: the caller gets the error (see the module documentation).
+    Closed(Error),
 }
 
+/// Errors no write policy swallows: the caller's mistakes, and a closed store.
 fn is_caller_error(e: &Error) -> bool {
     matches!(
         e.kind(),
-        ErrorKind::InvalidInput | ErrorKind::Encode | ErrorKind::Capacity
+        ErrorKind::InvalidInput | ErrorKind::Encode | ErrorKind::Capacity | ErrorKind::Closed
     )
+}
+
+/// Whether a failed read must reach the caller instead of being a miss.
+pub(crate) fn is_closed(e: &Error) -> bool {
+    e.kind() == ErrorKind::Closed
 }
 
 fn check_ttl(ttl: Duration) -> Result<Duration> {
@@ -240,6 +250,7 @@ impl<S: Store> Inner<S> {
             Ok(Some(b)) if b == TOMBSTONE => Read::Tombstone,
             Ok(Some(b)) => Read::Hit(b),
             Ok(None) => Read::Miss,
+            Err(e) if is_closed(&e) => Read::Closed(e),
             Err(e) => {
                 self.store_failed(fs, "read", &e);
                 Read::Failed
@@ -257,6 +268,7 @@ impl<S: Store> Inner<S> {
         let fs = self.fs(family);
         let version = match self.version(fs).await {
             Ok(v) => v,
+            Err(e) if is_closed(&e) => return Err(e),
             Err(e) => {
                 self.store_failed(fs, "read namespace version", &e);
                 fs.stats.misses.inc();
@@ -264,14 +276,16 @@ impl<S: Store> Inner<S> {
             }
         };
         let key = data_key(family, version, id)?;
-        if let Read::Hit(bytes) = self.read(fs, &key).await {
-            match codec::decode(&bytes) {
+        match self.read(fs, &key).await {
+            Read::Hit(bytes) => match codec::decode(&bytes) {
                 Ok(v) => {
                     fs.stats.hits.inc();
                     return Ok(Some(v));
                 }
                 Err(e) => self.discard_corrupt(fs, &key, &bytes, &e).await,
-            }
+            },
+            Read::Closed(e) => return Err(e),
+            Read::Tombstone | Read::Miss | Read::Failed => {}
         }
         fs.stats.misses.inc();
         Ok(None)
@@ -308,6 +322,7 @@ impl<S: Store> Inner<S> {
         let nothing = || (0..ids.len()).map(|_| None).collect::<Vec<Option<T>>>();
         let version = match self.version(fs).await {
             Ok(v) => v,
+            Err(e) if is_closed(&e) => return Err(e),
             Err(e) => {
                 self.store_failed(fs, "read namespace version", &e);
                 fs.stats.misses.add(n);
@@ -321,6 +336,7 @@ impl<S: Store> Inner<S> {
         let refs: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
         let raw = match self.store.get_many(&refs).await {
             Ok(r) => r,
+            Err(e) if is_closed(&e) => return Err(e),
             Err(e) => {
                 self.store_failed(fs, "read", &e);
                 fs.stats.misses.add(n);

@@ -5,7 +5,9 @@
 //!   the callers that miss the same key meanwhile wait for its outcome.
 //! - **Cross-process lease** when configured: before loading, the leader takes `lease:{key}` with
 //!   `SET NX PX`; an instance that finds it taken polls for the holder's value for at most the
-//!   lease wait, then loads itself.
+//!   lease wait, then loads itself. The leader gives the lease back on every exit path: after
+//!   writing (or failing), and also when its caller's future is dropped mid-load or its loader
+//!   panics ([`HeldLease`]'s drop spawns the release); the lease TTL only covers a crashed process.
 //! - **Negative caching** when configured: a loader that finds nothing leaves [`TOMBSTONE`] for the
 //!   negative TTL.
 //! - **Early refresh** when configured: a hit in the last fraction of its TTL makes one caller
@@ -41,6 +43,7 @@ enum Lookup<T> {
     Absent,
     Missing,
     Failed,
+    Closed(Error),
 }
 
 enum Polled<T> {
@@ -91,13 +94,14 @@ impl<S: Store> Inner<S> {
             Read::Tombstone if optional => Lookup::Absent,
             Read::Tombstone | Read::Miss => Lookup::Missing,
             Read::Failed => Lookup::Failed,
+            Read::Closed(e) => Lookup::Closed(e),
         }
     }
 
     /// The shared core of `get_or_load` (`optional == false`: the loader never returns `None`)
     /// and `get_or_load_optional`.
     pub(crate) async fn load<T, E, F, Fut>(
-        &self,
+        self: &Arc<Self>,
         family: Family,
         id: Id<'_>,
         ttl: Option<Duration>,
@@ -114,6 +118,7 @@ impl<S: Store> Inner<S> {
         let fs = self.fs(family);
         let (key, mut store_ok) = match self.version(fs).await {
             Ok(v) => (data_key(family, v, id)?, true),
+            Err(e) if crate::engine::is_closed(&e) => return Err(LoadError::Cache(e)),
             Err(e) => {
                 // Without the version we cannot address the cache; the key (at version 0) only
                 // names the in-process flight.
@@ -154,6 +159,7 @@ impl<S: Store> Inner<S> {
                     }
                     Lookup::Missing => {}
                     Lookup::Failed => store_ok = false,
+                    Lookup::Closed(e) => return Err(LoadError::Cache(e)),
                 }
             }
             if first {
@@ -187,7 +193,7 @@ impl<S: Store> Inner<S> {
     /// The leader's part: check the cache again, take the lease, load, write, hand over.
     #[allow(clippy::too_many_arguments)] // A private step of `load`, called once.
     async fn lead<T, E, F, Fut>(
-        &self,
+        self: &Arc<Self>,
         fs: &FamilyState,
         key: &str,
         ttl: Duration,
@@ -215,6 +221,8 @@ impl<S: Store> Inner<S> {
                 }
                 Lookup::Missing => {}
                 Lookup::Failed => store_ok = false,
+                // Dropped without an outcome: the waiters retry and find the store closed too.
+                Lookup::Closed(e) => return Err(LoadError::Cache(e)),
             }
         }
         let mut lease = None;
@@ -223,7 +231,14 @@ impl<S: Store> Inner<S> {
             let token = lease_token();
             let opts = SetOptions::ttl(cfg.ttl).if_absent();
             match self.store.set(&lease_key, token.as_bytes(), opts).await {
-                Ok(true) => lease = Some((lease_key, token)),
+                Ok(true) => {
+                    lease = Some(HeldLease {
+                        inner: Arc::clone(self),
+                        key: lease_key,
+                        token,
+                        held: true,
+                    })
+                }
                 Ok(false) => match self
                     .poll_for_value::<T>(fs, key, &lease_key, optional, cfg)
                     .await
@@ -280,16 +295,8 @@ impl<S: Store> Inner<S> {
                 Err(LoadError::Loader(e))
             }
         };
-        if let Some((lease_key, token)) = lease {
-            // Release only our own lease; if it expired and another instance holds it now, the
-            // swap fails and leaves theirs alone.
-            if let Err(e) = self
-                .store
-                .compare_and_swap(&lease_key, Some(token.as_bytes()), None, Expiry::Never)
-                .await
-            {
-                tracing::debug!(key = %lease_key, error = %e, "lease release failed; it will expire");
-            }
+        if let Some(lease) = &mut lease {
+            lease.release().await;
         }
         result
     }
@@ -385,6 +392,58 @@ impl<S: Store> Inner<S> {
                 cached
             }
         }
+    }
+}
+
+/// A cross-process lease this instance holds. The leader releases it with [`HeldLease::release`]
+/// when it is done; if the leader's future is dropped first (its caller was cancelled or timed out)
+/// or unwinds (the loader panicked), dropping this spawns the release on the current runtime, so
+/// other instances do not wait out the lease TTL for a load nobody is doing any more.
+struct HeldLease<S: Store> {
+    inner: Arc<Inner<S>>,
+    key: String,
+    token: String,
+    held: bool,
+}
+
+impl<S: Store> HeldLease<S> {
+    async fn release(&mut self) {
+        release_lease(&self.inner.store, &self.key, &self.token).await;
+        // Only now: a release cancelled halfway is spawned again by `drop` (harmless: it swaps
+        // only our own token).
+        self.held = false;
+    }
+}
+
+impl<S: Store> Drop for HeldLease<S> {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let (inner, key, token) = (
+            Arc::clone(&self.inner),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.token),
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { release_lease(&inner.store, &key, &token).await });
+            }
+            Err(_) => {
+                tracing::debug!(key = %key, "no runtime to release the lease of an abandoned load; it will expire");
+            }
+        }
+    }
+}
+
+/// Deletes the lease if it still holds our token; if it expired and another instance holds it now,
+/// the swap fails and leaves theirs alone.
+async fn release_lease<S: Store>(store: &S, key: &str, token: &str) {
+    if let Err(e) = store
+        .compare_and_swap(key, Some(token.as_bytes()), None, Expiry::Never)
+        .await
+    {
+        tracing::debug!(key = %key, error = %e, "lease release failed; it will expire");
     }
 }
 

@@ -7,6 +7,7 @@
 //! calls back into the manager.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::keys::Key;
@@ -42,7 +43,9 @@ use crate::stats::FamilyStats;
 /// ```
 #[derive(Debug)]
 pub struct FamilyCache<'a, S: Store> {
-    inner: &'a Inner<S>,
+    // The `Arc` itself, not the state behind it: a loading leader keeps a clone to release its
+    // lease even when its caller's future is dropped (`loading.rs`).
+    inner: &'a Arc<Inner<S>>,
     family: Family,
     ttl: Option<Duration>,
 }
@@ -56,7 +59,7 @@ impl<S: Store> Clone for FamilyCache<'_, S> {
 impl<S: Store> Copy for FamilyCache<'_, S> {}
 
 impl<'a, S: Store> FamilyCache<'a, S> {
-    pub(crate) fn new(inner: &'a Inner<S>, family: Family) -> Self {
+    pub(crate) fn new(inner: &'a Arc<Inner<S>>, family: Family) -> Self {
         Self {
             inner,
             family,

@@ -20,9 +20,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use cachekit::core::redact::{redact_url, redact_urls};
-use cachekit::core::{
-    codec, BackendConfig, Config, Error, ErrorKind, KeyTtl, Store, StoreExt,
-};
+use cachekit::core::{codec, BackendConfig, Config, Error, ErrorKind, KeyTtl, Store, StoreExt};
 use cachekit::health::HealthCheck;
 use cachekit::sessions::SessionHandle;
 use clap::{Args, Parser, Subcommand};
