@@ -104,6 +104,42 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in declaration order: `Method::ALL[m.index()] == m`. For tables with one entry
+    /// per method (e.g. a metrics handle each, registered once). A method added to the trait is
+    /// appended here, so indices stay stable.
+    pub const ALL: &'static [Method] = &[
+        Method::Get,
+        Method::GetMany,
+        Method::GetEx,
+        Method::Set,
+        Method::SetMany,
+        Method::Delete,
+        Method::Exists,
+        Method::Expire,
+        Method::Persist,
+        Method::Ttl,
+        Method::IncrBy,
+        Method::CompareAndSwap,
+        Method::Scan,
+        Method::Zadd,
+        Method::Zrem,
+        Method::ZrangeByScore,
+        Method::ZremRangeByScore,
+        Method::Zcard,
+        Method::Ping,
+        Method::FlushPrefix,
+        Method::Stats,
+        Method::Close,
+    ];
+
+    /// This method's position in [`Method::ALL`]: an index for per-method tables (a cast outside
+    /// this crate is not allowed, the enum being `#[non_exhaustive]`).
+    pub fn index(self) -> usize {
+        // The variants carry no data and no explicit discriminants, so the discriminant is the
+        // declaration position, which is the position in `ALL` (tested).
+        self as usize
+    }
+
     /// The trait method's name (`get`, `compare_and_swap`, ...), stable across releases: fit for
     /// metrics labels and logs.
     pub fn as_str(self) -> &'static str {
@@ -250,4 +286,49 @@ delegate_store! {
     impl[S: crate::Store, H: StoreHook] for Layered<S, H>;
     inner: |this| this.inner;
     call: hooked_call;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::Method;
+
+    #[test]
+    fn all_lists_every_method_once_at_its_index() {
+        for (i, m) in Method::ALL.iter().enumerate() {
+            assert_eq!(m.index(), i, "{m:?} is listed out of declaration order");
+        }
+        let names: HashSet<&str> = Method::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(names.len(), Method::ALL.len(), "a method is listed twice");
+        // `Close` is declared last, so `ALL` holds every variant up to it. This match has no
+        // wildcard: a new variant stops it compiling until it is placed here (and appended to
+        // `ALL`, which the assertions then check).
+        let declared_last = |m: Method| match m {
+            Method::Close => true,
+            Method::Get
+            | Method::GetMany
+            | Method::GetEx
+            | Method::Set
+            | Method::SetMany
+            | Method::Delete
+            | Method::Exists
+            | Method::Expire
+            | Method::Persist
+            | Method::Ttl
+            | Method::IncrBy
+            | Method::CompareAndSwap
+            | Method::Scan
+            | Method::Zadd
+            | Method::Zrem
+            | Method::ZrangeByScore
+            | Method::ZremRangeByScore
+            | Method::Zcard
+            | Method::Ping
+            | Method::FlushPrefix
+            | Method::Stats => false,
+        };
+        assert!(Method::ALL.last().copied().is_some_and(declared_last));
+        assert_eq!(Method::ALL.len(), Method::Close.index() + 1);
+    }
 }

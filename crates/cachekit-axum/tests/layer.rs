@@ -477,7 +477,9 @@ async fn bearer_tokens_never_touch_cookies() {
 #[tokio::test(start_paused = true)]
 async fn max_age_follows_the_idle_timeout_and_stops_at_the_absolute_deadline() {
     let store = MemoryStore::default();
+    // Paused time moves tokio's clock, so the manager reads that one (the default is wall time).
     let manager = SessionManager::builder(store)
+        .with_clock(Arc::new(sessions::TokioClock::new()))
         .with_idle_timeout(Duration::from_secs(30 * 60))
         .with_absolute_lifetime(Duration::from_secs(60 * 60))
         .build()

@@ -56,7 +56,7 @@ use cache_core::{BackendConfig, Config, Error, Result, Store};
 use cache_domain::CacheManager;
 
 pub use histogram::{quantile_of_buckets, LatencyHistogram, LatencySnapshot};
-pub use instrument::{CallStats, CallStatsSnapshot, InstrumentedStore};
+pub use instrument::{instrument, CallStats, CallStatsSnapshot, InstrumentedStore};
 pub use publish::Heartbeat;
 pub use read::{read_fleet, FleetTotals, FleetView};
 pub use report::{FamilyReport, InstanceReport, PoolReport, StoreCallReport};
@@ -255,7 +255,7 @@ impl Fleet {
             },
             Some(config) => {
                 let calls = Arc::new(CallStats::new());
-                let instrumented: DynStore = Arc::new(InstrumentedStore::with_stats(
+                let instrumented: DynStore = Arc::new(InstrumentedStore::new(
                     Arc::clone(&store),
                     Arc::clone(&calls),
                 ));

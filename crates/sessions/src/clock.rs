@@ -1,21 +1,28 @@
 //! Where session timestamps come from.
 //!
 //! Every timestamp the manager writes (`created_at`, `last_accessed`, the absolute deadline) and every
-//! expiry decision it takes comes from one [`Clock`]. The default, [`TokioClock`], reads the wall
-//! clock once and then advances with tokio's monotonic [`Instant`](tokio::time::Instant): it follows
-//! `tokio::time::pause()` / `advance()` in tests (so sliding and absolute expiry are tested without
-//! sleeping, on the same clock as `cache_memory::MemoryStore`), and in production it is immune to wall
-//! clock steps after start. [`SystemClock`] reads the wall clock on every call instead.
-//!
-//! Instances that share sessions compare each other's timestamps, so their clocks must agree (NTP);
-//! the per-user index tolerates a configurable skew (see
+//! expiry decision it takes comes from one [`Clock`]. Instances that share sessions compare each
+//! other's timestamps, so in production every instance reads the **wall clock**: the default,
+//! [`SystemClock`], reads it on every call, so a step of the system clock (an NTP correction, a VM
+//! resumed after a pause or a suspend) is followed at once, and instances agree as far as NTP keeps
+//! their clocks in sync. The per-user index tolerates a configurable skew (see
 //! `SessionManagerBuilder::with_clock_skew_tolerance`).
+//!
+//! [`TokioClock`] is for tests: it reads the wall clock once and then advances with tokio's
+//! monotonic [`Instant`](tokio::time::Instant), so it follows `tokio::time::pause()` / `advance()`
+//! (on the same clock as `cache_memory::MemoryStore`'s TTLs) and expiry is tested without sleeping.
+//! Never use it in production: it does not follow wall clock steps, so its deadlines drift away
+//! from other instances' after a VM pause or an NTP step.
 
 use std::fmt::Debug;
 
 use chrono::{DateTime, Utc};
 
 /// A source of the current time.
+///
+/// Production instances use the wall clock, [`SystemClock`] (the default): instances compare each
+/// other's timestamps, and the wall clock is what NTP keeps in agreement across machines, steps
+/// included. [`TokioClock`] follows tokio's paused clock, for tests.
 pub trait Clock: Send + Sync + Debug + 'static {
     /// Now, in UTC.
     fn now(&self) -> DateTime<Utc>;
@@ -26,11 +33,13 @@ pub trait Clock: Send + Sync + Debug + 'static {
     }
 }
 
-/// Wall time read once, then advanced by tokio's monotonic clock: follows `tokio::time::pause()`
-/// in tests, immune to wall clock steps after start. See [`Clock`].
+/// For tests on a paused tokio clock: wall time read once, then advanced by tokio's monotonic clock,
+/// so it follows `tokio::time::pause()` / `advance()`. It never re-reads the wall clock, so it
+/// drifts from other instances after a VM pause, a suspend or an NTP step: not for production (the
+/// default, [`SystemClock`], is). See [`Clock`].
 ///
 /// Managers that must agree on time in a test with a paused clock should share one `TokioClock`
-/// (clones of a manager do).
+/// (clones of a manager do): `with_clock(Arc::new(TokioClock::new()))`.
 #[derive(Debug, Clone)]
 pub struct TokioClock {
     anchor_wall: DateTime<Utc>,
@@ -64,7 +73,8 @@ impl Clock for TokioClock {
     }
 }
 
-/// The system wall clock, read on every call (`Utc::now()`).
+/// The system wall clock, read on every call (`Utc::now()`): the default clock of a
+/// [`SessionManager`](crate::SessionManager). It follows every step of the system clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -85,6 +95,20 @@ mod tests {
         let t0 = clock.now_ms();
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert_eq!(clock.now_ms() - t0, 3_600_000);
+    }
+
+    /// Issue 12, item 5: the clock a manager gets by default is the wall clock. Under a paused
+    /// tokio clock the monotonic clock runs two hours ahead here while wall time does not move: the
+    /// default clock stays with wall time (a clock derived from the monotonic one would not).
+    #[tokio::test(start_paused = true)]
+    async fn the_default_clock_is_wall_time() {
+        let manager = crate::SessionManager::new(cache_memory::MemoryStore::default());
+        tokio::time::advance(Duration::from_secs(2 * 3600)).await;
+        let drift = (manager.clock().now() - Utc::now()).num_seconds().abs();
+        assert!(
+            drift < 60,
+            "the default clock is {drift} s away from wall time"
+        );
     }
 
     #[test]

@@ -64,9 +64,15 @@ pub struct NewSession {
 impl<S: Store> SessionManager<S> {
     /// Creates a session for `user_id` and returns it with its token.
     ///
-    /// Store calls: prune the user's index, add the new handle to it, `SET NX PX` the record, add the
-    /// handle again (see the crate docs for why the index is written before and after); with a
-    /// per-user maximum, a listing and the revocation of the oldest sessions beyond it.
+    /// Store calls: prune the user's index, `SET NX PX` the record, add its handle to the index (see
+    /// the crate docs for why in this order); with a per-user maximum, a listing and the revocation
+    /// of the sessions beyond it.
+    ///
+    /// With a per-user maximum of `n`, the user's sessions are ranked newest first by
+    /// `(created_at, handle)` and those after the first `n` are revoked. Simultaneous logins (on any
+    /// number of instances) agree on that ranking, so exactly the `n` newest survive; a login whose
+    /// own session ranks after them fails with [`LimitLost`] (inside a transient
+    /// [`Error::Backend`]), its session already removed.
     pub async fn create(&self, user_id: &str, opts: CreateOptions) -> Result<NewSession> {
         let index = index_key(user_id)?;
         let s = &self.inner.settings;
@@ -101,8 +107,9 @@ impl<S: Store> SessionManager<S> {
                 .enforce_max_sessions(&index, user_id, &handle, max)
                 .await
             {
-                // Do not hand out a session that may break the per-user limit: undo (best effort;
-                // the token was never returned, so a leftover record is unusable and expires).
+                // Lost to newer logins ([`LimitLost`], already removed), or could not check: do not
+                // hand out a session that may break the per-user limit. Undo (best effort; the token
+                // was never returned, so a leftover record is unusable and expires).
                 let _ = self.remove_sessions(&index, &[handle]).await;
                 return Err(e);
             }
@@ -118,8 +125,14 @@ impl<S: Store> SessionManager<S> {
         })
     }
 
-    /// Stores `record` under a fresh token: index entry, `SET NX`, index entry again. Returns the
+    /// Stores `record` under a fresh token: the record (`SET NX`), then its index entry. Returns the
     /// token. On a (practically impossible) key collision a new token is drawn.
+    ///
+    /// The record comes first so that an index entry is only ever visible for a record that was
+    /// written: a listing that sees an entry and then finds no record knows the record is gone for
+    /// good (see the crate docs, "The per-user index without transactions"). Between the two writes
+    /// the session exists without an entry, but nobody holds its token yet: the token leaves this
+    /// function only after the entry is written.
     pub(crate) async fn insert_new(
         &self,
         index: &Key,
@@ -132,25 +145,20 @@ impl<S: Store> SessionManager<S> {
         for _ in 0..MAX_TOKEN_ATTEMPTS {
             let token = SessionToken::generate()?;
             let key = session_key(token.handle())?;
-            let handle = token.handle().as_str();
-            // Index first: if we crash after the SET, the session is still findable by
-            // `revoke_all`. The index may hold entries for sessions that do not exist; never the
-            // other way round.
-            let added = store.zadd(index, handle, score).await?;
             let created = store
                 .set(&key, bytes, SetOptions::ttl(ttl).if_absent())
                 .await?;
             if !created {
-                // Someone holds this handle already. Only undo our index entry if we added it.
+                // Someone holds this handle already; its index entry is theirs, so nothing to undo.
                 tracing::error!("session key collision: the random number generator is suspect");
-                if added {
-                    store.zrem(index, &[handle]).await?;
-                }
                 continue;
             }
-            // Again after the SET: a concurrent listing may have seen our entry before the SET,
-            // found no session, and removed it. Re-adding is idempotent.
-            store.zadd(index, handle, score).await?;
+            if let Err(e) = store.zadd(index, token.handle().as_str(), score).await {
+                // The token is never handed out, so the record is unusable; remove it (best effort:
+                // if this fails too, its TTL collects it).
+                let _ = store.delete(&[&key]).await;
+                return Err(e);
+            }
             return Ok(token);
         }
         Err(Error::backend(
@@ -158,27 +166,46 @@ impl<S: Store> SessionManager<S> {
         ))
     }
 
+    /// Applies the per-user maximum after `own` was created and indexed: ranks the user's live
+    /// sessions newest first by `(created_at, handle)`, keeps the first `max` and revokes the rest.
+    /// When `own` is not among the kept ones (or already gone, revoked by a concurrent login), it is
+    /// removed and the call fails with [`LimitLost`].
+    ///
+    /// Why concurrent logins agree: the ranking is a total order every instance computes the same
+    /// way from the stored records, so no instance ever revokes a session that ranks within the
+    /// first `max` of all the user's sessions (that would need `max` sessions ranked above it). And
+    /// each login lists only after its own entry is written, so the last of a group of simultaneous
+    /// logins to list sees all of them and revokes everything beyond the first `max`: N + 1
+    /// simultaneous logins with a limit of N leave exactly N.
     async fn enforce_max_sessions(
         &self,
         index: &Key,
         user_id: &str,
-        keep: &SessionHandle,
+        own: &SessionHandle,
         max: usize,
     ) -> Result<()> {
         let scan = self.scan_index(index, user_id, self.now_ms()).await?;
-        let mut others: Vec<_> = scan.live.into_iter().filter(|(h, _)| h != keep).collect();
-        if others.len() < max {
+        let mut live = scan.live;
+        let own_listed = live.iter().any(|(h, _)| h == own);
+        if own_listed && live.len() <= max {
             return Ok(());
         }
-        // Newest first; the new session always stays, plus the newest `max - 1` others. Concurrent
-        // creates converge: each keeps the newest sessions it sees.
-        others.sort_by(|(ha, a), (hb, b)| {
+        live.sort_by(|(ha, a), (hb, b)| {
             (b.created_at_ms, hb.as_str()).cmp(&(a.created_at_ms, ha.as_str()))
         });
-        let victims: Vec<_> = others.split_off(max - 1);
-        let handles: Vec<_> = victims.iter().map(|(h, _)| h.clone()).collect();
+        let victims = live.split_off(max.min(live.len()));
+        let kept = live.iter().any(|(h, _)| h == own);
+        let mut handles: Vec<_> = victims.iter().map(|(h, _)| h.clone()).collect();
+        if !kept && !own_listed {
+            // Already revoked by a concurrent login (or expired): make sure it is gone.
+            handles.push(own.clone());
+        }
         self.remove_sessions(index, &handles).await?;
         for (handle, rec) in victims {
+            if &handle == own {
+                // Never handed out: the caller learns it from the error, not from an event.
+                continue;
+            }
             tracing::debug!(%handle, user_id, "session revoked: over the per-user maximum");
             self.emit(SessionEvent::Revoked {
                 handle,
@@ -186,6 +213,68 @@ impl<S: Store> SessionManager<S> {
                 reason: RevokeReason::MaxSessions,
             });
         }
-        Ok(())
+        if kept {
+            Ok(())
+        } else {
+            tracing::debug!(handle = %own, user_id, "new session lost the per-user maximum to newer ones");
+            Err(LimitLost {
+                handle: own.clone(),
+                max,
+            }
+            .into())
+        }
+    }
+}
+
+/// Why a [`SessionManager::create`] failed when the user's per-user maximum
+/// ([`SessionManagerBuilder::with_max_sessions_per_user`](crate::SessionManagerBuilder::with_max_sessions_per_user))
+/// was contended: simultaneous logins of the same user filled every slot with sessions that rank
+/// before this one (newer, by `(created_at, handle)`), so this one was removed before its token was
+/// handed out.
+///
+/// `create` returns it as the source of a transient [`Error::Backend`] (retrying the login is the
+/// right reaction: a new login ranks first); find it with [`LimitLost::find`]:
+///
+/// ```
+/// # fn handle(err: cache_core::Error) {
+/// if let Some(lost) = sessions::LimitLost::find(&err) {
+///     // Tell the user to try again; `lost.handle` was never handed out and is already gone.
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a simultaneous login took the last of the user's {max} session slots (max_sessions_per_user); \
+     this login's session was removed: retry it"
+)]
+#[non_exhaustive]
+pub struct LimitLost {
+    /// The handle of the session that was created and removed again (never handed out).
+    pub handle: SessionHandle,
+    /// The per-user maximum in force.
+    pub max: usize,
+}
+
+impl LimitLost {
+    /// The [`LimitLost`] behind `err`, if `err` (or an error in its source chain) is one.
+    pub fn find(err: &Error) -> Option<&LimitLost> {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = cur {
+            if let Some(lost) = e.downcast_ref::<LimitLost>() {
+                return Some(lost);
+            }
+            cur = e.source();
+        }
+        None
+    }
+}
+
+impl From<LimitLost> for Error {
+    fn from(lost: LimitLost) -> Error {
+        Error::Backend {
+            message: lost.to_string(),
+            transient: true,
+            source: Some(Box::new(lost)),
+        }
     }
 }

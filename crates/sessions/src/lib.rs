@@ -68,7 +68,9 @@
 //!   its [`Clock`], so a TTL that was not applied (a failed clamp, a `PERSIST` by an operator) cannot
 //!   keep a session alive.
 //! - **No resurrection, no lost updates**: updates are compare-and-swap loops on the exact bytes read,
-//!   and a compare against an absent key never creates it.
+//!   and a compare against an absent key never creates it. A record found past its deadline is
+//!   deleted the same way (compare-and-swap to absent against the bytes judged), so a session another
+//!   instance refreshed meanwhile is never deleted.
 //! - **Rotation** ([`SessionManager::rotate`]) defeats session fixation: the old token is dead before
 //!   `rotate` returns, with no window in which neither token works.
 //!
@@ -76,20 +78,37 @@
 //!
 //! A session key and its user's index key hash to different Redis Cluster slots (the session is
 //! found by token alone, so its key cannot carry the user as a hash tag), and keyspace notifications
-//! are lossy. So the index is kept a **superset of the live sessions** by ordering alone:
+//! are lossy. So the index is kept a **superset of the live sessions** by ordering alone. The
+//! invariant: *every live session whose token has been handed out has an entry in its user's
+//! index*, at every moment, whatever runs concurrently and wherever a call is cancelled. It rests on
+//! four rules:
 //!
-//! - create writes the index entry, then the record (`SET NX`), then the index entry again (a listing
-//!   running in between may have removed the entry after seeing no record yet);
-//! - every removal deletes the record first and the index entry second;
-//! - a listing that removes entries of missing records reads those records again afterwards and
-//!   restores the entry of any that appeared;
-//! - entries are scored by the absolute deadline, an upper bound of the session's life, so sliding
-//!   touches never write the index, and entries past it (plus a clock-skew tolerance) are pruned on
-//!   every read and write of the index.
+//! 1. **Record first, entry second.** `create` (and `rotate`, for the new token) writes the record
+//!    with `SET NX`, then adds the index entry, and hands out the token only after both. So an
+//!    entry is visible only for a record that was written.
+//! 2. **Records never come back.** A record is created only by `SET NX` under a fresh random handle;
+//!    every other write to a session key is a compare-and-swap against its existing bytes or a
+//!    `SET XX`, neither of which creates a key. Once a record is gone (deleted, expired, evicted), no
+//!    write brings it back.
+//! 3. **An entry is removed only when its session is over**: by the remover after deleting the
+//!    record (record first, entry second); by a listing or cleanup that saw the entry and *then*
+//!    found no record (by rules 1 and 2 that record is gone for good, so there is nothing to
+//!    re-check and nothing to restore); or by pruning, a clock-skew tolerance after the entry's
+//!    score, the absolute deadline no session outlives.
+//! 4. Entries are scored by the absolute deadline, an upper bound of the session's life, so sliding
+//!    touches never write the index.
 //!
-//! Stale entries are harmless (listings skip and remove them); a missing entry would let a session
-//! escape "sign out everywhere", which the ordering rules out. [`SessionManager::cleanup`] visits all
-//! indexes for users who never return.
+//! A record that does not decode (corrupt, or a newer version's), an index member that is not a
+//! handle, or an index key that cannot be read is skipped by listings, logins and
+//! [`SessionManager::cleanup`], logged, counted ([`CleanupReport`], the `metrics` counter
+//! [`UNREADABLE_METRIC`]) and left for its TTL: one bad record never denies a user service.
+//!
+//! No removal depends on a later write to put an entry back, so a removal interrupted half-way (a
+//! dropped request) cannot leave a live session unindexed. Stale entries are harmless (listings skip
+//! and remove them); a missing entry would let a session escape "sign out everywhere", which the
+//! rules above rule out. [`SessionManager::cleanup`] visits all indexes for users who never return.
+//! (The only unindexed records are those of a `create` that failed or crashed between its two
+//! writes: their token was never handed out, so nobody can use them, and their TTL collects them.)
 //!
 //! # Costs (store round trips)
 //!
@@ -97,10 +116,11 @@
 //! |---|---|
 //! | `get` | 1 (`GETEX`); +1 `CAS` once per touch interval; +1 `EXPIRE` in the last idle window before the absolute deadline or with a non-default idle timeout |
 //! | `update` / `replace` / `extend` | 2 (`GET` + `CAS`); +1 per conflict |
-//! | `create` | 4 (prune, `ZADD`, `SET NX`, `ZADD`); + a listing with a per-user maximum |
-//! | `rotate` | 6 + 1 per concurrent update |
+//! | `create` | 3 (prune, `SET NX`, `ZADD`); + a listing with a per-user maximum |
+//! | `rotate` | 5 (`GET`, `SET NX`, `ZADD`, `CAS`, `ZREM`); +2 per concurrent update |
 //! | `delete` / `revoke` | 3 (`GET`, `UNLINK`, `ZREM`) |
-//! | `list_user_sessions` | 3 (prune, `ZRANGEBYSCORE`, `MGET`); +2 when entries are stale |
+//! | `list_user_sessions` | 3 (prune, `ZRANGEBYSCORE`, `MGET`); +1 (`ZREM`) when entries are stale |
+//! | `revoke_all` | 6 (prune, `ZRANGEBYSCORE`, `MGET`, `UNLINK`, `ZREM`, `ZRANGEBYSCORE` again); +4 per reading that finds new sessions |
 //!
 //! # Configuration
 //!
@@ -137,9 +157,9 @@ mod write;
 
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use config::SessionConfig;
-pub use create::{CreateOptions, NewSession};
+pub use create::{CreateOptions, LimitLost, NewSession};
 pub use events::{RevokeReason, SessionEvent};
-pub use index::CleanupReport;
+pub use index::{CleanupReport, UNREADABLE_METRIC};
 pub use keys::SessionFamily;
 pub use manager::{
     SessionManager, SessionManagerBuilder, DEFAULT_ABSOLUTE_LIFETIME, DEFAULT_CLOCK_SKEW_TOLERANCE,
@@ -147,4 +167,5 @@ pub use manager::{
     DEFAULT_TOUCH_INTERVAL,
 };
 pub use record::{merge_patch, Session, SessionData};
+pub use revoke::MAX_REVOKE_ROUNDS;
 pub use token::{SessionHandle, SessionToken, HANDLE_LEN, TOKEN_BYTES, TOKEN_LEN};

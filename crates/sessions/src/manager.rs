@@ -12,11 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cache_core::cas::CasPolicy;
 use cache_core::store::ttl_millis;
 use cache_core::{codec, Error, Result, Store};
 use tokio::sync::broadcast;
 
-use crate::clock::{Clock, TokioClock};
+use crate::clock::{Clock, SystemClock};
 use crate::config::SessionConfig;
 use crate::events::SessionEvent;
 use crate::record::Record;
@@ -32,7 +33,11 @@ pub const DEFAULT_CLOCK_SKEW_TOLERANCE: Duration = Duration::from_secs(60);
 /// Default limit of an encoded session record (data included): 64 KiB.
 pub const DEFAULT_MAX_SESSION_BYTES: usize = 64 * 1024;
 /// Default number of compare-and-swap attempts of one update before giving up.
-pub const DEFAULT_MAX_UPDATE_ATTEMPTS: u32 = 1_000;
+pub const DEFAULT_MAX_UPDATE_ATTEMPTS: u32 = 64;
+
+/// Stripes of the per-process lock that serialises updates of one session inside this process (a
+/// writer of this process never loses a race to another writer of this process).
+const UPDATE_LOCK_STRIPES: usize = 64;
 
 /// How many keys one batch call (`get_many`, `delete`) carries at most.
 pub(crate) const BATCH: usize = 256;
@@ -113,7 +118,8 @@ impl<S: Store> SessionManagerBuilder<S> {
         self
     }
 
-    /// The clock for timestamps and expiry decisions (default: a new [`TokioClock`]).
+    /// The clock for timestamps and expiry decisions (default: [`SystemClock`], the wall clock).
+    /// Tests on a paused tokio clock pass a shared [`TokioClock`](crate::TokioClock).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
@@ -152,12 +158,16 @@ impl<S: Store> SessionManagerBuilder<S> {
             return Err(Error::config("max_session_bytes", "must be at least 1"));
         }
         let (events, _) = broadcast::channel(self.event_capacity.max(1));
+        let cas = CasPolicy::new(tokio::time::sleep)
+            .with_max_attempts(self.settings.max_update_attempts)
+            .with_local_lock(UPDATE_LOCK_STRIPES);
         Ok(SessionManager {
             inner: Arc::new(Inner {
                 store: self.store,
                 idle_ms: positive_ms("session idle timeout", s.idle_timeout)?,
                 settings: self.settings,
-                clock: self.clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                cas,
                 events,
             }),
         })
@@ -180,6 +190,8 @@ pub(crate) struct Inner<S> {
     /// The default idle timeout in ms, the TTL of `get`'s `GETEX`.
     pub(crate) idle_ms: i64,
     pub(crate) clock: Arc<dyn Clock>,
+    /// How `update`/`replace`/`extend` run their compare-and-swap (see `write.rs`).
+    pub(crate) cas: CasPolicy,
     pub(crate) events: broadcast::Sender<SessionEvent>,
 }
 

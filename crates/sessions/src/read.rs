@@ -1,5 +1,6 @@
 //! Reading a session: [`SessionManager::get`], one `GETEX` that also slides the idle expiry, the
-//! occasional touch of `last_accessed`, and the clean-up of a record found past its deadline.
+//! occasional touch of `last_accessed`, and the clean-up of a record found past its deadline (by
+//! compare-and-swap against the bytes judged, so a record refreshed meanwhile is never deleted).
 
 use cache_core::keys::Key;
 use cache_core::{codec, CasOutcome, Expiry, Result, Store};
@@ -36,7 +37,7 @@ impl<S: Store> SessionManager<S> {
         };
         let Some(ttl) = record.ttl_at(now) else {
             // Unreachable: not expired implies now < absolute deadline. Treat as expired anyway.
-            self.expired_on_access(handle, &key, &record).await;
+            self.expired_on_access(handle, &key, &bytes, &record).await;
             return Ok(None);
         };
         let ttl_differs = duration_ms(ttl) != self.inner.idle_ms;
@@ -89,28 +90,68 @@ impl<S: Store> SessionManager<S> {
         let record: Record = codec::decode(bytes)?;
         let now = self.now_ms();
         if record.is_expired_at(now) {
-            self.expired_on_access(handle, key, &record).await;
+            self.expired_on_access(handle, key, bytes, &record).await;
             return Ok(None);
         }
         Ok(Some((record, now)))
     }
 
-    async fn expired_on_access(&self, handle: &SessionHandle, key: &Key, record: &Record) {
+    pub(crate) async fn expired_on_access(
+        &self,
+        handle: &SessionHandle,
+        key: &Key,
+        bytes: &[u8],
+        record: &Record,
+    ) {
         // The answer ("no session") is right whatever happens here; a failure only delays garbage
         // collection (the key's TTL and the index pruning catch it), so it is logged, not returned.
-        let store = &self.inner.store;
-        if let Err(e) = store.delete(&[key]).await {
-            tracing::warn!(%handle, error = %e, "could not delete an expired session");
-            return;
+        match self
+            .delete_judged_expired(key, bytes, &record.user_id, handle)
+            .await
+        {
+            Ok(Judged::Deleted) => self.emit(SessionEvent::ExpiredOnAccess {
+                handle: handle.clone(),
+                user_id: record.user_id.clone(),
+            }),
+            Ok(Judged::Gone | Judged::Changed(_)) => {}
+            Err(e) => tracing::warn!(%handle, error = %e, "could not delete an expired session"),
         }
-        if let Ok(index) = index_key(&record.user_id) {
-            if let Err(e) = store.zrem(&index, &[handle.as_str()]).await {
-                tracing::warn!(%handle, error = %e, "could not unindex an expired session");
-            }
-        }
-        self.emit(SessionEvent::ExpiredOnAccess {
-            handle: handle.clone(),
-            user_id: record.user_id.clone(),
-        });
     }
+
+    /// Deletes the record under `key` only if it still holds `bytes`, the value that was judged
+    /// expired (compare-and-swap to absent), and then its index entry. A record that changed since
+    /// (a concurrent `get` on an instance whose clock is behind touched it, an `extend` restarted its
+    /// idle countdown) is left alone with its entry: only the exact record judged is deleted.
+    pub(crate) async fn delete_judged_expired(
+        &self,
+        key: &Key,
+        bytes: &[u8],
+        user_id: &str,
+        handle: &SessionHandle,
+    ) -> Result<Judged> {
+        let store = &self.inner.store;
+        let judged = match store
+            .compare_and_swap(key, Some(bytes), None, Expiry::Keep)
+            .await?
+        {
+            CasOutcome::Swapped => Judged::Deleted,
+            CasOutcome::Conflict { current: None } => Judged::Gone,
+            CasOutcome::Conflict {
+                current: Some(newer),
+            } => return Ok(Judged::Changed(newer)),
+        };
+        // The record is gone (by us or before): its entry names nothing, remove it.
+        store.zrem(&index_key(user_id)?, &[handle.as_str()]).await?;
+        Ok(judged)
+    }
+}
+
+/// What [`SessionManager::delete_judged_expired`] did.
+pub(crate) enum Judged {
+    /// The record judged expired was deleted, and its index entry.
+    Deleted,
+    /// The record was already gone; its index entry was removed.
+    Gone,
+    /// The record changed since it was judged: nothing was deleted. Its current value.
+    Changed(Vec<u8>),
 }

@@ -2,14 +2,20 @@
 //! without an owner check), [`SessionManager::revoke_all`] ("sign out everywhere"), and the one
 //! removal routine that deletes records before their index entries.
 
+use std::collections::HashSet;
+
 use cache_core::keys::Key;
-use cache_core::{codec, Result, Store};
+use cache_core::{codec, Error, Result, Store};
 
 use crate::events::{RevokeReason, SessionEvent};
 use crate::keys::{index_key, session_key};
 use crate::manager::{SessionManager, BATCH};
 use crate::record::Record;
 use crate::token::{SessionHandle, SessionToken};
+
+/// How many readings of a user's index [`SessionManager::revoke_all`] makes at most while new
+/// sessions keep appearing in it, before it gives up with a transient error.
+pub const MAX_REVOKE_ROUNDS: usize = 16;
 
 impl<S: Store> SessionManager<S> {
     /// Deletes the session of `token` (logout). `true`: a stored session was deleted.
@@ -78,14 +84,22 @@ impl<S: Store> SessionManager<S> {
     }
 
     /// Revokes every session of `user_id` ("sign out everywhere") and returns how many were deleted.
-    /// Sessions created concurrently with this call may survive it.
+    ///
+    /// Complete for every session that existed when it was called, including one rotated to a new
+    /// token meanwhile: it reads the user's index, deletes what it lists, and reads the index again
+    /// until a reading names nothing it has not already revoked. (A rotation that succeeds retired
+    /// its old token before this call deleted it, and wrote the new token's entry before that, so the
+    /// next reading sees the new token.) A login that completes while this runs may survive it. When
+    /// sessions keep appearing for [`MAX_REVOKE_ROUNDS`] readings in a row (logins or rotations in a
+    /// tight loop), it stops with a transient error: everything it saw is revoked, and a retry
+    /// continues.
     pub async fn revoke_all(&self, user_id: &str) -> Result<u64> {
         self.revoke_all_inner(user_id, None).await
     }
 
     /// Revokes every session of `user_id` except the one of `current_token` ("sign out other
-    /// devices"). A malformed token is [`cache_core::Error::InvalidInput`] and revokes
-    /// nothing.
+    /// devices"), with the guarantees of [`SessionManager::revoke_all`]. A malformed token is
+    /// [`cache_core::Error::InvalidInput`] and revokes nothing.
     pub async fn revoke_all_except(&self, user_id: &str, current_token: &str) -> Result<u64> {
         let keep = SessionToken::parse(current_token)?;
         self.revoke_all_inner(user_id, Some(keep.handle())).await
@@ -95,23 +109,49 @@ impl<S: Store> SessionManager<S> {
         let index = index_key(user_id)?;
         let store = &self.inner.store;
         self.prune(&index, self.now_ms()).await?;
-        let handles: Vec<SessionHandle> = store
-            .zrange_by_score(&index, f64::NEG_INFINITY, f64::INFINITY, None)
-            .await?
-            .into_iter()
-            .filter_map(|(member, _)| SessionHandle::parse(&member).ok())
-            .filter(|h| Some(h) != keep)
-            .collect();
-        let deleted = self.remove_sessions(&index, &handles).await?;
-        for handle in handles {
-            self.emit(SessionEvent::Revoked {
-                handle,
-                user_id: Some(user_id.to_owned()),
-                reason: RevokeReason::RevokedAll,
-            });
+        let mut revoked: HashSet<SessionHandle> = HashSet::new();
+        let mut deleted = 0;
+        for _ in 0..MAX_REVOKE_ROUNDS {
+            let fresh: Vec<SessionHandle> = store
+                .zrange_by_score(&index, f64::NEG_INFINITY, f64::INFINITY, None)
+                .await?
+                .into_iter()
+                .filter_map(|(member, _)| self.index_member(&index, &member))
+                .filter(|h| Some(h) != keep && !revoked.contains(h))
+                .collect();
+            if fresh.is_empty() {
+                tracing::debug!(user_id, deleted, "all sessions of a user revoked");
+                return Ok(deleted);
+            }
+            for chunk in fresh.chunks(BATCH) {
+                let keys = chunk.iter().map(session_key).collect::<Result<Vec<_>>>()?;
+                let refs: Vec<&str> = keys.iter().map(Key::as_str).collect();
+                // Read first, only to know which records exist: events are for sessions this call
+                // ended, not for entries whose session was already gone.
+                let existed = store.get_many(&refs).await?;
+                deleted += store.delete(&refs).await?;
+                let members: Vec<&str> = chunk.iter().map(SessionHandle::as_str).collect();
+                store.zrem(&index, &members).await?;
+                for (handle, value) in chunk.iter().zip(existed) {
+                    if value.is_some() {
+                        self.emit(SessionEvent::Revoked {
+                            handle: handle.clone(),
+                            user_id: Some(user_id.to_owned()),
+                            reason: RevokeReason::RevokedAll,
+                        });
+                    }
+                }
+            }
+            revoked.extend(fresh);
         }
-        tracing::debug!(user_id, deleted, "all sessions of a user revoked");
-        Ok(deleted)
+        Err(Error::Backend {
+            message: format!(
+                "sign out everywhere: new sessions of this user kept appearing for {MAX_REVOKE_ROUNDS} \
+                 readings of its index; every session seen ({deleted}) was revoked, retry to finish"
+            ),
+            transient: true,
+            source: None,
+        })
     }
 
     /// Deletes sessions, then their index entries (in that order), in batches. Returns how many

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use cache_core::cas::{self, Decision};
 use cache_core::keys::Key;
 use cache_core::{codec, CasOutcome, Error, Expiry, Result, SetOptions, Store};
 
@@ -53,43 +54,53 @@ impl<S: Store> SessionManager<S> {
         .await
     }
 
-    /// The compare-and-swap loop behind update, replace and extend.
+    /// The read-modify-write behind update, replace and extend: `cache_core::cas::update` (the one
+    /// compare-and-swap loop of the workspace, shared with the cache manager's crawl status) against
+    /// the exact bytes read, with the manager's [`CasPolicy`](cache_core::cas::CasPolicy): one
+    /// immediate retry on the value a conflict hands back, then jittered backoff with a fresh read,
+    /// bounded attempts, and updates of one session serialised inside this process.
     async fn modify<F>(&self, token: &str, mut change: F) -> Result<Option<Session>>
     where
         F: FnMut(&mut Record, i64) -> Result<Expiry>,
     {
+        /// What the loop found; side effects (the expired record's removal) follow the loop.
+        enum Step {
+            Missing,
+            Expired(Vec<u8>, Record),
+            Written(Session),
+        }
         let token = SessionToken::parse(token)?;
         let handle = token.handle();
         let key = session_key(handle)?;
-        let store = &self.inner.store;
-        let mut current = store.get(&key).await?;
-        for _ in 0..self.inner.settings.max_update_attempts {
+        let step = cas::update(&self.inner.store, &key, &self.inner.cas, |current| {
             // Absent: never created, deleted, or expired. A CAS against "absent" would create the
             // key, so we stop here: an update never resurrects a session.
             let Some(bytes) = current else {
-                return Ok(None);
+                return Ok(Decision::Stop(Step::Missing));
             };
-            let Some((mut next, now)) = self.live_record(handle, &key, &bytes).await? else {
-                return Ok(None);
-            };
-            let expiry = change(&mut next, now)?;
-            let new = self.encode(&next)?;
-            match store
-                .compare_and_swap(&key, Some(&bytes), Some(&new), expiry)
-                .await?
-            {
-                CasOutcome::Swapped => return Ok(Some(next.into_session(handle.clone()))),
-                CasOutcome::Conflict { current: c } => current = c,
+            let record: Record = codec::decode(bytes)?;
+            let now = self.now_ms();
+            if record.is_expired_at(now) {
+                return Ok(Decision::Stop(Step::Expired(bytes.to_vec(), record)));
             }
-        }
-        Err(Error::Backend {
-            message: format!(
-                "session update gave up after {} conflicting attempts (too many concurrent writers)",
-                self.inner.settings.max_update_attempts
-            ),
-            transient: true,
-            source: None,
+            let mut next = record;
+            let expiry = change(&mut next, now)?;
+            let value = self.encode(&next)?;
+            Ok(Decision::Write {
+                value,
+                expiry,
+                output: Step::Written(next.into_session(handle.clone())),
+            })
         })
+        .await?;
+        match step {
+            Step::Missing => Ok(None),
+            Step::Expired(bytes, record) => {
+                self.expired_on_access(handle, &key, &bytes, &record).await;
+                Ok(None)
+            }
+            Step::Written(session) => Ok(Some(session)),
+        }
     }
 
     /// Gives the session a new token and returns it; the old token stops working before this

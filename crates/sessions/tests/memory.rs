@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{codec, KeyTtl, Store};
@@ -11,13 +12,15 @@ use cache_memory::MemoryStore;
 use common::*;
 use serde_json::json;
 use sessions::keys::{index_key, session_key};
-use sessions::{CreateOptions, RevokeReason, SessionEvent, SessionManager};
+use sessions::{Clock, CreateOptions, RevokeReason, SessionEvent, SessionManager, TokioClock};
 use tokio::time::advance;
 
 const MIN: Duration = Duration::from_secs(60);
 
+/// A manager on tokio's (paused) clock, which the memory store's TTLs follow too.
 fn manager(store: &MemoryStore) -> SessionManager<MemoryStore> {
     SessionManager::builder(store.clone())
+        .with_clock(Arc::new(TokioClock::new()))
         .with_idle_timeout(10 * MIN)
         .with_absolute_lifetime(60 * MIN)
         .with_touch_interval(MIN)
@@ -33,6 +36,7 @@ fn store() -> MemoryStore {
 /// of [`manager`].
 struct MemoryFixture {
     store: MemoryStore,
+    clock: Arc<dyn Clock>,
 }
 
 impl Fixture for MemoryFixture {
@@ -42,13 +46,26 @@ impl Fixture for MemoryFixture {
         self.store.clone()
     }
 
+    fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     async fn manager(&self) -> SessionManager<MemoryStore> {
-        manager(&self.store)
+        SessionManager::builder(self.store.clone())
+            .with_idle_timeout(10 * MIN)
+            .with_absolute_lifetime(60 * MIN)
+            .with_touch_interval(MIN)
+            .with_clock(self.clock())
+            .build()
+            .unwrap()
     }
 }
 
 fn memory_fixture(_test: &str) -> MemoryFixture {
-    MemoryFixture { store: store() }
+    MemoryFixture {
+        store: store(),
+        clock: Arc::new(TokioClock::new()),
+    }
 }
 
 common::session_scenarios! {
@@ -203,6 +220,7 @@ async fn per_session_idle_timeout_and_extend() {
 async fn listing_hides_expired_sessions_and_the_index_heals() {
     let s = store();
     let m = SessionManager::builder(s.clone())
+        .with_clock(Arc::new(TokioClock::new()))
         .with_idle_timeout(10 * MIN)
         .with_absolute_lifetime(60 * MIN)
         .with_clock_skew_tolerance(MIN)
@@ -258,40 +276,38 @@ async fn listing_hides_expired_sessions_and_the_index_heals() {
     assert_eq!(report.indexes_scanned, 0, "empty indexes are gone");
 }
 
-/// An index entry never disappears for a session that exists, even when a listing runs between
-/// the index write and the record write of a create (simulated by writing the entry by hand).
+/// A listing removes the entry of a record that is gone (an entry is written only after its record,
+/// so a missing record is over for good), and keeps the entry of every record that exists.
 #[tokio::test(start_paused = true)]
-async fn listing_during_create_keeps_the_entry() {
+async fn listing_removes_only_entries_without_a_record() {
     let s = store();
     let m = manager(&s);
     let c = m.create("u", CreateOptions::new()).await.unwrap();
     let index = index_key("u").unwrap();
-    // A half-created session: index entry written, record not yet.
-    let pending = sessions::SessionToken::generate().unwrap();
-    let pending_key = session_key(pending.handle()).unwrap();
-    s.zadd(&index, pending.handle().as_str(), 1e15)
-        .await
-        .unwrap();
+    // An entry whose record is gone (expired by its TTL, say).
+    let gone = sessions::SessionToken::generate().unwrap();
+    s.zadd(&index, gone.handle().as_str(), 1e15).await.unwrap();
     assert_eq!(m.list_user_sessions("u").await.unwrap().len(), 1);
     assert_eq!(
         s.zcard(&index).await.unwrap(),
         1,
         "the stale entry was removed"
     );
-    // Now the record appears (a create finishing): an entry is there because create re-adds it;
-    // here we check the listing's own re-check by creating the record before the listing's removal
-    // completes, i.e. a record that exists when the listing looks again.
+    // A second record of the user, written and indexed in create's order.
+    let other = sessions::SessionToken::generate().unwrap();
     let raw = s
         .get(&session_key(c.token.handle()).unwrap())
         .await
         .unwrap()
         .unwrap();
-    s.set(&pending_key, &raw, cache_core::SetOptions::ttl(10 * MIN))
-        .await
-        .unwrap();
-    s.zadd(&index, pending.handle().as_str(), 1e15)
-        .await
-        .unwrap();
+    s.set(
+        &session_key(other.handle()).unwrap(),
+        &raw,
+        cache_core::SetOptions::ttl(10 * MIN),
+    )
+    .await
+    .unwrap();
+    s.zadd(&index, other.handle().as_str(), 1e15).await.unwrap();
     let listed = m.list_user_sessions("u").await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(s.zcard(&index).await.unwrap(), 2);
@@ -351,6 +367,7 @@ async fn events_are_broadcast() {
 async fn bad_input_is_rejected_and_changes_nothing() {
     let s = store();
     let m = SessionManager::builder(s.clone())
+        .with_clock(Arc::new(TokioClock::new()))
         .with_max_session_bytes(1024)
         .build()
         .unwrap();
@@ -403,12 +420,14 @@ async fn session_config_sets_the_default_idle_timeout() {
     })
     .unwrap();
     let m = SessionManager::builder(store())
+        .with_clock(Arc::new(TokioClock::new()))
         .with_config(&config)
         .build()
         .unwrap();
     let c = m.create("u", CreateOptions::new()).await.unwrap();
     assert_eq!(c.session.idle_timeout, 5 * MIN);
     let m = SessionManager::builder(store())
+        .with_clock(Arc::new(TokioClock::new()))
         .with_config(&config)
         .with_idle_timeout(7 * MIN)
         .build()
@@ -426,4 +445,84 @@ impl ScanLen for MemoryStore {
         use cache_core::StoreExt;
         self.scan_all("*", 100).await.unwrap().len()
     }
+}
+
+/// `revoke_all` announces only the sessions it ended: an entry whose record was already gone (its
+/// TTL ran out, say) is removed without a `Revoked` event, and is not counted.
+#[tokio::test(start_paused = true)]
+async fn revoke_all_announces_only_sessions_it_ended() {
+    let s = store();
+    let m = manager(&s);
+    let live = m.create("u", CreateOptions::new()).await.unwrap();
+    let gone = m.create("u", CreateOptions::new()).await.unwrap();
+    s.delete(&[&session_key(gone.token.handle()).unwrap()])
+        .await
+        .unwrap();
+    let mut rx = m.subscribe();
+    assert_eq!(m.revoke_all("u").await.unwrap(), 1);
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        SessionEvent::Revoked {
+            handle: live.token.handle().clone(),
+            user_id: Some("u".into()),
+            reason: RevokeReason::RevokedAll
+        }
+    );
+    assert!(
+        rx.try_recv().is_err(),
+        "no event for the session already gone"
+    );
+    assert_eq!(s.zcard(&index_key("u").unwrap()).await.unwrap(), 0);
+}
+
+/// A wall clock that an operator (or a resumed VM, or NTP) can step: `SystemClock` plus a jump.
+#[derive(Debug, Default)]
+struct SteppedWallClock {
+    jump_ms: std::sync::atomic::AtomicI64,
+}
+
+impl SteppedWallClock {
+    fn step(&self, by: chrono::TimeDelta) {
+        self.jump_ms
+            .fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for SteppedWallClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let jump = self.jump_ms.load(std::sync::atomic::Ordering::SeqCst);
+        sessions::SystemClock.now() + chrono::TimeDelta::milliseconds(jump)
+    }
+}
+
+/// Issue 12, item 5: the manager follows every step of its wall clock, without sleeping and
+/// without tokio's clock moving: new timestamps carry the step at once, and a step past a
+/// session's idle deadline ends the session on the next read, as on every other instance whose
+/// clock is right.
+#[tokio::test]
+async fn a_wall_clock_that_jumps_is_followed() {
+    let clock = Arc::new(SteppedWallClock::default());
+    let m = SessionManager::builder(store())
+        .with_idle_timeout(10 * MIN)
+        .with_absolute_lifetime(60 * MIN)
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
+    let before = m.create("u", CreateOptions::new()).await.unwrap();
+    clock.step(chrono::TimeDelta::minutes(30));
+    let after = m.create("u", CreateOptions::new()).await.unwrap();
+    let gap = after.session.created_at - before.session.created_at;
+    assert!(
+        gap >= chrono::TimeDelta::minutes(30) && gap < chrono::TimeDelta::minutes(31),
+        "the step shows in new timestamps: {gap}"
+    );
+    assert!(
+        m.get(before.token.expose()).await.unwrap().is_none(),
+        "30 minutes later by the wall clock, a 10-minute idle session has ended"
+    );
+    assert!(m.get(after.token.expose()).await.unwrap().is_some());
+    // A step back (an NTP correction) is followed too: the new session is now young.
+    clock.step(chrono::TimeDelta::minutes(-30));
+    let s = m.get(after.token.expose()).await.unwrap().unwrap();
+    assert!(s.created_at > m.clock().now());
 }

@@ -202,3 +202,25 @@ async fn update_conflict_retry_costs_no_extra_read() {
         json!({"a": 1, "other": true, "mine": 1})
     );
 }
+
+/// `revoke_all` reads the index again until it names nothing new; when something new appears in
+/// every reading, it stops after `MAX_REVOKE_ROUNDS` readings with a transient error instead of
+/// looping for ever or claiming success.
+#[tokio::test]
+async fn revoke_all_is_bounded_when_sessions_keep_appearing() {
+    let mut mock = MockStore::new();
+    mock.expect_zrem_range_by_score().returning(|_, _, _| Ok(0));
+    mock.expect_zrange_by_score()
+        .times(sessions::MAX_REVOKE_ROUNDS)
+        .returning(|_, _, _, _| {
+            let fresh = sessions::SessionToken::generate().unwrap();
+            Ok(vec![(fresh.handle().as_str().to_owned(), 1e15)])
+        });
+    mock.expect_get_many()
+        .returning(|keys| Ok(vec![Some(b"x".to_vec()); keys.len()]));
+    mock.expect_delete().returning(|keys| Ok(keys.len() as u64));
+    mock.expect_zrem().returning(|_, m| Ok(m.len() as u64));
+    let m = SessionManager::new(mock);
+    let err = m.revoke_all("u").await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+}

@@ -3,7 +3,10 @@
 //! counted on `/metrics`.
 //!
 //! Run it with `cargo run -p axum-service` (in-memory backend) or with `REDIS_URL=redis://...` set,
-//! then open <http://127.0.0.1:3000/>.
+//! then open <http://127.0.0.1:3000/>. With `CACHE_FLEET_HEARTBEAT=5s` set, the instance also
+//! publishes a fleet heartbeat (`fleet:{instance id}` in the store) that `cachectl top` shows, and
+//! `/metrics` gains the store-call latency histogram; without it, neither (see
+//! `docs/operations.md`, "Fleet heartbeat").
 //!
 //! | route | what it does |
 //! |---|---|
@@ -18,7 +21,7 @@
 //! | `POST /api/logout-everywhere` | revokes every session of the user |
 //! | `GET /trends/{keyword}` | trend data, cache first, database on a miss (single-flight) |
 //! | `GET /health` | readiness (a ping and one read, whatever the keyspace size); 503 when not ready |
-//! | `GET /metrics` | Prometheus text format: cache and session-layer counters |
+//! | `GET /metrics` | Prometheus text format: cache and session-layer counters (and store-call latency with the heartbeat on) |
 //!
 //! Sessions come from [`cachekit_axum`]: the page routes sit behind a cookie [`SessionLayer`], the
 //! API behind a bearer one, both over the same [`SessionManager`].
@@ -32,6 +35,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cachekit::fleet::{Fleet, FleetConfig, Heartbeat};
 use cachekit::sessions::{CreateOptions, SessionData};
 use cachekit::{CacheManager, Config, DynStore, SessionManager};
 use cachekit_axum::{CookieConfig, Session, SessionContext, SessionError, SessionLayer};
@@ -44,6 +48,8 @@ mod pages;
 /// Shared state of the service.
 #[derive(Clone)]
 pub struct AppState {
+    /// The store with, when the heartbeat is on, its instrumentation and what the heartbeat needs.
+    fleet: Arc<Fleet>,
     store: DynStore,
     cache: CacheManager<DynStore>,
     sessions: SessionManager<DynStore>,
@@ -70,11 +76,24 @@ pub fn prometheus() -> PrometheusHandle {
 }
 
 impl AppState {
-    /// Connects to the configured backend and builds the managers.
+    /// Connects to the configured backend and builds the managers, with the fleet heartbeat
+    /// configured from `CACHE_FLEET_HEARTBEAT` (off when unset), as [`Fleet::connect`] does. Start
+    /// the heartbeat with [`AppState::start_heartbeat`].
     pub async fn new(config: &Config) -> cachekit::Result<Self> {
+        Self::with_fleet(config, FleetConfig::from_env()?).await
+    }
+
+    /// [`AppState::new`] with the heartbeat configured by `fleet` (`None`: off) instead of the
+    /// environment.
+    pub async fn with_fleet(config: &Config, fleet: Option<FleetConfig>) -> cachekit::Result<Self> {
+        // The recorder first: the managers and the store-call instrumentation register their
+        // metrics when they are built.
         let metrics = prometheus();
-        let store = cachekit::connect(config).await?;
+        let fleet = Fleet::connect_with(config, fleet).await?;
+        // Instrumented when the heartbeat is on, so every call the service makes is measured.
+        let store = fleet.store();
         Ok(Self {
+            fleet: Arc::new(fleet),
             cache: cachekit::cache_manager(store.clone(), config)?,
             sessions: cachekit::session_manager(store.clone(), config)?,
             store,
@@ -90,6 +109,13 @@ impl AppState {
     pub fn with_insecure_cookies(mut self) -> Self {
         self.secure_cookies = false;
         self
+    }
+
+    /// Starts the fleet heartbeat with the cache's statistics; `None` when the heartbeat is off.
+    /// Keep the handle while serving and [`Heartbeat::shutdown`] it when the server has stopped,
+    /// so that the instance leaves the fleet view at once rather than when its key expires.
+    pub async fn start_heartbeat(&self) -> cachekit::Result<Option<Heartbeat>> {
+        self.fleet.start_with_cache(&self.cache).await
     }
 
     /// The session manager (for tests and admin tools).

@@ -1,6 +1,7 @@
 //! Runs the example service: `cargo run -p axum-service` (set `REDIS_URL` for Redis, `ADDR` to choose
-//! the listen address, default `127.0.0.1:3000`, and `COOKIE_SECURE=false` only to serve the pages
-//! over plain HTTP on a host other than localhost).
+//! the listen address, default `127.0.0.1:3000`, `CACHE_FLEET_HEARTBEAT=5s` to publish a fleet
+//! heartbeat for `cachectl top`, and `COOKIE_SECURE=false` only to serve the pages over plain HTTP
+//! on a host other than localhost).
 
 use anyhow::Context;
 use axum_service::{app, AppState};
@@ -20,14 +21,26 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let heartbeat = state.start_heartbeat().await?;
+    if let Some(h) = &heartbeat {
+        println!("fleet heartbeat on: publishing as {}", h.instance_id());
+    }
     println!(
         "listening on http://{addr} ({} backend); open it in a browser to log in",
         config.backend.name()
     );
-    axum::serve(listener, app(state))
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await?;
+        .await;
+    // After the server, whatever its outcome: a clean stop takes the instance out of the fleet view
+    // at once. A key that cannot be deleted is not worth failing the exit for: it expires by its TTL.
+    if let Some(h) = heartbeat {
+        if let Err(e) = h.shutdown().await {
+            tracing::warn!(error = %e, "the fleet heartbeat key was not deleted; it expires by its TTL");
+        }
+    }
+    served?;
     Ok(())
 }

@@ -1,13 +1,15 @@
 //! Smoke test of the example service, on the in-memory backend and on a spawned redis-server: the
 //! bearer-token API (login, session reads and merges, logout everywhere), the cookie pages (login
-//! form, reload counter, logout), cache-aside trend data, health, the Prometheus scrape, and failing
-//! closed when Redis dies.
+//! form, reload counter, logout), cache-aside trend data, health, the Prometheus scrape, the fleet
+//! heartbeat, and failing closed when Redis dies.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum_service::{app, AppState};
+use cachekit::fleet::FleetConfig;
 use cachekit::Config;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -304,6 +306,60 @@ async fn metrics_are_scraped_in_prometheus_format() {
         "{text}"
     );
     assert!(samples["cache_loads_total{family=\"keyword_trends\"}"] >= 1.0);
+}
+
+/// With the heartbeat on, the service publishes `fleet:{id}` into its store and its store calls are
+/// measured on `/metrics`; a clean shutdown removes the key. Off, there is no heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_heartbeat_publishes_and_store_calls_are_on_metrics() {
+    let config = Config::builder()
+        .memory()
+        .key_prefix("fleet-smoke")
+        .build()
+        .unwrap();
+    let off = AppState::with_fleet(&config, None).await.expect("state");
+    assert!(off.start_heartbeat().await.expect("start").is_none());
+
+    // A long interval: the first heartbeat is written by `start_heartbeat` itself, so the test
+    // does not wait for a tick.
+    let fleet = FleetConfig::new(Duration::from_secs(60)).with_instance_id("smoke");
+    let state = AppState::with_fleet(&config, Some(fleet))
+        .await
+        .expect("state");
+    let heartbeat = state
+        .start_heartbeat()
+        .await
+        .expect("start")
+        .expect("the heartbeat is on");
+    assert_eq!(heartbeat.key(), "fleet:smoke");
+    let store = state.store().clone();
+    let router = app(state);
+    let (status, _) = call(&router, "GET", "/trends/fleet", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    assert!(store.exists("fleet:smoke").await.unwrap());
+    let view = cachekit::fleet::read_fleet(store.as_ref(), 100)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = view.instances.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["smoke"]);
+
+    let reply = send(
+        &router,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply
+            .text
+            .contains("cache_store_call_duration_seconds_count{op=\"get\"}"),
+        "{}",
+        reply.text
+    );
+
+    heartbeat.shutdown().await.unwrap();
+    assert!(!store.exists("fleet:smoke").await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

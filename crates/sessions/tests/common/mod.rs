@@ -21,11 +21,12 @@
 pub mod pausing;
 pub mod scenarios;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{Store, StoreExt};
 use serde_json::{json, Value};
-use sessions::{CreateOptions, SessionData, SessionManager};
+use sessions::{Clock, CreateOptions, SessionData, SessionManager, SystemClock};
 
 /// One test's view of a backend: every store it opens sees the same data, and nothing another test
 /// writes. The value lives as long as the test (a Redis fixture owns its server).
@@ -36,9 +37,18 @@ pub trait Fixture {
     /// Another connection to this test's data: a new connection pool on Redis, a clone in memory.
     async fn connect(&self) -> Self::Store;
 
+    /// The clock every manager of a scenario shares: the wall clock by default; the memory
+    /// backend's runs on tokio's (paused) clock, which its store's TTLs follow too.
+    fn clock(&self) -> Arc<dyn Clock> {
+        Arc::new(SystemClock)
+    }
+
     /// The manager the scenarios use unless they need particular settings.
     async fn manager(&self) -> SessionManager<Self::Store> {
-        SessionManager::new(self.connect().await)
+        SessionManager::builder(self.connect().await)
+            .with_clock(self.clock())
+            .build()
+            .unwrap()
     }
 }
 
@@ -58,12 +68,17 @@ macro_rules! session_scenarios {
             max_sessions_rule,
             malformed_tokens_rejected,
             no_token_in_store,
+            undecodable_records_deny_nothing,
         );
         $crate::common::session_scenarios!(@tests $fixture, #[$concurrent],
             late_update_does_not_resurrect,
             update_during_rotation_is_kept,
             delete_during_rotation_wins,
             concurrent_merges,
+            sign_out_everywhere_while_listing,
+            concurrent_logins_respect_the_limit,
+            sign_out_everywhere_during_rotation,
+            expired_on_access_deletes_only_what_it_judged,
         );
     };
     (@tests $fixture:path, #[$attr:meta], $($scenario:ident),+ $(,)?) => {
@@ -82,6 +97,34 @@ pub fn obj(v: Value) -> SessionData {
         Value::Object(m) => m,
         other => panic!("not an object: {other}"),
     }
+}
+
+/// Another clock plus a fixed offset: an instance whose clock runs ahead (or behind).
+#[derive(Debug)]
+pub struct OffsetClock {
+    pub base: Arc<dyn Clock>,
+    pub offset: chrono::TimeDelta,
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.base.now() + self.offset
+    }
+}
+
+/// Polls `fut` at most `polls` times and drops it if it has not finished by then: a request
+/// cancelled part-way (its client went away), at a point that varies with `polls`. `None`: dropped.
+pub async fn cancel_after_polls<F: std::future::Future>(fut: F, polls: u32) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut left = polls;
+    std::future::poll_fn(move |cx| {
+        if left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        left -= 1;
+        fut.as_mut().poll(cx).map(Some)
+    })
+    .await
 }
 
 /// Lets the clock move between steps whose order must be visible in `created_at`. On a paused

@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use cache_core::{Store, StoreExt};
 use serde_json::{json, Value};
-use sessions::keys::{index_key, session_key, SESSION};
-use sessions::{Clock, CreateOptions, SessionManager, TokioClock};
+use sessions::keys::{index_key, session_key, SESSION, SESSION_INDEX};
+use sessions::{CreateOptions, LimitLost, SessionManager};
 
-use super::pausing::{pausing, Gate, PausingStore};
-use super::{assert_no_token_in_store, exercise_every_operation, obj, tick, Fixture};
+use super::pausing::{Gate, PausingStore, Read};
+use super::{
+    assert_no_token_in_store, cancel_after_polls, exercise_every_operation, obj, tick, Fixture,
+    OffsetClock,
+};
 
 /// The whole lifecycle on one manager.
 pub async fn lifecycle(f: impl Fixture) {
@@ -232,7 +235,7 @@ pub async fn delete_during_rotation_wins(f: impl Fixture) {
 /// 100 concurrent merges of distinct fields through two managers: all survive.
 pub async fn concurrent_merges(f: impl Fixture) {
     // Two managers with their own connections, as two service instances would have, on one clock.
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let clock = f.clock();
     let a = SessionManager::builder(f.connect().await)
         .with_clock(Arc::clone(&clock))
         .build()
@@ -333,6 +336,7 @@ pub async fn per_user_operations(f: impl Fixture) {
 /// With a maximum of 2 sessions per user, a third revokes the oldest.
 pub async fn max_sessions_rule(f: impl Fixture) {
     let m = &SessionManager::builder(f.connect().await)
+        .with_clock(f.clock())
         .with_max_sessions_per_user(2)
         .build()
         .unwrap();
@@ -418,10 +422,318 @@ async fn gated_and_plain<F: Fixture>(
     SessionManager<F::Store>,
 ) {
     let plain = f.manager().await;
-    let (gated_store, gate) = pausing(f.connect().await);
+    let (gated_store, gate) = PausingStore::new(f.connect().await);
     let gated = SessionManager::builder(gated_store)
         .with_clock(Arc::clone(plain.clock()))
         .build()
         .unwrap();
     (gated, gate, plain)
+}
+
+/// Issue 12, item 1: "sign out everywhere" while another request lists the user's sessions. One
+/// task logs in repeatedly, another lists (and so repairs) the index the whole time, half of its
+/// listings cancelled part-way, and after each completed login `revoke_all` runs while the listing
+/// still goes on: no completed login survives it, in any of many rounds.
+pub async fn sign_out_everywhere_while_listing(f: impl Fixture) {
+    const ROUNDS: usize = 300;
+    let clock = f.clock();
+    let on = |store| {
+        SessionManager::builder(store)
+            .with_clock(Arc::clone(&clock))
+            .build()
+            .unwrap()
+    };
+    // Yielding stores: on memory, whose calls never wait, the tasks interleave between store
+    // calls as they do on Redis.
+    let login = on(PausingStore::yielding(f.connect().await, 8));
+    let lister = on(PausingStore::yielding(f.connect().await, 8));
+    let revoker = on(PausingStore::yielding(f.connect().await, 8));
+    let user = "everywhere";
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listing = {
+        let (lister, stop) = (lister.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut listings = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                // Every other listing is dropped part-way, as when a client goes away.
+                let polls = if listings % 2 == 0 {
+                    u32::MAX
+                } else {
+                    1 + (listings % 16) as u32
+                };
+                if let Some(listed) =
+                    cancel_after_polls(lister.list_user_sessions(user), polls).await
+                {
+                    listed.unwrap();
+                }
+                listings += 1;
+                tokio::task::yield_now().await;
+            }
+            listings
+        })
+    };
+    let mut survivors = 0;
+    for _ in 0..ROUNDS {
+        let c = login.create(user, CreateOptions::new()).await.unwrap();
+        // The login has completed; the listing is still running.
+        revoker.revoke_all(user).await.unwrap();
+        if revoker.get(c.token.expose()).await.unwrap().is_some() {
+            survivors += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(listing.await.unwrap() > 0, "the listing ran");
+    assert_eq!(
+        survivors, 0,
+        "completed logins that survived sign-out-everywhere, of {ROUNDS}"
+    );
+}
+
+/// Issue 12, item 2: simultaneous logins of one user with a per-user limit, each on its own
+/// instance. With a limit of 1 and two logins, or a limit of 3 and four, exactly the limit survives
+/// in every round: the newest by `(created_at, handle)`, whose callers got `Ok`; every other caller
+/// either got `Ok` and was then outranked by a newer login, or learned it lost
+/// (`LimitLost`), its session already removed.
+pub async fn concurrent_logins_respect_the_limit(f: impl Fixture) {
+    const ROUNDS: usize = 20;
+    for (max, logins) in [(1usize, 2usize), (3, 4)] {
+        let clock = f.clock();
+        let mut managers = Vec::new();
+        for _ in 0..logins {
+            managers.push(
+                SessionManager::builder(PausingStore::yielding(f.connect().await, 4))
+                    .with_clock(Arc::clone(&clock))
+                    .with_max_sessions_per_user(max)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        let m = &managers[0];
+        for round in 0..ROUNDS {
+            let user = format!("limit-{max}-{round}");
+            let start = Arc::new(tokio::sync::Barrier::new(logins));
+            let tasks: Vec<_> = managers
+                .iter()
+                .map(|m| {
+                    let (m, user, start) = (m.clone(), user.clone(), Arc::clone(&start));
+                    tokio::spawn(async move {
+                        start.wait().await;
+                        m.create(&user, CreateOptions::new()).await
+                    })
+                })
+                .collect();
+            let mut outcomes = Vec::new();
+            for t in tasks {
+                outcomes.push(t.await.unwrap());
+            }
+            // (created_at, handle) of every session created, and which of them were handed out.
+            let mut created = Vec::new();
+            for outcome in &outcomes {
+                match outcome {
+                    Ok(c) => created.push((
+                        c.session.created_at,
+                        c.session.handle.clone(),
+                        Some(c.token.expose().to_owned()),
+                    )),
+                    Err(e) => {
+                        let lost = LimitLost::find(e)
+                            .unwrap_or_else(|| panic!("round {round}: unexpected error {e}"));
+                        assert!(e.is_transient());
+                        assert_eq!(lost.max, max);
+                        assert!(
+                            !m.store()
+                                .exists(&session_key(&lost.handle).unwrap())
+                                .await
+                                .unwrap(),
+                            "round {round}: the losing login's record is removed"
+                        );
+                    }
+                }
+            }
+            let listed = m.list_user_sessions(&user).await.unwrap();
+            assert_eq!(
+                listed.len(),
+                max,
+                "round {round}: {logins} simultaneous logins with a limit of {max}"
+            );
+            // The survivors are the newest handed-out sessions, and their tokens work.
+            created.sort_by(|a, b| (&b.0, b.1.as_str()).cmp(&(&a.0, a.1.as_str())));
+            let mut newest: Vec<_> = created.iter().take(max).map(|c| c.1.clone()).collect();
+            let mut survivors: Vec<_> = listed.iter().map(|s| s.handle.clone()).collect();
+            newest.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            survivors.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            assert_eq!(survivors, newest, "round {round}: the newest survive");
+            for (_, _, token) in created.iter().take(max) {
+                let token = token.as_deref().unwrap();
+                assert!(m.get(token).await.unwrap().is_some(), "round {round}");
+            }
+        }
+    }
+}
+
+/// Issue 12, item 3: "sign out everywhere" racing a rotation. `revoke_all` reads the user's index,
+/// and before it deletes anything the session is rotated (a new token, a new entry, the old record
+/// retired): the rotated session existed when `revoke_all` was called, so it must not survive it.
+pub async fn sign_out_everywhere_during_rotation(f: impl Fixture) {
+    let (gated, gate, plain) = gated_and_plain(&f).await;
+    let c = plain.create("rita", CreateOptions::new()).await.unwrap();
+    let other = plain.create("rita", CreateOptions::new()).await.unwrap();
+    gate.arm_after(Read::ZrangeByScore);
+    let revoking = tokio::spawn(async move { gated.revoke_all("rita").await });
+    // `revoke_all` has read the index (the two sessions) and waits.
+    gate.reached().await;
+    let rotated = plain
+        .rotate(c.token.expose())
+        .await
+        .unwrap()
+        .expect("rotated");
+    gate.release();
+    let revoked = revoking.await.unwrap().unwrap();
+    assert!(
+        plain.get(rotated.token.expose()).await.unwrap().is_none(),
+        "the rotated session survived sign-out-everywhere"
+    );
+    assert!(plain.get(c.token.expose()).await.unwrap().is_none());
+    assert!(plain.get(other.token.expose()).await.unwrap().is_none());
+    assert_eq!(revoked, 2, "the other session and the rotated one");
+    assert!(plain.list_user_sessions("rita").await.unwrap().is_empty());
+}
+
+/// Issue 12, item 4: a reader that judged a session expired deletes only the record it judged. Here
+/// an instance whose clock runs 30 minutes ahead reads a session idle for 10 minutes (expired, by
+/// its clock) and, before it deletes it, another instance extends the session: the extended session
+/// stays, with its index entry. Checked on the two paths that delete expired records: `get` and a
+/// listing.
+pub async fn expired_on_access_deletes_only_what_it_judged(f: impl Fixture) {
+    let plain = SessionManager::builder(f.connect().await)
+        .with_clock(f.clock())
+        .build()
+        .unwrap();
+    let (store, gate) = PausingStore::new(f.connect().await);
+    let ahead = SessionManager::builder(store)
+        .with_clock(Arc::new(OffsetClock {
+            base: f.clock(),
+            offset: chrono::TimeDelta::minutes(30),
+        }))
+        .build()
+        .unwrap();
+    let opts = || {
+        CreateOptions::new()
+            .with_idle_timeout(Duration::from_secs(10 * 60))
+            .with_absolute_lifetime(Duration::from_secs(60 * 60))
+    };
+    for (path, read) in [("listing", Read::GetMany), ("get", Read::GetEx)] {
+        let user = format!("judged-{path}");
+        let c = plain.create(&user, opts()).await.unwrap();
+        let token = c.token.expose().to_owned();
+        gate.arm_after(read);
+        let judge = {
+            let (ahead, token, user) = (ahead.clone(), token.clone(), user.clone());
+            tokio::spawn(async move {
+                if path == "get" {
+                    assert!(
+                        ahead.get(&token).await.unwrap().is_none(),
+                        "expired by its clock"
+                    );
+                } else {
+                    // Empty (as judged), or the session revived meanwhile: both are right.
+                    ahead.list_user_sessions(&user).await.unwrap();
+                }
+            })
+        };
+        // The ahead instance has read the record and judged nothing yet.
+        gate.reached().await;
+        plain
+            .extend(&token, Duration::from_secs(2 * 60 * 60))
+            .await
+            .unwrap()
+            .expect("live for the instance with the right time");
+        gate.release();
+        judge.await.unwrap();
+        assert!(
+            plain.get(&token).await.unwrap().is_some(),
+            "{path}: the extended session was deleted by a reader that judged the old record"
+        );
+        let listed = plain.list_user_sessions(&user).await.unwrap();
+        assert_eq!(listed.len(), 1, "{path}: its index entry stays");
+    }
+}
+
+/// Issue 12, item 6: one undecodable record, one malformed index member and two malformed index
+/// keys deny nothing: the user's listing, a login under a per-user limit, "sign out everywhere" and
+/// the cleanup of every user still work; the bad ones are skipped, counted and left for their TTL
+/// (an unreadable record may be a newer version's).
+pub async fn undecodable_records_deny_nothing(f: impl Fixture) {
+    let m = &SessionManager::builder(f.connect().await)
+        .with_clock(f.clock())
+        .with_max_sessions_per_user(3)
+        .build()
+        .unwrap();
+    let store = m.store();
+    let first = m.create("ursula", CreateOptions::new()).await.unwrap();
+    tick().await;
+    let second = m.create("ursula", CreateOptions::new()).await.unwrap();
+    let others = m.create("victor", CreateOptions::new()).await.unwrap();
+    let index = index_key("ursula").unwrap();
+    // A record that does not decode, indexed as create would index it, and a member that is not a
+    // handle at all.
+    let bad = sessions::SessionToken::generate().unwrap();
+    let bad_key = session_key(bad.handle()).unwrap();
+    store
+        .set(
+            &bad_key,
+            b"{\"v\":1,\"d\":\"not a session\"}",
+            cache_core::SetOptions::ttl(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    let deadline = first.session.absolute_deadline.timestamp_millis() as f64;
+    store
+        .zadd(&index, bad.handle().as_str(), deadline)
+        .await
+        .unwrap();
+    store.zadd(&index, "not-a-handle", deadline).await.unwrap();
+    // Index keys that are not ours to read: an id that is no valid escape, and a string.
+    let odd = cache_core::keys::Key::new(format!("{}%zz", SESSION_INDEX.prefix)).unwrap();
+    store.zadd(&odd, "x", deadline).await.unwrap();
+    let wrong = index_key("wrong-type").unwrap();
+    store
+        .set(
+            &wrong,
+            b"a string",
+            cache_core::SetOptions::ttl(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+
+    // Listing: the two good sessions, oldest first.
+    let listed = m.list_user_sessions("ursula").await.unwrap();
+    let handles: Vec<_> = listed.iter().map(|s| s.handle.clone()).collect();
+    assert_eq!(
+        handles,
+        [first.session.handle.clone(), second.session.handle.clone()]
+    );
+    // The bad record and the odd member stay (the record may be a newer version's).
+    assert!(store.exists(&bad_key).await.unwrap());
+    assert_eq!(store.zcard(&index).await.unwrap(), 4);
+
+    // Cleanup visits every index, skipping and counting what it cannot read.
+    let report = m.cleanup().await.unwrap();
+    assert_eq!(report.undecodable_records_skipped, 1, "{report:?}");
+    assert_eq!(report.malformed_entries_skipped, 1, "{report:?}");
+    assert_eq!(report.malformed_indexes_skipped, 2, "{report:?}");
+    assert_eq!(report.entries_remaining, 3, "{report:?}");
+
+    // A login under the limit of 3: the unreadable record does not count, nobody is revoked.
+    tick().await;
+    let third = m.create("ursula", CreateOptions::new()).await.unwrap();
+    for s in [&first, &second, &third] {
+        assert!(m.get(s.token.expose()).await.unwrap().is_some());
+    }
+
+    // Sign out everywhere ends the unreadable record too: it is in the user's index.
+    assert_eq!(m.revoke_all("ursula").await.unwrap(), 4);
+    assert!(!store.exists(&bad_key).await.unwrap());
+    assert!(m.list_user_sessions("ursula").await.unwrap().is_empty());
+    assert!(m.get(others.token.expose()).await.unwrap().is_some());
 }
