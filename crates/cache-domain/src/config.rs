@@ -102,7 +102,14 @@ pub struct CacheConfig {
     negative_ttl: Option<Duration>,
     early_refresh: Option<f64>,
     scan_count: u32,
+    call_timeout: Duration,
 }
+
+/// The environment variable of [`CacheConfig::with_call_timeout`].
+pub(crate) const CALL_TIMEOUT_VAR: &str = "CACHE_CALL_TIMEOUT";
+
+/// The default deadline of one cache manager call: 2 seconds.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -114,6 +121,7 @@ impl Default for CacheConfig {
             negative_ttl: None,
             early_refresh: None,
             scan_count: 500,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
 }
@@ -121,8 +129,9 @@ impl Default for CacheConfig {
 impl CacheConfig {
     /// The defaults with the TTL overrides found by `lookup`: for each family its
     /// [`Family::ttl_env_var`] (`CACHE_TTL_USER=2h`, `CACHE_TTL_METRICS=90s`; durations as
-    /// [`cache_core::config::parse_duration`] reads them). Blank values are ignored; a value that is
-    /// not a duration is an [`Error::Config`] naming the variable.
+    /// [`cache_core::config::parse_duration`] reads them), and the call timeout
+    /// (`CACHE_CALL_TIMEOUT`). Blank values are ignored; a value that is not a duration is an
+    /// [`Error::Config`] naming the variable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let mut c = Self::default();
         for family in Family::ALL {
@@ -130,6 +139,9 @@ impl CacheConfig {
             if let Some(v) = lookup(var).filter(|v| !v.trim().is_empty()) {
                 c.ttls[family.index()] = cache_core::config::parse_duration(var, &v)?;
             }
+        }
+        if let Some(v) = lookup(CALL_TIMEOUT_VAR).filter(|v| !v.trim().is_empty()) {
+            c.call_timeout = cache_core::config::parse_duration(CALL_TIMEOUT_VAR, &v)?;
         }
         Ok(c)
     }
@@ -205,6 +217,18 @@ impl CacheConfig {
         self
     }
 
+    /// Sets the deadline of one manager call ([`DEFAULT_CALL_TIMEOUT`], `CACHE_CALL_TIMEOUT`),
+    /// counted from its start and shared by all its store calls: a `get` answers within it (a miss
+    /// when the store did not), a `set` within it (the write counted as failed), and so on. A
+    /// store that knows the deadline (the Redis store) ends its own calls at it. `get_or_load`
+    /// spends it on its store calls only: the loader's run and the wait for another caller's load
+    /// are not counted. Calls that walk the keyspace (`invalidate_matching`, `count_matching`,
+    /// `key_counts`) have no call deadline, only the store's bound per call.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
     /// Sets the `SCAN` `COUNT` hint of pattern invalidation and key counts (default 500).
     pub fn with_scan_count(mut self, count: u32) -> Self {
         self.scan_count = count;
@@ -244,6 +268,11 @@ impl CacheConfig {
     /// The `SCAN` `COUNT` hint.
     pub fn scan_count(&self) -> u32 {
         self.scan_count
+    }
+
+    /// The deadline of one manager call.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
     /// Checks the settings; the error names the one that is wrong.
@@ -292,6 +321,9 @@ impl CacheConfig {
                 "CacheConfig::with_scan_count",
                 "must be at least 1",
             ));
+        }
+        if self.call_timeout.is_zero() {
+            return Err(Error::config(CALL_TIMEOUT_VAR, "must be greater than zero"));
         }
         Ok(())
     }

@@ -17,6 +17,12 @@
 //! failed read the cache write and the lease are skipped (the store is most likely down, and trying
 //! would make the caller wait out a second timeout).
 //!
+//! The call timeout (`CACHE_CALL_TIMEOUT`) is a [`Budget`] spent by the store calls of the load
+//! (version, reads, lease, polls, write, release), not by the loader's run nor by the wait for
+//! another caller's load: a slow database does not keep its value out of the cache, and a stalled
+//! store cannot make the call wait more than the budget in all. A store call cut by the budget
+//! counts as failed (a read is a miss, the lease is skipped, the write follows the write policy).
+//!
 //! # Known limit
 //!
 //! Like every cache-aside cache, a load that read the database *before* an update and writes the
@@ -33,7 +39,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::LeaseConfig;
-use crate::engine::{FamilyState, Inner, Read, TOMBSTONE};
+use crate::engine::{Budget, FamilyState, Inner, Read, TOMBSTONE};
 use crate::error::LoadError;
 use crate::family::{data_key, lease_key, Family, Id};
 use crate::flight::{self, Join, LeaderGuard, Outcome};
@@ -116,7 +122,12 @@ impl<S: Store> Inner<S> {
     {
         let ttl = self.ttl(family, ttl)?;
         let fs = self.fs(family);
-        let (key, mut store_ok) = match self.version(fs).await {
+        let mut budget = Budget::new(self.config.call_timeout());
+        let version = budget
+            .spend(self.version(fs))
+            .await
+            .unwrap_or_else(|| Err(budget.timeout("read namespace version")));
+        let (key, mut store_ok) = match version {
             Ok(v) => (data_key(family, v, id)?, true),
             Err(e) if crate::engine::is_closed(&e) => return Err(LoadError::Cache(e)),
             Err(e) => {
@@ -135,7 +146,11 @@ impl<S: Store> Inner<S> {
                 } else {
                     None
                 };
-                match self.lookup::<T>(fs, &key, optional, early.is_some()).await {
+                let lookup = budget
+                    .spend(self.lookup::<T>(fs, &key, optional, early.is_some()))
+                    .await
+                    .unwrap_or_else(|| self.cut(fs, &budget, "read"));
+                match lookup {
                     Lookup::Found(value, bytes, remaining) => {
                         if first {
                             fs.stats.hits.inc();
@@ -144,7 +159,8 @@ impl<S: Store> Inner<S> {
                             if left.as_secs_f64() < ttl.as_secs_f64() * fraction {
                                 if let Some(f) = loader.take() {
                                     return Ok(Some(
-                                        self.refresh_early(fs, &key, ttl, value, bytes, f).await,
+                                        self.refresh_early(fs, &key, ttl, value, bytes, f, budget)
+                                            .await,
                                     ));
                                 }
                             }
@@ -186,7 +202,9 @@ impl<S: Store> Inner<S> {
                     "internal: get_or_load loader already used",
                 )));
             };
-            return self.lead(fs, &key, ttl, optional, store_ok, guard, f).await;
+            return self
+                .lead(fs, &key, ttl, optional, store_ok, guard, f, budget)
+                .await;
         }
     }
 
@@ -201,6 +219,7 @@ impl<S: Store> Inner<S> {
         mut store_ok: bool,
         guard: LeaderGuard<'_>,
         loader: F,
+        mut budget: Budget,
     ) -> Result<Option<T>, LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send,
@@ -210,7 +229,11 @@ impl<S: Store> Inner<S> {
     {
         // A flight that ended between our read and our join may have filled the cache.
         if store_ok {
-            match self.lookup::<T>(fs, key, optional, false).await {
+            let lookup = budget
+                .spend(self.lookup::<T>(fs, key, optional, false))
+                .await
+                .unwrap_or_else(|| self.cut(fs, &budget, "read"));
+            match lookup {
                 Lookup::Found(v, bytes, _) => {
                     guard.complete(Outcome::Value(bytes));
                     return Ok(Some(v));
@@ -230,7 +253,11 @@ impl<S: Store> Inner<S> {
             let lease_key = lease_key(key);
             let token = lease_token();
             let opts = SetOptions::ttl(cfg.ttl).if_absent();
-            match self.store.set(&lease_key, token.as_bytes(), opts).await {
+            let taken = budget
+                .spend(self.store.set(&lease_key, token.as_bytes(), opts))
+                .await
+                .unwrap_or_else(|| Err(budget.timeout("take lease")));
+            match taken {
                 Ok(true) => {
                     lease = Some(HeldLease {
                         inner: Arc::clone(self),
@@ -240,7 +267,7 @@ impl<S: Store> Inner<S> {
                     })
                 }
                 Ok(false) => match self
-                    .poll_for_value::<T>(fs, key, &lease_key, optional, cfg)
+                    .poll_for_value::<T>(fs, key, &lease_key, optional, cfg, &mut budget)
                     .await
                 {
                     Polled::Found(v, bytes) => {
@@ -268,7 +295,7 @@ impl<S: Store> Inner<S> {
             Ok(Some(value)) => match codec::encode(&value) {
                 Ok(bytes) => {
                     let written = if store_ok {
-                        self.write(fs, key, &bytes, ttl).await
+                        self.write_within(&mut budget, fs, key, &bytes, ttl).await
                     } else {
                         Ok(())
                     };
@@ -282,7 +309,10 @@ impl<S: Store> Inner<S> {
             },
             Ok(None) => {
                 let written = match (store_ok && optional, self.config.negative_ttl()) {
-                    (true, Some(nttl)) => self.write(fs, key, TOMBSTONE, nttl).await,
+                    (true, Some(nttl)) => {
+                        self.write_within(&mut budget, fs, key, TOMBSTONE, nttl)
+                            .await
+                    }
                     _ => Ok(()),
                 };
                 guard.complete(Outcome::Absent);
@@ -295,10 +325,36 @@ impl<S: Store> Inner<S> {
                 Err(LoadError::Loader(e))
             }
         };
-        if let Some(lease) = &mut lease {
-            lease.release().await;
+        match lease {
+            // Cut by the budget, the release is left to the guard's drop, which spawns it.
+            Some(mut lease) if !budget.is_spent() => {
+                let _ = budget.spend(lease.release()).await;
+            }
+            _ => {}
         }
         result
+    }
+
+    /// A lookup cut by the budget: a failed read.
+    fn cut<T>(&self, fs: &FamilyState, budget: &Budget, op: &str) -> Lookup<T> {
+        self.store_failed(fs, "read", &budget.timeout(op));
+        Lookup::Failed
+    }
+
+    /// [`Inner::write`] within what is left of the budget; a write cut by it follows the write
+    /// policy like any failed write.
+    async fn write_within(
+        &self,
+        budget: &mut Budget,
+        fs: &FamilyState,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+    ) -> cache_core::Result<()> {
+        match budget.spend(self.write(fs, key, bytes, ttl)).await {
+            Some(written) => written,
+            None => self.write_timed_out(fs.family, budget.timeout("write")),
+        }
     }
 
     /// Another instance holds the lease: read the value and the lease together (one round trip)
@@ -311,6 +367,7 @@ impl<S: Store> Inner<S> {
         lease_key: &str,
         optional: bool,
         cfg: &LeaseConfig,
+        budget: &mut Budget,
     ) -> Polled<T> {
         let deadline = Instant::now() + cfg.wait;
         loop {
@@ -319,7 +376,12 @@ impl<S: Store> Inner<S> {
                 return Polled::GiveUp;
             }
             tokio::time::sleep(cfg.poll_interval.min(deadline - now)).await;
-            match self.store.get_many(&[key, lease_key]).await {
+            // The sleeps wait for another instance's load and are not counted; the reads are.
+            let read = budget
+                .spend(self.store.get_many(&[key, lease_key]))
+                .await
+                .unwrap_or_else(|| Err(budget.timeout("read")));
+            match read {
                 Ok(mut r) if r.len() == 2 => {
                     let lease_held = r[1].is_some();
                     match r[0].take() {
@@ -327,7 +389,9 @@ impl<S: Store> Inner<S> {
                         Some(b) if b == TOMBSTONE => {}
                         Some(b) => match codec::decode(&b) {
                             Ok(v) => return Polled::Found(v, b),
-                            Err(e) => self.discard_corrupt(fs, key, &b, &e).await,
+                            Err(e) => {
+                                let _ = budget.spend(self.discard_corrupt(fs, key, &b, &e)).await;
+                            }
                         },
                         None => {}
                     }
@@ -346,6 +410,7 @@ impl<S: Store> Inner<S> {
 
     /// Early refresh of a hit close to expiry: only one caller per key reloads (the others keep the
     /// cached value); a failed reload returns the cached value.
+    #[allow(clippy::too_many_arguments)] // A private step of `load`, called once.
     async fn refresh_early<T, E, F, Fut>(
         &self,
         fs: &FamilyState,
@@ -354,6 +419,7 @@ impl<S: Store> Inner<S> {
         cached: T,
         cached_bytes: Vec<u8>,
         loader: F,
+        mut budget: Budget,
     ) -> T
     where
         T: Serialize + DeserializeOwned + Send,
@@ -369,7 +435,7 @@ impl<S: Store> Inner<S> {
             Ok(Some(fresh)) => match codec::encode(&fresh) {
                 Ok(bytes) => {
                     // The write policy cannot surface here: the caller gets a value either way.
-                    let _ = self.write(fs, key, &bytes, ttl).await;
+                    let _ = self.write_within(&mut budget, fs, key, &bytes, ttl).await;
                     guard.complete(Outcome::Value(bytes));
                     fresh
                 }
@@ -380,7 +446,11 @@ impl<S: Store> Inner<S> {
             },
             Ok(None) => {
                 // The source no longer has it: drop the cached copy so the next read misses.
-                if let Err(e) = self.store.delete(&[key]).await {
+                let deleted = budget
+                    .spend(self.store.delete(&[key]))
+                    .await
+                    .unwrap_or_else(|| Err(budget.timeout("delete")));
+                if let Err(e) = deleted {
                     self.store_failed(fs, "delete", &e);
                 }
                 guard.complete(Outcome::Value(cached_bytes));

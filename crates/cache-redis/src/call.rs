@@ -141,8 +141,11 @@ impl Connections {
                 }
             }
         };
-        // One timer for the whole call, counted from its start (the first attempt included).
-        match tokio::time::timeout_at(tokio::time::Instant::from_std(end), work).await {
+        // One timer for the whole call, counted from its start (the first attempt included). A
+        // relative timeout, not `timeout_at(from_std(end))`: on a paused tokio clock that was
+        // advanced, a std instant maps into tokio's past and would fire at once.
+        let left = end.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, work).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout {
                 operation: format!("{op} on {}", self.target()),

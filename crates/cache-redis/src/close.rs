@@ -96,7 +96,7 @@ impl Connections {
             return Ok(());
         }
         let started = Instant::now();
-        let grace_end = tokio::time::Instant::from_std(started + self.limits().call_cap());
+        let grace_end = tokio::time::Instant::now() + self.limits().call_cap();
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);

@@ -1,7 +1,8 @@
 //! [`SessionConfig`]: the session settings that come from the environment.
 //!
-//! The sessions crate reads one variable, `CACHE_TTL_SESSION` (the default idle timeout, see
-//! [`crate::keys::SESSION`]). Every other setting is code: the `with_*` methods of
+//! The sessions crate reads two variables: `CACHE_TTL_SESSION` (the default idle timeout, see
+//! [`crate::keys::SESSION`]) and `SESSION_CALL_TIMEOUT` (the deadline of one manager call, see
+//! [`SessionManagerBuilder::with_call_timeout`](crate::SessionManagerBuilder::with_call_timeout)). Every other setting is code: the `with_*` methods of
 //! [`crate::SessionManagerBuilder`]. [`SessionConfig::from_lookup`] takes the lookup function rather
 //! than reading the process environment itself, so that a facade reads one environment (or a test a
 //! map) for every crate.
@@ -32,10 +33,16 @@ use crate::keys::SESSION;
 pub struct SessionConfig {
     /// The default idle timeout of new sessions (`CACHE_TTL_SESSION`); `None` leaves the builder's.
     pub idle_timeout: Option<Duration>,
+    /// The deadline of one manager call, shared by all its store calls (`SESSION_CALL_TIMEOUT`);
+    /// `None` leaves the builder's.
+    pub call_timeout: Option<Duration>,
 }
 
+/// The variable of [`SessionConfig::call_timeout`].
+pub(crate) const CALL_TIMEOUT_VAR: &str = "SESSION_CALL_TIMEOUT";
+
 impl SessionConfig {
-    /// Reads `CACHE_TTL_SESSION` from the process environment.
+    /// Reads `CACHE_TTL_SESSION` and `SESSION_CALL_TIMEOUT` from the process environment.
     pub fn from_env() -> Result<SessionConfig> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -53,12 +60,25 @@ impl SessionConfig {
                 config.idle_timeout = Some(ttl);
             }
         }
+        if let Some(v) = lookup(CALL_TIMEOUT_VAR).filter(|v| !v.trim().is_empty()) {
+            let timeout = parse_duration(CALL_TIMEOUT_VAR, &v)?;
+            if timeout.is_zero() {
+                return Err(Error::config(CALL_TIMEOUT_VAR, "must be greater than zero"));
+            }
+            config.call_timeout = Some(timeout);
+        }
         Ok(config)
     }
 
     /// Sets the default idle timeout of new sessions.
     pub fn with_idle_timeout(mut self, ttl: Duration) -> Self {
         self.idle_timeout = Some(ttl);
+        self
+    }
+
+    /// Sets the deadline of one manager call.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
         self
     }
 }
@@ -84,10 +104,19 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        for bad in ["0s", "soon", "-1"] {
-            let err = SessionConfig::from_lookup(only("CACHE_TTL_SESSION", bad)).unwrap_err();
-            assert!(matches!(err, Error::Config { .. }), "{err}");
-            assert!(err.to_string().contains("CACHE_TTL_SESSION"), "{err}");
+        for var in ["CACHE_TTL_SESSION", "SESSION_CALL_TIMEOUT"] {
+            for bad in ["0s", "soon", "-1"] {
+                let err = SessionConfig::from_lookup(only(var, bad)).unwrap_err();
+                assert!(matches!(err, Error::Config { .. }), "{err}");
+                assert!(err.to_string().contains(var), "{err}");
+            }
         }
+    }
+
+    #[test]
+    fn reads_the_call_timeout() {
+        let c = SessionConfig::from_lookup(only("SESSION_CALL_TIMEOUT", "750ms")).unwrap();
+        assert_eq!(c.call_timeout, Some(Duration::from_millis(750)));
+        assert_eq!(c.idle_timeout, None);
     }
 }
