@@ -7,7 +7,7 @@
 //!   `SET NX PX`; an instance that finds it taken polls for the holder's value for at most the
 //!   lease wait, then loads itself. The leader gives the lease back on every exit path: after
 //!   writing (or failing), and also when its caller's future is dropped mid-load or its loader
-//!   panics ([`HeldLease`]'s drop spawns the release); the lease TTL only covers a crashed process.
+//!   panics (`HeldLease`'s drop spawns the release); the lease TTL only covers a crashed process.
 //! - **Negative caching** when configured: a loader that finds nothing leaves [`TOMBSTONE`] for the
 //!   negative TTL.
 //! - **Early refresh** when configured: a hit in the last fraction of its TTL makes one caller
@@ -17,7 +17,7 @@
 //! failed read the cache write and the lease are skipped (the store is most likely down, and trying
 //! would make the caller wait out a second timeout).
 //!
-//! The call timeout (`CACHE_CALL_TIMEOUT`) is a [`Budget`] spent by the store calls of the load
+//! The call timeout (`CACHE_CALL_TIMEOUT`) is a `Budget` spent by the store calls of the load
 //! (version, reads, lease, polls, write, release), not by the loader's run nor by the wait for
 //! another caller's load: a slow database does not keep its value out of the cache, and a stalled
 //! store cannot make the call wait more than the budget in all. A store call cut by the budget
