@@ -44,6 +44,8 @@ const VARIABLES: &[&str] = &[
     "CACHE_TTL_USER",
     "CACHE_TTL_METRICS",
     "CACHE_TTL_SESSION",
+    "CACHE_CALL_TIMEOUT",
+    "SESSION_CALL_TIMEOUT",
 ];
 
 /// A value for any variable: plausible ones (so that parsing goes deep) and arbitrary text.

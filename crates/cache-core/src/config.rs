@@ -196,15 +196,21 @@ pub fn parse_bool(setting: &str, v: &str) -> Result<bool> {
     }
 }
 
-/// The URL with its password replaced by `***`, for messages, logs and `Debug` output: the
-/// password of the user part (`redis://user:secret@host` → `redis://user:***@host`, also without
-/// a scheme), and `pass` / `password` query parameters (`redis+unix:///sock?pass=secret`).
+/// The URL with its password replaced by `***`, for messages, logs, `Debug` output and reports:
+/// the password of the user part (`redis://user:secret@host` → `redis://user:***@host`, also
+/// without a scheme, and also when the password itself holds an unencoded `@`, `/`, `?` or `#`),
+/// and `pass` / `password` query parameters (`redis+unix:///sock?pass=secret`).
+///
+/// Where the user part ends is ambiguous when the only `@` comes after a `?` (a password holding
+/// `?`, or a query value holding `@`): then everything before that `@` is hidden *and* the rest is
+/// read as query parameters, so neither reading leaks a password (the host may be hidden too).
 ///
 /// ```
 /// use cache_core::config::redact_url;
 /// assert_eq!(redact_url("rediss://app:s3cret@h:6380/0"), "rediss://app:***@h:6380/0");
 /// assert_eq!(redact_url("redis://:s3cret@h"), "redis://:***@h");
 /// assert_eq!(redact_url("redis+unix:///run/redis.sock?db=1&pass=s3cret"), "redis+unix:///run/redis.sock?db=1&pass=***");
+/// assert_eq!(redact_url(":s3cret@10.0.0.1:7000"), ":***@10.0.0.1:7000");
 /// assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
 /// ```
 pub fn redact_url(url: &str) -> String {
@@ -212,29 +218,45 @@ pub fn redact_url(url: &str) -> String {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, url),
     };
-    let (rest, query) = match rest.split_once('?') {
-        Some((rest, query)) => (rest, Some(query)),
-        None => (rest, None),
-    };
     let mut out = String::with_capacity(url.len());
     if let Some(scheme) = scheme {
         out.push_str(scheme);
         out.push_str("://");
     }
-    // The last `@` ends the user part: a password with an unencoded `@` stays hidden.
-    match rest.rsplit_once('@') {
-        Some((auth, host)) => {
-            if let Some((user, _)) = auth.split_once(':') {
+    let before_query = rest.split_once('?').map_or(rest, |(b, _)| b);
+    // The user part: up to the last `@` before the query, or, when there is none, up to the last
+    // `@` at all (the ambiguous case above). The last `@`: a password with an unencoded `@` stays
+    // hidden.
+    let (auth, tail, tail_is_query) = match before_query.rsplit_once('@') {
+        Some((auth, _)) => (Some(auth), &rest[auth.len() + 1..], false),
+        None => match rest.rsplit_once('@') {
+            Some((auth, tail)) => (Some(auth), tail, !tail.contains('?')),
+            None => (None, rest, false),
+        },
+    };
+    if let Some(auth) = auth {
+        if let Some((user, _)) = auth.split_once(':') {
+            // A `?` in the "user" means the split above guessed: hide all of it.
+            if !user.contains('?') {
                 out.push_str(user);
                 out.push(':');
             }
-            out.push_str("***@");
-            out.push_str(host);
         }
-        None => out.push_str(rest),
+        out.push_str("***@");
     }
+    let (base, query) = if tail_is_query {
+        ("", Some(tail))
+    } else {
+        match tail.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (tail, None),
+        }
+    };
+    out.push_str(base);
     if let Some(query) = query {
-        out.push('?');
+        if !tail_is_query {
+            out.push('?');
+        }
         for (i, pair) in query.split('&').enumerate() {
             if i > 0 {
                 out.push('&');
@@ -342,16 +364,33 @@ mod tests {
         for (url, redacted) in [
             ("redis://u:secret@h:1", "redis://u:***@h:1"),
             ("redis://:secret@h:1/0", "redis://:***@h:1/0"),
+            ("rediss://:secret@h:1", "rediss://:***@h:1"),
             ("redis://secret@h:1", "redis://***@h:1"),
             ("u:secret@h:1", "u:***@h:1"),
+            (":secret@h:7000", ":***@h:7000"),
             ("redis://u:p@ss:secret@h:1", "redis://u:***@h:1"),
+            // A password holding `/`, `?` or `#` unencoded.
+            ("redis://u:p/w?secret#x@h:1", "redis://u:***@h:1"),
+            ("redis://u:secret?x@h:1/2", "redis://u:***@h:1/2"),
+            ("redis://:se#cr/et@h:1", "redis://:***@h:1"),
             ("unix:///s.sock?pass=secret", "unix:///s.sock?pass=***"),
             (
                 "redis+unix:///s.sock?db=2&PASSWORD=secret&user=u",
                 "redis+unix:///s.sock?db=2&PASSWORD=***&user=u",
             ),
+            // An `@` in a query value: the password parameter after it is still hidden.
+            (
+                "redis+unix:///s.sock?user=a@b&pass=secret",
+                "redis+unix://***@b&pass=***",
+            ),
+            (
+                "redis://u:secret@h:1/0?user=a@b&pass=secret",
+                "redis://u:***@h:1/0?user=a@b&pass=***",
+            ),
             ("redis://h:1", "redis://h:1"),
+            ("redis://h:1/0?db=1", "redis://h:1/0?db=1"),
             ("h:1", "h:1"),
+            ("", ""),
         ] {
             assert_eq!(redact_url(url), redacted, "{url}");
             assert!(!redact_url(url).contains("secret"), "{url}");

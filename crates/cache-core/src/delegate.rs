@@ -25,7 +25,8 @@ macro_rules! delegate_store {
             #[allow(unused_imports)]
             use $crate::layer::{Method, Op, Target};
             use $crate::store::{
-                BackendStats, CasOutcome, Expiry, KeyTtl, ScanCursor, ScanPage, SetOptions, Store,
+                BackendStats, CasOutcome, Expiry, KeyTtl, PoolStats, ScanCursor, ScanPage, SetOptions,
+                Store,
             };
             use $crate::Result;
 
@@ -172,6 +173,15 @@ macro_rules! delegate_store {
                 async fn stats(&self) -> Result<Option<BackendStats>> {
                     let $this = self;
                     $call!($this, Op::new(Method::Stats, Target::None), $inner.stats())
+                }
+                async fn pool_stats(&self) -> Option<PoolStats> {
+                    // Like `prefix()`: no I/O, so no hook.
+                    let $this = self;
+                    $inner.pool_stats().await
+                }
+                async fn close(&self) -> Result<()> {
+                    let $this = self;
+                    $call!($this, Op::new(Method::Close, Target::None), $inner.close())
                 }
             }
         };

@@ -93,6 +93,10 @@ pub enum Error {
     /// The operation is not supported by this backend or deployment.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The store was closed ([`Store::close`](crate::Store::close)): it refuses every call from
+    /// then on. Permanent: build a new store to continue.
+    #[error("the store is closed: {0}")]
+    Closed(String),
     /// The backend answered with an error we do not classify further.
     #[error("backend error: {message}")]
     Backend {
@@ -136,6 +140,8 @@ pub enum ErrorKind {
     Unsupported,
     /// [`Error::Backend`].
     Backend,
+    /// [`Error::Closed`].
+    Closed,
 }
 
 impl ErrorKind {
@@ -155,6 +161,7 @@ impl ErrorKind {
             ErrorKind::WrongType => "wrong_type",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Backend => "backend",
+            ErrorKind::Closed => "closed",
         }
     }
 }
@@ -176,6 +183,7 @@ impl Error {
             Error::WrongType { .. } => ErrorKind::WrongType,
             Error::Unsupported(_) => ErrorKind::Unsupported,
             Error::Backend { .. } => ErrorKind::Backend,
+            Error::Closed(_) => ErrorKind::Closed,
         }
     }
 
@@ -205,6 +213,13 @@ impl Error {
             setting: setting.into(),
             message: message.into(),
         }
+    }
+
+    /// Shorthand for [`Error::Closed`]; `what` names the store (`the Redis store at 10.0.0.1:6379`).
+    pub fn closed(what: impl std::fmt::Display) -> Self {
+        Error::Closed(format!(
+            "{what} was closed (close() was called); build a new store to continue"
+        ))
     }
 
     /// Shorthand for a permanent [`Error::Backend`] without a source.
@@ -247,5 +262,9 @@ mod tests {
         assert!(!Error::Decode("x".into()).is_transient());
         assert_eq!(Error::config("REDIS_URL", "x").kind(), ErrorKind::Config);
         assert_eq!(ErrorKind::WrongType.as_str(), "wrong_type");
+        let closed = Error::closed("the Redis store at h:1");
+        assert_eq!(closed.kind(), ErrorKind::Closed);
+        assert!(!closed.is_transient(), "a closed store stays closed");
+        assert!(closed.to_string().contains("close()"), "{closed}");
     }
 }

@@ -11,7 +11,8 @@
 //!   none, and nothing is allocated.
 //! - Each call is described by an [`Op`]: the [`Method`] and the key(s) or pattern it touches.
 //!
-//! `prefix()` and `backend_name()` are answered by the inner store without the hook: they do no I/O.
+//! `prefix()`, `backend_name()` and `pool_stats()` are answered by the inner store without the hook:
+//! they do no I/O.
 //!
 //! ```
 //! use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,6 +103,8 @@ pub enum Method {
     FlushPrefix,
     /// [`Store::stats`](crate::Store::stats).
     Stats,
+    /// [`Store::close`](crate::Store::close).
+    Close,
 }
 
 impl Method {
@@ -130,6 +133,7 @@ impl Method {
         Method::Ping,
         Method::FlushPrefix,
         Method::Stats,
+        Method::Close,
     ];
 
     /// This method's position in [`Method::ALL`]: an index for per-method tables (a cast outside
@@ -165,6 +169,7 @@ impl Method {
             Method::Ping => "ping",
             Method::FlushPrefix => "flush_prefix",
             Method::Stats => "stats",
+            Method::Close => "close",
         }
     }
 }
@@ -173,7 +178,7 @@ impl Method {
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Target<'a> {
-    /// No key (`ping`, `flush_prefix`, `stats`).
+    /// No key (`ping`, `flush_prefix`, `stats`, `close`).
     None,
     /// One key (every single-key method, sorted sets included).
     Key(&'a str),
@@ -317,11 +322,11 @@ mod tests {
         }
         let names: HashSet<&str> = Method::ALL.iter().map(|m| m.as_str()).collect();
         assert_eq!(names.len(), Method::ALL.len(), "a method is listed twice");
-        // `Stats` is declared last, so `ALL` holds every variant up to it. This match has no
+        // `Close` is declared last, so `ALL` holds every variant up to it. This match has no
         // wildcard: a new variant stops it compiling until it is placed here (and appended to
         // `ALL`, which the assertions then check).
         let declared_last = |m: Method| match m {
-            Method::Stats => true,
+            Method::Close => true,
             Method::Get
             | Method::GetMany
             | Method::GetEx
@@ -341,9 +346,10 @@ mod tests {
             | Method::ZremRangeByScore
             | Method::Zcard
             | Method::Ping
-            | Method::FlushPrefix => false,
+            | Method::FlushPrefix
+            | Method::Stats => false,
         };
         assert!(Method::ALL.last().copied().is_some_and(declared_last));
-        assert_eq!(Method::ALL.len(), Method::Stats.index() + 1);
+        assert_eq!(Method::ALL.len(), Method::Close.index() + 1);
     }
 }

@@ -15,7 +15,9 @@
 //! - [`layer`]: [`Layered`](layer::Layered), the one way to wrap a store with an around-hook
 //!   (timing, failure injection, gates);
 //! - [`cas`]: [`cas::update`], the one read-modify-write loop over compare-and-swap (bounded
-//!   attempts, jittered backoff, optional per-process lock).
+//!   attempts, jittered backoff, optional per-process lock);
+//! - [`deadline`]: one deadline per library call, shared by every store call under it;
+//! - [`health`]: liveness, readiness and the operator's self-test, on any store.
 //!
 //! The conformance suite every backend must pass, the `MockStore` and the `backend_tests!` macro
 //! live in the `cache-testing` crate. The core picks no async runtime: its runtime dependencies are
@@ -40,6 +42,7 @@ mod delegate;
 pub mod cas;
 pub mod codec;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod health;
 pub mod keys;

@@ -376,6 +376,26 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn stats(&self) -> Result<Option<BackendStats>> {
         Ok(None)
     }
+
+    /// The connection pool's state as the client sees it, without a round trip to the server (the
+    /// pool part of [`Store::stats`], cheap enough for a readiness probe). `None` for backends
+    /// without a pool (the default).
+    async fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+
+    /// Closes the store: from the moment it is called, new calls fail with [`Error::Closed`] (not
+    /// transient); calls already in flight may finish, up to a grace period the backend documents;
+    /// then connections are closed and background tasks end. Idempotent: a second call (also one
+    /// made concurrently, or through a clone or another view sharing the connections) waits for
+    /// nothing new and returns `Ok`.
+    ///
+    /// Dropping a store releases its resources too, but lazily and without waiting for calls in
+    /// flight; `close` is the orderly shutdown. The default does nothing and returns `Ok`: for
+    /// stores that hold no resources (wrappers forward it to the store they wrap).
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Validates a TTL against the [contract](self) and returns it in whole milliseconds (rounded up).

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use cache_core::config::Lookup;
 use cache_core::{Error, Result};
 
 use crate::family::Family;
@@ -38,7 +39,8 @@ pub enum WritePolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeaseConfig {
-    /// How long a lease lives if its holder never releases it (crash, cancellation). Default 5 s.
+    /// How long a lease lives if its holder never releases it (a crashed process: a cancelled or
+    /// panicking load releases it at once). Default 5 s.
     pub ttl: Duration,
     /// How long an instance that did not get the lease waits for the holder's value. Default 2 s.
     pub wait: Duration,
@@ -101,7 +103,14 @@ pub struct CacheConfig {
     negative_ttl: Option<Duration>,
     early_refresh: Option<f64>,
     scan_count: u32,
+    call_timeout: Duration,
 }
+
+/// The environment variable of [`CacheConfig::with_call_timeout`].
+pub(crate) const CALL_TIMEOUT_VAR: &str = "CACHE_CALL_TIMEOUT";
+
+/// The default deadline of one cache manager call: 2 seconds.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -113,6 +122,7 @@ impl Default for CacheConfig {
             negative_ttl: None,
             early_refresh: None,
             scan_count: 500,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
 }
@@ -120,15 +130,19 @@ impl Default for CacheConfig {
 impl CacheConfig {
     /// The defaults with the TTL overrides found by `lookup`: for each family its
     /// [`Family::ttl_env_var`] (`CACHE_TTL_USER=2h`, `CACHE_TTL_METRICS=90s`; durations as
-    /// [`cache_core::config::parse_duration`] reads them). Blank values are ignored; a value that is
-    /// not a duration is an [`Error::Config`] naming the variable.
+    /// [`cache_core::config::parse_duration`] reads them), and the call timeout
+    /// (`CACHE_CALL_TIMEOUT`). Blank values are ignored; a value that is not a duration is an
+    /// [`Error::Config`] naming the variable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let env = Lookup::new(&lookup);
         let mut c = Self::default();
         for family in Family::ALL {
-            let var = family.ttl_env_var();
-            if let Some(v) = lookup(var).filter(|v| !v.trim().is_empty()) {
-                c.ttls[family.index()] = cache_core::config::parse_duration(var, &v)?;
+            if let Some(ttl) = env.duration(family.ttl_env_var())? {
+                c.ttls[family.index()] = ttl;
             }
+        }
+        if let Some(timeout) = env.duration(CALL_TIMEOUT_VAR)? {
+            c.call_timeout = timeout;
         }
         Ok(c)
     }
@@ -188,6 +202,18 @@ impl CacheConfig {
         self
     }
 
+    /// Sets the deadline of one manager call ([`DEFAULT_CALL_TIMEOUT`], `CACHE_CALL_TIMEOUT`),
+    /// counted from its start and shared by all its store calls: a `get` answers within it (a miss
+    /// when the store did not), a `set` within it (the write counted as failed), and so on. A
+    /// store that knows the deadline (the Redis store) ends its own calls at it. `get_or_load`
+    /// spends it on its store calls only: the loader's run and the wait for another caller's load
+    /// are not counted. Calls that walk the keyspace (`invalidate_matching`, `count_matching`,
+    /// `key_counts`) have no call deadline, only the store's bound per call.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
     /// Sets the `SCAN` `COUNT` hint of pattern invalidation and key counts (default 500).
     pub fn with_scan_count(mut self, count: u32) -> Self {
         self.scan_count = count;
@@ -227,6 +253,11 @@ impl CacheConfig {
     /// The `SCAN` `COUNT` hint.
     pub fn scan_count(&self) -> u32 {
         self.scan_count
+    }
+
+    /// The deadline of one manager call.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
     /// Checks the settings; the error names the one that is wrong.
@@ -275,6 +306,9 @@ impl CacheConfig {
                 "CacheConfig::with_scan_count",
                 "must be at least 1",
             ));
+        }
+        if self.call_timeout.is_zero() {
+            return Err(Error::config(CALL_TIMEOUT_VAR, "must be greater than zero"));
         }
         Ok(())
     }

@@ -9,6 +9,8 @@
 //!   suppressed messages) and counted; [`WritePolicy::Propagate`] returns it instead. Invalid input,
 //!   a value that cannot be encoded and a value over the store's size limit are the caller's
 //!   mistakes and are always returned.
+//! - A closed store ([`ErrorKind::Closed`], after `Store::close`) is never a miss or a counted write:
+//!   every call returns the error, since failing open would run loaders and drop writes for ever.
 //! - A stored value that does not decode is a miss: it is deleted (with a compare-and-swap, so a
 //!   good value written meanwhile survives), counted in `decode_failures`, and logged.
 //! - A stored value in a format version this build does not read
@@ -20,16 +22,18 @@
 //! The namespace version of the family comes from memory ([`crate::versions`]), so the hot path of
 //! a `get` or `set` is one store round trip.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_core::cas::CasPolicy;
+use cache_core::deadline::{self, Deadline};
 use cache_core::{codec, Error, ErrorKind, Expiry, Result, SetOptions, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::config::{CacheConfig, WritePolicy};
+use crate::config::{CacheConfig, WritePolicy, CALL_TIMEOUT_VAR};
 use crate::family::{data_key, version_key, Family, Id};
 use crate::flight::Flights;
 use crate::stats::FamilyCounters;
@@ -104,13 +108,21 @@ pub(crate) enum Read {
     Tombstone,
     Miss,
     Failed,
+    /// The store is closed: the caller gets the error (see the module documentation).
+    Closed(Error),
 }
 
+/// Errors no write policy swallows: the caller's mistakes, and a closed store.
 fn is_caller_error(e: &Error) -> bool {
     matches!(
         e.kind(),
-        ErrorKind::InvalidInput | ErrorKind::Encode | ErrorKind::Capacity
+        ErrorKind::InvalidInput | ErrorKind::Encode | ErrorKind::Capacity | ErrorKind::Closed
     )
+}
+
+/// Whether a failed read must reach the caller instead of being a miss.
+pub(crate) fn is_closed(e: &Error) -> bool {
+    e.kind() == ErrorKind::Closed
 }
 
 fn check_ttl(ttl: Duration) -> Result<Duration> {
@@ -122,7 +134,81 @@ fn check_ttl(ttl: Duration) -> Result<Duration> {
     Ok(ttl)
 }
 
+/// What is left of one call's deadline (`CACHE_CALL_TIMEOUT`), spent by the call's store calls:
+/// each runs inside a [`deadline::scope`] of what is left (so that the store ends it there) and is
+/// cut by the runtime's timer at the same point for stores that do not. Time spent outside
+/// [`Budget::spend`] (a `get_or_load` loader, the wait for another caller's load) is not counted.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    left: Duration,
+    started: std::time::Instant,
+}
+
+impl Budget {
+    pub(crate) fn new(total: Duration) -> Self {
+        Self {
+            left: total,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether anything is left.
+    pub(crate) fn is_spent(&self) -> bool {
+        self.left.is_zero()
+    }
+
+    /// Runs `fut` within what is left; `None` when the deadline passed first (the future was
+    /// dropped).
+    pub(crate) async fn spend<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        // tokio's clock, so that a paused test clock spends the budget too.
+        let started = tokio::time::Instant::now();
+        let d = Deadline::after(self.left, CALL_TIMEOUT_VAR);
+        let out = tokio::time::timeout(self.left, deadline::scope(d, fut))
+            .await
+            .ok();
+        self.left = self.left.saturating_sub(started.elapsed());
+        out
+    }
+
+    /// The timeout error of `op` ended by this budget.
+    pub(crate) fn timeout(&self, op: &str) -> Error {
+        Error::Timeout {
+            operation: format!("cache {op}"),
+            elapsed: self.started.elapsed(),
+            setting: CALL_TIMEOUT_VAR,
+        }
+    }
+}
+
 impl<S: Store> Inner<S> {
+    /// Runs one public call within the call timeout; when the deadline passes first,
+    /// `on_timeout` decides the answer (a miss for reads, the write policy for writes, the
+    /// timeout error for the rest).
+    pub(crate) async fn bounded<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T>>,
+        on_timeout: impl FnOnce(Error) -> Result<T>,
+    ) -> Result<T> {
+        let mut budget = Budget::new(self.config.call_timeout());
+        match budget.spend(call).await {
+            Some(result) => result,
+            None => on_timeout(budget.timeout(op)),
+        }
+    }
+
+    /// The answer of a read whose deadline passed: a miss, counted and logged like a failed read.
+    pub(crate) fn read_timed_out(&self, family: Family, e: &Error, n: u64) {
+        let fs = self.fs(family);
+        self.store_failed(fs, "read", e);
+        fs.stats.misses.add(n);
+    }
+
+    /// The answer of a write whose deadline passed: what the write policy says.
+    pub(crate) fn write_timed_out(&self, family: Family, e: Error) -> Result<()> {
+        self.write_failed(self.fs(family), e)
+    }
+
     pub(crate) fn new(store: S, config: CacheConfig) -> Self {
         let families = Family::ALL.map(|family| FamilyState {
             family,
@@ -271,6 +357,7 @@ impl<S: Store> Inner<S> {
             Ok(Some(b)) if b == TOMBSTONE => Read::Tombstone,
             Ok(Some(b)) => Read::Hit(b),
             Ok(None) => Read::Miss,
+            Err(e) if is_closed(&e) => Read::Closed(e),
             Err(e) => {
                 self.store_failed(fs, "read", &e);
                 Read::Failed
@@ -288,6 +375,7 @@ impl<S: Store> Inner<S> {
         let fs = self.fs(family);
         let version = match self.version(fs).await {
             Ok(v) => v,
+            Err(e) if is_closed(&e) => return Err(e),
             Err(e) => {
                 self.store_failed(fs, "read namespace version", &e);
                 fs.stats.misses.inc();
@@ -295,14 +383,16 @@ impl<S: Store> Inner<S> {
             }
         };
         let key = data_key(family, version, id)?;
-        if let Read::Hit(bytes) = self.read(fs, &key).await {
-            match codec::decode(&bytes) {
+        match self.read(fs, &key).await {
+            Read::Hit(bytes) => match codec::decode(&bytes) {
                 Ok(v) => {
                     fs.stats.hits.inc();
                     return Ok(Some(v));
                 }
                 Err(e) => self.discard_corrupt(fs, &key, &bytes, &e).await,
-            }
+            },
+            Read::Closed(e) => return Err(e),
+            Read::Tombstone | Read::Miss | Read::Failed => {}
         }
         fs.stats.misses.inc();
         Ok(None)
@@ -339,6 +429,7 @@ impl<S: Store> Inner<S> {
         let nothing = || (0..ids.len()).map(|_| None).collect::<Vec<Option<T>>>();
         let version = match self.version(fs).await {
             Ok(v) => v,
+            Err(e) if is_closed(&e) => return Err(e),
             Err(e) => {
                 self.store_failed(fs, "read namespace version", &e);
                 fs.stats.misses.add(n);
@@ -352,6 +443,7 @@ impl<S: Store> Inner<S> {
         let refs: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
         let raw = match self.store.get_many(&refs).await {
             Ok(r) => r,
+            Err(e) if is_closed(&e) => return Err(e),
             Err(e) => {
                 self.store_failed(fs, "read", &e);
                 fs.stats.misses.add(n);

@@ -111,7 +111,7 @@ pub mod stats;
 mod typed;
 pub mod versions;
 
-pub use config::{CacheConfig, LeaseConfig, WritePolicy};
+pub use config::{CacheConfig, LeaseConfig, WritePolicy, DEFAULT_CALL_TIMEOUT};
 pub use crawl::{CrawlError, CrawlState, CrawlStatus};
 pub use engine::TOMBSTONE;
 pub use error::LoadError;

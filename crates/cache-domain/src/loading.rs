@@ -5,7 +5,9 @@
 //!   the callers that miss the same key meanwhile wait for its outcome.
 //! - **Cross-process lease** when configured: before loading, the leader takes `lease:{key}` with
 //!   `SET NX PX`; an instance that finds it taken polls for the holder's value for at most the
-//!   lease wait, then loads itself.
+//!   lease wait, then loads itself. The leader gives the lease back on every exit path: after
+//!   writing (or failing), and also when its caller's future is dropped mid-load or its loader
+//!   panics (`HeldLease`'s drop spawns the release); the lease TTL only covers a crashed process.
 //! - **Negative caching** when configured: a loader that finds nothing leaves [`TOMBSTONE`] for the
 //!   negative TTL.
 //! - **Early refresh** when configured: a hit in the last fraction of its TTL makes one caller
@@ -14,6 +16,12 @@
 //! Reads fail open: a store error is a miss, the loader runs and the caller gets its data; after a
 //! failed read the cache write and the lease are skipped (the store is most likely down, and trying
 //! would make the caller wait out a second timeout).
+//!
+//! The call timeout (`CACHE_CALL_TIMEOUT`) is a `Budget` spent by the store calls of the load
+//! (version, reads, lease, polls, write, release), not by the loader's run nor by the wait for
+//! another caller's load: a slow database does not keep its value out of the cache, and a stalled
+//! store cannot make the call wait more than the budget in all. A store call cut by the budget
+//! counts as failed (a read is a miss, the lease is skipped, the write follows the write policy).
 //!
 //! # Known limit
 //!
@@ -31,7 +39,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::LeaseConfig;
-use crate::engine::{FamilyState, Inner, Read, TOMBSTONE};
+use crate::engine::{Budget, FamilyState, Inner, Read, TOMBSTONE};
 use crate::error::LoadError;
 use crate::family::{data_key, lease_key, Family, Id};
 use crate::flight::{self, Join, LeaderGuard, Outcome};
@@ -41,6 +49,7 @@ enum Lookup<T> {
     Absent,
     Missing,
     Failed,
+    Closed(Error),
 }
 
 enum Polled<T> {
@@ -91,13 +100,14 @@ impl<S: Store> Inner<S> {
             Read::Tombstone if optional => Lookup::Absent,
             Read::Tombstone | Read::Miss => Lookup::Missing,
             Read::Failed => Lookup::Failed,
+            Read::Closed(e) => Lookup::Closed(e),
         }
     }
 
     /// The shared core of `get_or_load` (`optional == false`: the loader never returns `None`)
     /// and `get_or_load_optional`.
     pub(crate) async fn load<T, E, F, Fut>(
-        &self,
+        self: &Arc<Self>,
         family: Family,
         id: Id<'_>,
         ttl: Option<Duration>,
@@ -112,8 +122,14 @@ impl<S: Store> Inner<S> {
     {
         let ttl = self.ttl(family, ttl)?;
         let fs = self.fs(family);
-        let (key, mut store_ok) = match self.version(fs).await {
+        let mut budget = Budget::new(self.config.call_timeout());
+        let version = budget
+            .spend(self.version(fs))
+            .await
+            .unwrap_or_else(|| Err(budget.timeout("read namespace version")));
+        let (key, mut store_ok) = match version {
             Ok(v) => (data_key(family, v, id)?, true),
+            Err(e) if crate::engine::is_closed(&e) => return Err(LoadError::Cache(e)),
             Err(e) => {
                 // Without the version we cannot address the cache; the key (at version 0) only
                 // names the in-process flight.
@@ -130,7 +146,11 @@ impl<S: Store> Inner<S> {
                 } else {
                     None
                 };
-                match self.lookup::<T>(fs, &key, optional, early.is_some()).await {
+                let lookup = budget
+                    .spend(self.lookup::<T>(fs, &key, optional, early.is_some()))
+                    .await
+                    .unwrap_or_else(|| self.cut(fs, &budget, "read"));
+                match lookup {
                     Lookup::Found(value, bytes, remaining) => {
                         if first {
                             fs.stats.hits.inc();
@@ -139,7 +159,8 @@ impl<S: Store> Inner<S> {
                             if left.as_secs_f64() < ttl.as_secs_f64() * fraction {
                                 if let Some(f) = loader.take() {
                                     return Ok(Some(
-                                        self.refresh_early(fs, &key, ttl, value, bytes, f).await,
+                                        self.refresh_early(fs, &key, ttl, value, bytes, f, budget)
+                                            .await,
                                     ));
                                 }
                             }
@@ -154,6 +175,7 @@ impl<S: Store> Inner<S> {
                     }
                     Lookup::Missing => {}
                     Lookup::Failed => store_ok = false,
+                    Lookup::Closed(e) => return Err(LoadError::Cache(e)),
                 }
             }
             if first {
@@ -180,14 +202,16 @@ impl<S: Store> Inner<S> {
                     "internal: get_or_load loader already used",
                 )));
             };
-            return self.lead(fs, &key, ttl, optional, store_ok, guard, f).await;
+            return self
+                .lead(fs, &key, ttl, optional, store_ok, guard, f, budget)
+                .await;
         }
     }
 
     /// The leader's part: check the cache again, take the lease, load, write, hand over.
     #[allow(clippy::too_many_arguments)] // A private step of `load`, called once.
     async fn lead<T, E, F, Fut>(
-        &self,
+        self: &Arc<Self>,
         fs: &FamilyState,
         key: &str,
         ttl: Duration,
@@ -195,6 +219,7 @@ impl<S: Store> Inner<S> {
         mut store_ok: bool,
         guard: LeaderGuard<'_>,
         loader: F,
+        mut budget: Budget,
     ) -> Result<Option<T>, LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send,
@@ -204,7 +229,11 @@ impl<S: Store> Inner<S> {
     {
         // A flight that ended between our read and our join may have filled the cache.
         if store_ok {
-            match self.lookup::<T>(fs, key, optional, false).await {
+            let lookup = budget
+                .spend(self.lookup::<T>(fs, key, optional, false))
+                .await
+                .unwrap_or_else(|| self.cut(fs, &budget, "read"));
+            match lookup {
                 Lookup::Found(v, bytes, _) => {
                     guard.complete(Outcome::Value(bytes));
                     return Ok(Some(v));
@@ -215,6 +244,8 @@ impl<S: Store> Inner<S> {
                 }
                 Lookup::Missing => {}
                 Lookup::Failed => store_ok = false,
+                // Dropped without an outcome: the waiters retry and find the store closed too.
+                Lookup::Closed(e) => return Err(LoadError::Cache(e)),
             }
         }
         let mut lease = None;
@@ -222,10 +253,21 @@ impl<S: Store> Inner<S> {
             let lease_key = lease_key(key);
             let token = lease_token();
             let opts = SetOptions::ttl(cfg.ttl).if_absent();
-            match self.store.set(&lease_key, token.as_bytes(), opts).await {
-                Ok(true) => lease = Some((lease_key, token)),
+            let taken = budget
+                .spend(self.store.set(&lease_key, token.as_bytes(), opts))
+                .await
+                .unwrap_or_else(|| Err(budget.timeout("take lease")));
+            match taken {
+                Ok(true) => {
+                    lease = Some(HeldLease {
+                        inner: Arc::clone(self),
+                        key: lease_key,
+                        token,
+                        held: true,
+                    })
+                }
                 Ok(false) => match self
-                    .poll_for_value::<T>(fs, key, &lease_key, optional, cfg)
+                    .poll_for_value::<T>(fs, key, &lease_key, optional, cfg, &mut budget)
                     .await
                 {
                     Polled::Found(v, bytes) => {
@@ -253,7 +295,7 @@ impl<S: Store> Inner<S> {
             Ok(Some(value)) => match codec::encode(&value) {
                 Ok(bytes) => {
                     let written = if store_ok {
-                        self.write(fs, key, &bytes, ttl).await
+                        self.write_within(&mut budget, fs, key, &bytes, ttl).await
                     } else {
                         Ok(())
                     };
@@ -267,7 +309,10 @@ impl<S: Store> Inner<S> {
             },
             Ok(None) => {
                 let written = match (store_ok && optional, self.config.negative_ttl()) {
-                    (true, Some(nttl)) => self.write(fs, key, TOMBSTONE, nttl).await,
+                    (true, Some(nttl)) => {
+                        self.write_within(&mut budget, fs, key, TOMBSTONE, nttl)
+                            .await
+                    }
                     _ => Ok(()),
                 };
                 guard.complete(Outcome::Absent);
@@ -280,18 +325,36 @@ impl<S: Store> Inner<S> {
                 Err(LoadError::Loader(e))
             }
         };
-        if let Some((lease_key, token)) = lease {
-            // Release only our own lease; if it expired and another instance holds it now, the
-            // swap fails and leaves theirs alone.
-            if let Err(e) = self
-                .store
-                .compare_and_swap(&lease_key, Some(token.as_bytes()), None, Expiry::Never)
-                .await
-            {
-                tracing::debug!(key = %lease_key, error = %e, "lease release failed; it will expire");
+        match lease {
+            // Cut by the budget, the release is left to the guard's drop, which spawns it.
+            Some(mut lease) if !budget.is_spent() => {
+                let _ = budget.spend(lease.release()).await;
             }
+            _ => {}
         }
         result
+    }
+
+    /// A lookup cut by the budget: a failed read.
+    fn cut<T>(&self, fs: &FamilyState, budget: &Budget, op: &str) -> Lookup<T> {
+        self.store_failed(fs, "read", &budget.timeout(op));
+        Lookup::Failed
+    }
+
+    /// [`Inner::write`] within what is left of the budget; a write cut by it follows the write
+    /// policy like any failed write.
+    async fn write_within(
+        &self,
+        budget: &mut Budget,
+        fs: &FamilyState,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+    ) -> cache_core::Result<()> {
+        match budget.spend(self.write(fs, key, bytes, ttl)).await {
+            Some(written) => written,
+            None => self.write_timed_out(fs.family, budget.timeout("write")),
+        }
     }
 
     /// Another instance holds the lease: read the value and the lease together (one round trip)
@@ -304,6 +367,7 @@ impl<S: Store> Inner<S> {
         lease_key: &str,
         optional: bool,
         cfg: &LeaseConfig,
+        budget: &mut Budget,
     ) -> Polled<T> {
         let deadline = Instant::now() + cfg.wait;
         loop {
@@ -312,7 +376,12 @@ impl<S: Store> Inner<S> {
                 return Polled::GiveUp;
             }
             tokio::time::sleep(cfg.poll_interval.min(deadline - now)).await;
-            match self.store.get_many(&[key, lease_key]).await {
+            // The sleeps wait for another instance's load and are not counted; the reads are.
+            let read = budget
+                .spend(self.store.get_many(&[key, lease_key]))
+                .await
+                .unwrap_or_else(|| Err(budget.timeout("read")));
+            match read {
                 Ok(mut r) if r.len() == 2 => {
                     let lease_held = r[1].is_some();
                     match r[0].take() {
@@ -320,7 +389,9 @@ impl<S: Store> Inner<S> {
                         Some(b) if b == TOMBSTONE => {}
                         Some(b) => match codec::decode(&b) {
                             Ok(v) => return Polled::Found(v, b),
-                            Err(e) => self.discard_corrupt(fs, key, &b, &e).await,
+                            Err(e) => {
+                                let _ = budget.spend(self.discard_corrupt(fs, key, &b, &e)).await;
+                            }
                         },
                         None => {}
                     }
@@ -339,6 +410,7 @@ impl<S: Store> Inner<S> {
 
     /// Early refresh of a hit close to expiry: only one caller per key reloads (the others keep the
     /// cached value); a failed reload returns the cached value.
+    #[allow(clippy::too_many_arguments)] // A private step of `load`, called once.
     async fn refresh_early<T, E, F, Fut>(
         &self,
         fs: &FamilyState,
@@ -347,6 +419,7 @@ impl<S: Store> Inner<S> {
         cached: T,
         cached_bytes: Vec<u8>,
         loader: F,
+        mut budget: Budget,
     ) -> T
     where
         T: Serialize + DeserializeOwned + Send,
@@ -362,7 +435,7 @@ impl<S: Store> Inner<S> {
             Ok(Some(fresh)) => match codec::encode(&fresh) {
                 Ok(bytes) => {
                     // The write policy cannot surface here: the caller gets a value either way.
-                    let _ = self.write(fs, key, &bytes, ttl).await;
+                    let _ = self.write_within(&mut budget, fs, key, &bytes, ttl).await;
                     guard.complete(Outcome::Value(bytes));
                     fresh
                 }
@@ -373,7 +446,11 @@ impl<S: Store> Inner<S> {
             },
             Ok(None) => {
                 // The source no longer has it: drop the cached copy so the next read misses.
-                if let Err(e) = self.store.delete(&[key]).await {
+                let deleted = budget
+                    .spend(self.store.delete(&[key]))
+                    .await
+                    .unwrap_or_else(|| Err(budget.timeout("delete")));
+                if let Err(e) = deleted {
                     self.store_failed(fs, "delete", &e);
                 }
                 guard.complete(Outcome::Value(cached_bytes));
@@ -385,6 +462,58 @@ impl<S: Store> Inner<S> {
                 cached
             }
         }
+    }
+}
+
+/// A cross-process lease this instance holds. The leader releases it with [`HeldLease::release`]
+/// when it is done; if the leader's future is dropped first (its caller was cancelled or timed out)
+/// or unwinds (the loader panicked), dropping this spawns the release on the current runtime, so
+/// other instances do not wait out the lease TTL for a load nobody is doing any more.
+struct HeldLease<S: Store> {
+    inner: Arc<Inner<S>>,
+    key: String,
+    token: String,
+    held: bool,
+}
+
+impl<S: Store> HeldLease<S> {
+    async fn release(&mut self) {
+        release_lease(&self.inner.store, &self.key, &self.token).await;
+        // Only now: a release cancelled halfway is spawned again by `drop` (harmless: it swaps
+        // only our own token).
+        self.held = false;
+    }
+}
+
+impl<S: Store> Drop for HeldLease<S> {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let (inner, key, token) = (
+            Arc::clone(&self.inner),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.token),
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { release_lease(&inner.store, &key, &token).await });
+            }
+            Err(_) => {
+                tracing::debug!(key = %key, "no runtime to release the lease of an abandoned load; it will expire");
+            }
+        }
+    }
+}
+
+/// Deletes the lease if it still holds our token; if it expired and another instance holds it now,
+/// the swap fails and leaves theirs alone.
+async fn release_lease<S: Store>(store: &S, key: &str, token: &str) {
+    if let Err(e) = store
+        .compare_and_swap(key, Some(token.as_bytes()), None, Expiry::Never)
+        .await
+    {
+        tracing::debug!(key = %key, error = %e, "lease release failed; it will expire");
     }
 }
 

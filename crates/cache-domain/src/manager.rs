@@ -179,7 +179,9 @@ impl<S: Store> CacheManager<S> {
             .iter()
             .map(|f| Ok((*f, f.parse_id(id)?)))
             .collect::<Result<Vec<_>>>()?;
-        self.inner.invalidate_ids(&items).await
+        self.inner
+            .bounded("invalidate", self.inner.invalidate_ids(&items), Err)
+            .await
     }
 
     /// Updates the status of a crawl task atomically as it advances: reads it, applies `update`,
@@ -198,7 +200,13 @@ impl<S: Store> CacheManager<S> {
     where
         F: FnMut(&mut CrawlStatus) + Send,
     {
-        self.inner.update_crawl_status(task_id, update).await
+        self.inner
+            .bounded(
+                "update_crawl_status",
+                self.inner.update_crawl_status(task_id, update),
+                Err,
+            )
+            .await
     }
 
     // ---- Statistics ---------------------------------------------------------------------------
@@ -211,7 +219,9 @@ impl<S: Store> CacheManager<S> {
     /// The backend's statistics (Redis `INFO`: memory, clients, keyspace hits, pool), when it has
     /// any.
     pub async fn backend_stats(&self) -> Result<Option<BackendStats>> {
-        self.inner.store.stats().await
+        self.inner
+            .bounded("backend_stats", self.inner.store.stats(), Err)
+            .await
     }
 
     /// Number of keys per cache family (all versions), counted with `SCAN` on demand. Holds one

@@ -7,6 +7,7 @@
 //! calls back into the manager.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::keys::Key;
@@ -42,7 +43,9 @@ use crate::stats::FamilyStats;
 /// ```
 #[derive(Debug)]
 pub struct FamilyCache<'a, S: Store> {
-    inner: &'a Inner<S>,
+    // The `Arc` itself, not the state behind it: a loading leader keeps a clone to release its
+    // lease even when its caller's future is dropped (`loading.rs`).
+    inner: &'a Arc<Inner<S>>,
     family: Family,
     ttl: Option<Duration>,
 }
@@ -56,7 +59,7 @@ impl<S: Store> Clone for FamilyCache<'_, S> {
 impl<S: Store> Copy for FamilyCache<'_, S> {}
 
 impl<'a, S: Store> FamilyCache<'a, S> {
-    pub(crate) fn new(inner: &'a Inner<S>, family: Family) -> Self {
+    pub(crate) fn new(inner: &'a Arc<Inner<S>>, family: Family) -> Self {
         Self {
             inner,
             family,
@@ -83,14 +86,25 @@ impl<'a, S: Store> FamilyCache<'a, S> {
     /// Reads the value of `id`. `Ok(None)`: not cached, expired, undecodable (then deleted), or the
     /// store failed (counted, logged). `Err` only for invalid input.
     pub async fn get<T: DeserializeOwned + Send>(&self, id: &str) -> Result<Option<T>> {
-        self.inner.get_one(self.family, self.id(id)?).await
+        let id = self.id(id)?;
+        self.inner
+            .bounded("get", self.inner.get_one(self.family, id), |e| {
+                self.inner.read_timed_out(self.family, &e, 1);
+                Ok(None)
+            })
+            .await
     }
 
     /// Caches a value with the handle's TTL (the family's unless [`FamilyCache::with_ttl`]). Store
     /// errors follow the [`WritePolicy`](crate::WritePolicy).
     pub async fn set<T: Serialize + Sync + ?Sized>(&self, id: &str, value: &T) -> Result<()> {
+        let id = self.id(id)?;
         self.inner
-            .set_one(self.family, self.id(id)?, value, self.ttl)
+            .bounded(
+                "set",
+                self.inner.set_one(self.family, id, value, self.ttl),
+                |e| self.inner.write_timed_out(self.family, e),
+            )
             .await
     }
 
@@ -105,7 +119,12 @@ impl<'a, S: Store> FamilyCache<'a, S> {
             .iter()
             .map(|k| self.id(k.as_ref()))
             .collect::<Result<Vec<_>>>()?;
-        self.inner.get_many(self.family, &ids).await
+        self.inner
+            .bounded("get_many", self.inner.get_many(self.family, &ids), |e| {
+                self.inner.read_timed_out(self.family, &e, ids.len() as u64);
+                Ok((0..ids.len()).map(|_| None).collect())
+            })
+            .await
     }
 
     /// Caches many values in one round trip. Not atomic across keys; store errors follow the
@@ -119,7 +138,13 @@ impl<'a, S: Store> FamilyCache<'a, S> {
             .iter()
             .map(|(k, v)| Ok((self.id(k.as_ref())?, v)))
             .collect::<Result<Vec<_>>>()?;
-        self.inner.set_many(self.family, &entries, self.ttl).await
+        self.inner
+            .bounded(
+                "set_many",
+                self.inner.set_many(self.family, &entries, self.ttl),
+                |e| self.inner.write_timed_out(self.family, e),
+            )
+            .await
     }
 
     /// Cache-aside: returns the cached value, or runs `loader`, caches its result and returns it.
@@ -139,7 +164,10 @@ impl<'a, S: Store> FamilyCache<'a, S> {
     /// then writes the value: two reads and a write around one loader run.
     ///
     /// The loader is not bounded in time by the cache; wrap it in `tokio::time::timeout` if the
-    /// database may hang, since waiters wait as long as it runs.
+    /// database may hang, since waiters wait as long as it runs. The call timeout
+    /// ([`CacheConfig::with_call_timeout`](crate::CacheConfig::with_call_timeout)) is spent by the
+    /// cache's own store calls only: those before the load and the write after it share it, the
+    /// loader's run and the wait for another caller's load do not count.
     pub async fn get_or_load<T, E, F, Fut>(&self, id: &str, loader: F) -> Result<T, LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send,
@@ -190,9 +218,10 @@ impl<'a, S: Store> FamilyCache<'a, S> {
     /// Deletes the cached value of `id` under the family's current version (read fresh from the
     /// store). `true` when there was one. Store errors are returned.
     pub async fn invalidate(&self, id: &str) -> Result<bool> {
+        let items = [(self.family, self.id(id)?)];
         let deleted = self
             .inner
-            .invalidate_ids(&[(self.family, self.id(id)?)])
+            .bounded("invalidate", self.inner.invalidate_ids(&items), Err)
             .await?;
         Ok(deleted > 0)
     }
@@ -203,7 +232,9 @@ impl<'a, S: Store> FamilyCache<'a, S> {
             .iter()
             .map(|k| Ok((self.family, self.id(k.as_ref())?)))
             .collect::<Result<Vec<_>>>()?;
-        self.inner.invalidate_ids(&items).await
+        self.inner
+            .bounded("invalidate_many", self.inner.invalidate_ids(&items), Err)
+            .await
     }
 
     /// Deletes the keys `selection` names, with `SCAN` and `UNLINK` in batches (never `KEYS`);
@@ -236,7 +267,9 @@ impl<'a, S: Store> FamilyCache<'a, S> {
     /// (one `INCRBY`); old keys age out by their TTL. Returns the new version. Other processes
     /// follow within [`CacheConfig::version_refresh`](crate::CacheConfig::version_refresh).
     pub async fn bump_version(&self) -> Result<u64> {
-        self.inner.bump(self.family).await
+        self.inner
+            .bounded("bump_version", self.inner.bump(self.family), Err)
+            .await
     }
 
     /// The family's namespace version as this process knows it (`None` before the first use).
@@ -247,7 +280,10 @@ impl<'a, S: Store> FamilyCache<'a, S> {
     /// The store key that holds `id` now: under the family's current namespace version, read fresh
     /// from the store. For tools and tests; the typed calls build it themselves.
     pub async fn key_of(&self, id: &str) -> Result<Key> {
-        self.inner.live_key(self.family, self.id(id)?).await
+        let id = self.id(id)?;
+        self.inner
+            .bounded("key_of", self.inner.live_key(self.family, id), Err)
+            .await
     }
 
     /// This family's counters.

@@ -13,6 +13,8 @@
 //!   last clone of the store is dropped.
 //! - **Shared state.** [`MemoryStore`] is `Clone`; clones and the stores made by
 //!   [`MemoryStore::with_prefix`] share one data set, like several clients of one Redis server.
+//! - **Closing**: [`Store::close`] refuses every later call through any clone or sibling with
+//!   [`cache_core::Error::Closed`], drops the data and ends the reaper.
 //! - **Bounds** (optional): a maximum entry count and/or byte count, with the eviction policy described
 //!   on [`MemoryStoreBuilder::with_max_entries`]; and a maximum value size
 //!   ([`MemoryConfig::max_value_bytes`]) beyond which writes fail with
@@ -99,6 +101,8 @@ struct Shared {
     reap_interval: Duration,
     /// Whether a reaper task is alive (cleared by the task itself when it ends).
     reaper_running: AtomicBool,
+    /// Set by [`Store::close`]: every call is refused from then on.
+    closed: AtomicBool,
 }
 
 /// An in-memory [`Store`] with Redis semantics. See the [crate documentation](crate).
@@ -225,6 +229,7 @@ impl MemoryStoreBuilder {
             limits,
             reap_interval: self.reap_interval,
             reaper_running: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         });
         Ok(MemoryStore::over(shared, &self.prefix))
     }
@@ -345,11 +350,19 @@ impl MemoryStore {
     }
 
     /// The state, locked, with "now" read after locking (so that deadlines and reads agree), and the
-    /// reaper ensured.
-    fn lock(&self) -> (parking_lot::MutexGuard<'_, State>, Instant) {
+    /// reaper ensured; [`Error::Closed`] once the store is closed.
+    fn lock(&self) -> Result<(parking_lot::MutexGuard<'_, State>, Instant)> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("the in-memory store"));
+        }
         self.ensure_reaper();
         let guard = self.shared.state.lock();
-        (guard, Instant::now())
+        // Checked again under the lock: `close` empties the state under it, so a call that got the
+        // lock after `close` must not run on the emptied state as if nothing happened.
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("the in-memory store"));
+        }
+        Ok((guard, Instant::now()))
     }
 }
 
@@ -412,6 +425,9 @@ async fn reap(weak: Weak<Shared>, first: Instant, every: Duration) {
             let Some(shared) = weak.upgrade() else {
                 return;
             };
+            if shared.closed.load(Ordering::Acquire) {
+                return;
+            }
             let removed = shared.state.lock().purge_expired(Instant::now(), BATCH);
             if removed > 0 {
                 tracing::trace!(removed, "memory store reaped expired entries");
@@ -437,7 +453,7 @@ impl Store for MemoryStore {
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let full = self.full(key)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         let found = match st.lookup(&full, now) {
             None => None,
             Some(entry) => match &entry.value {
@@ -457,7 +473,7 @@ impl Store for MemoryStore {
             .iter()
             .map(|k| self.full(k))
             .collect::<Result<Vec<_>>>()?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         let mut out = Vec::with_capacity(fulls.len());
         for full in &fulls {
             // Like MGET, a key of another type reads as missing.
@@ -480,7 +496,7 @@ impl Store for MemoryStore {
     async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
         let full = self.full(key)?;
         ttl_millis(ttl)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         let at = deadline(now, ttl)?;
         let value = match st.lookup(&full, now) {
             None => {
@@ -501,7 +517,7 @@ impl Store for MemoryStore {
         let full = self.full(key)?;
         self.check_value(key, value)?;
         check_expiry(opts.expiry)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         st.check_fits(key, State::entry_size(&full, value.len()))?;
         let existing = st.lookup(&full, now).map(|e| e.expires_at);
         let allowed = match opts.condition {
@@ -537,7 +553,7 @@ impl Store for MemoryStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         for ((key, value), full) in entries.iter().zip(&fulls) {
             st.check_fits(key, State::entry_size(full, value.len()))?;
         }
@@ -559,20 +575,20 @@ impl Store for MemoryStore {
         if fulls.is_empty() {
             return Ok(0);
         }
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         Ok(fulls.iter().filter(|f| st.remove_live(f, now)).count() as u64)
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
         let full = self.full(key)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         Ok(st.peek(&full, now).is_some())
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
         let full = self.full(key)?;
         ttl_millis(ttl)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         let at = deadline(now, ttl)?;
         if st.lookup(&full, now).is_none() {
             return Ok(false);
@@ -583,7 +599,7 @@ impl Store for MemoryStore {
 
     async fn persist(&self, key: &str) -> Result<bool> {
         let full = self.full(key)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         match st.peek(&full, now) {
             Some(entry) if entry.expires_at.is_some() => {
                 st.set_expiry(&full, None);
@@ -595,7 +611,7 @@ impl Store for MemoryStore {
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let full = self.full(key)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         Ok(match st.peek(&full, now) {
             None => KeyTtl::Missing,
             Some(entry) => match entry.expires_at {
@@ -615,7 +631,7 @@ impl Store for MemoryStore {
         if let Some(ttl) = ttl_if_created {
             ttl_millis(ttl)?;
         }
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         let current = match st.lookup(&full, now) {
             None => None,
             Some(entry) => match &entry.value {
@@ -661,7 +677,7 @@ impl Store for MemoryStore {
             self.check_value(key, v)?;
         }
         check_expiry(expiry)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         let (current, old_deadline) = match st.lookup(&full, now) {
             None => (None, None),
             Some(entry) => match &entry.value {
@@ -707,7 +723,7 @@ impl Store for MemoryStore {
             _ => (within.as_str(), false),
         };
         let base = self.key_base.len();
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         let mut keys = Vec::new();
         let mut expired = Vec::new();
         let mut last = None;
@@ -739,7 +755,7 @@ impl Store for MemoryStore {
     async fn zadd(&self, key: &str, member: &str, score: f64) -> Result<bool> {
         let full = self.full(key)?;
         check_score("score", score)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         let size = match st.lookup(&full, now) {
             None => None,
             Some(entry) => match &entry.value {
@@ -769,7 +785,7 @@ impl Store for MemoryStore {
 
     async fn zrem(&self, key: &str, members: &[&str]) -> Result<u64> {
         let full = self.full(key)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         let (removed, empty) = match st.lookup(&full, now) {
             None => return Ok(0),
             Some(entry) => match &mut entry.value {
@@ -798,7 +814,7 @@ impl Store for MemoryStore {
         let full = self.full(key)?;
         check_score("min", min)?;
         check_score("max", max)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         match st.lookup(&full, now) {
             None => Ok(Vec::new()),
             Some(entry) => match &entry.value {
@@ -812,7 +828,7 @@ impl Store for MemoryStore {
         let full = self.full(key)?;
         check_score("min", min)?;
         check_score("max", max)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         let (removed, empty) = match st.lookup(&full, now) {
             None => return Ok(0),
             Some(entry) => match &mut entry.value {
@@ -836,7 +852,7 @@ impl Store for MemoryStore {
 
     async fn zcard(&self, key: &str) -> Result<u64> {
         let full = self.full(key)?;
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         match st.lookup(&full, now) {
             None => Ok(0),
             Some(entry) => match &entry.value {
@@ -848,7 +864,7 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<Duration> {
         let started = std::time::Instant::now();
-        drop(self.lock());
+        drop(self.lock()?);
         Ok(started.elapsed())
     }
 
@@ -861,7 +877,7 @@ impl Store for MemoryStore {
         let mut deleted = 0u64;
         loop {
             let batch_len = {
-                let (mut st, now) = self.lock();
+                let (mut st, now) = self.lock()?;
                 let batch: Vec<Arc<str>> = st
                     .keys_from(&self.key_base, false, &self.key_base)
                     .take(BATCH)
@@ -884,7 +900,7 @@ impl Store for MemoryStore {
     }
 
     async fn stats(&self) -> Result<Option<BackendStats>> {
-        let (mut st, now) = self.lock();
+        let (mut st, now) = self.lock()?;
         st.purge_expired(now, usize::MAX);
         let mut stats = BackendStats::new("memory");
         stats.used_memory_bytes = Some(st.bytes() as u64);
@@ -896,6 +912,20 @@ impl Store for MemoryStore {
             .keys_per_db
             .insert("memory".to_owned(), st.len() as u64);
         Ok(Some(stats))
+    }
+
+    /// Refuses every later call (through any clone or re-prefixed sibling: they share one data
+    /// set) with [`Error::Closed`], drops the data and stops the reaper. Calls run under the state's
+    /// lock, so none is in flight once the lock is taken here. Idempotent.
+    async fn close(&self) -> Result<()> {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let limits = self.shared.limits;
+        let old = std::mem::replace(&mut *self.shared.state.lock(), State::new(limits));
+        // Dropped outside the lock: freeing a large data set takes a while.
+        drop(old);
+        Ok(())
     }
 }
 

@@ -375,3 +375,29 @@ async fn stats_report_the_shared_data_set() {
     assert_eq!(stats.hit_ratio(), Some(0.5));
     assert!(a.ping().await.unwrap() < Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn close_refuses_every_later_call_through_every_view_and_is_idempotent() {
+    let store = MemoryStore::builder().with_prefix("a").build().unwrap();
+    let sibling = store.with_prefix("b").unwrap();
+    let shared: std::sync::Arc<dyn Store> = std::sync::Arc::new(store.clone());
+    put(&store, "k", b"1").await;
+    put(&sibling, "k", b"2").await;
+
+    // Through `Arc<dyn Store>`: the delegation must reach the store, not the trait's default.
+    shared.close().await.unwrap();
+    for s in [&store, &sibling] {
+        let err = s.get("k").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+        assert!(!err.is_transient());
+        assert_eq!(
+            s.set("k", b"3", set_opts()).await.unwrap_err().kind(),
+            ErrorKind::Closed
+        );
+        assert_eq!(s.ping().await.unwrap_err().kind(), ErrorKind::Closed);
+        assert_eq!(s.stats().await.unwrap_err().kind(), ErrorKind::Closed);
+    }
+    assert_eq!(store.entry_count(), 0, "the data is released");
+    store.close().await.unwrap();
+    sibling.close().await.unwrap();
+}

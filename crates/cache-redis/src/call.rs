@@ -3,8 +3,11 @@
 //!
 //! Every call is bounded: a first attempt on a ready standalone connection by redis-rs's response
 //! timeout, everything else (reconnects, retries, cluster calls) by [`Limits::call_cap`] through one
-//! outer `tokio::time::timeout` counted from the start of the call. Whether a failed attempt is
-//! repeated is decided by [`retry::retry_delay`] alone.
+//! outer `tokio::time::timeout_at` counted from the start of the call (the first attempt's time
+//! included). When the call runs inside a library call's deadline (`cache_core::deadline::current`)
+//! that ends earlier, the deadline is the end instead: the response timeout of each attempt and
+//! the retry budget are cut to what is left, and the error names the deadline's setting. Whether a
+//! failed attempt is repeated is decided by [`retry::retry_delay`] alone.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,10 +29,11 @@ impl Connections {
     /// retry. Errors are mapped with `op` and `key` for the message.
     ///
     /// Fast path (one server): the first attempt on a ready connection runs without the outer call
-    /// cap, because redis-rs's per-request response timeout already bounds it; a second timer per
-    /// call was a measurable part of the client's CPU (benchmark profile). Reconnects and retries
-    /// run under the outer cap. A cluster connection re-sends internally, so cluster calls always
-    /// run under the cap.
+    /// cap, because redis-rs's per-request response timeout already bounds it (cut to the time
+    /// left when a deadline is nearer); a second timer per call was a measurable part of the
+    /// client's CPU (benchmark profile). Reconnects and retries run under the outer cap, whose end
+    /// counts from the start of the call. A cluster connection re-sends internally, so cluster
+    /// calls always run under the cap.
     pub(crate) async fn run<T, F, Fut>(
         self: &Arc<Self>,
         op: &'static str,
@@ -42,15 +46,56 @@ impl Connections {
         Fut: Future<Output = std::result::Result<T, RedisError>>,
     {
         let start = Instant::now();
-        let retry = &self.limits().retry;
+        // The end of this call: the store's own cap, or the deadline of the library call it is
+        // part of (`cache_core::deadline`), whichever comes first. Both count from the start.
+        let cap_end = start + self.limits().call_cap();
+        let (end, end_setting, by_deadline) = match cache_core::deadline::current() {
+            Some(d) if d.instant() < cap_end => {
+                if d.is_expired() {
+                    return Err(d.timeout_error(format!("{op} on {}", self.target()), start));
+                }
+                (d.instant(), d.setting(), true)
+            }
+            _ => (cap_end, "REDIS_RETRY_BUDGET", false),
+        };
+        // An attempt whose response timeout the deadline shortened, and that timed out at the
+        // deadline, was ended by the deadline: the error names the deadline's setting.
+        let name_the_end = |err: Error| match err {
+            Error::Timeout {
+                operation, elapsed, ..
+            } if by_deadline && Instant::now() >= end => Error::Timeout {
+                operation,
+                elapsed,
+                setting: end_setting,
+            },
+            other => other,
+        };
+        // Retries only while the next attempt still starts before the end.
+        let limited;
+        let retry = if end < start + self.limits().retry.budget {
+            limited = self
+                .limits()
+                .retry
+                .clone()
+                .with_budget(end.saturating_duration_since(start));
+            &limited
+        } else {
+            &self.limits().retry
+        };
         // A failed attempt allowed to be repeated, and the backoff before the next one.
         let mut pending: Option<(Error, Duration)> = None;
         // The slot of the first attempt; if it is not ready, the slow path below refills this same
         // slot (picking another one would leave it empty for as long as traffic alternates).
         let mut first_slot = Some(self.pick());
         if let (false, Some(idx)) = (self.is_cluster(), first_slot) {
-            if let Some((conn, generation)) = self.ready(idx) {
+            if let Some((mut conn, generation)) = self.ready(idx) {
                 first_slot = None;
+                // Without a deadline shorter than the response timeout this does nothing: the
+                // response timeout bounds the first attempt.
+                let left = end.saturating_duration_since(Instant::now());
+                if left < self.limits().response_timeout {
+                    conn.set_response_timeout(left.max(Duration::from_millis(1)));
+                }
                 match f(conn).await {
                     Ok(v) => return Ok(v),
                     Err(e) => {
@@ -59,7 +104,7 @@ impl Connections {
                         let failed = self.describe(&err, 1, sent, idempotency, start);
                         match retry::retry_delay(retry, failed) {
                             Some(delay) => pending = Some((err, delay)),
-                            None => return Err(err),
+                            None => return Err(name_the_end(err)),
                         }
                     }
                 }
@@ -96,16 +141,20 @@ impl Connections {
                 let failed = self.describe(&err, attempt, sent, idempotency, start);
                 match retry::retry_delay(retry, failed) {
                     Some(delay) => pending = Some((err, delay)),
-                    None => return Err(err),
+                    None => return Err(name_the_end(err)),
                 }
             }
         };
-        match tokio::time::timeout(self.limits().call_cap(), work).await {
+        // One timer for the whole call, counted from its start (the first attempt included). A
+        // relative timeout, not `timeout_at(from_std(end))`: on a paused tokio clock that was
+        // advanced, a std instant maps into tokio's past and would fire at once.
+        let left = end.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, work).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout {
                 operation: format!("{op} on {}", self.target()),
                 elapsed: start.elapsed(),
-                setting: "REDIS_RETRY_BUDGET",
+                setting: end_setting,
             }),
         }
     }

@@ -249,6 +249,7 @@ impl RedisStore {
     /// cluster's own failure flag, and whether it answers our `PING` (sent to each node directly,
     /// concurrently). Empty on one server. Fails only when no node can tell the topology.
     pub async fn cluster_health(&self) -> Result<Vec<NodeHealth>> {
+        let _call = self.conns.enter()?;
         let nodes = self.topology().await?;
         let addr_of: HashMap<&str, String> =
             nodes.iter().map(|n| (n.id.as_str(), n.addr())).collect();

@@ -29,7 +29,8 @@
 //! assert!(sentinel.endpoint.is_sentinel());
 //! ```
 //!
-//! `Debug` never prints a password: URLs are shown through [`cache_core::config::redact_url`].
+//! `Debug` never prints a password: URLs are shown through
+//! [`cache_core::config::redact_url`] (user-info passwords and `?pass=` of socket URLs).
 //!
 //! (One file even when it grows past 600 lines, on purpose: each setting's type, default, environment
 //! variable, builder method and check are kept here, so that adding a setting touches one place.)

@@ -33,6 +33,7 @@ impl RedisStore {
     /// address order. No sections means the server's default set. Read-only and retried like any
     /// read; on a cluster one unreachable primary fails the call with an error naming it.
     pub async fn info_per_node(&self, sections: &[&str]) -> Result<Vec<NodeInfo>> {
+        let _call = self.conns.enter()?;
         let mut cmd = redis::cmd("INFO");
         for s in sections {
             cmd.arg(*s);

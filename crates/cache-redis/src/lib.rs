@@ -46,7 +46,8 @@
 //! | `batch.rs` | `get_many` / `set_many` / `delete`, split per hash slot on a cluster |
 //! | `scan.rs` | `scan` and `flush_prefix`, across every primary on a cluster (the cluster scan cursor) |
 //! | `cluster.rs` | `CLUSTER NODES` parsing, per-node `PING` / `INFO`, [`RedisStore::cluster_health`] |
-//! | `call.rs` | the call runner: fast path, outer timer, retry loop; the time limits |
+//! | `call.rs` | the call runner: fast path, outer timer, retry loop, the library call's deadline; the time limits |
+//! | `close.rs` | the call gate and `close()`: refuse, drain, end every connection |
 //! | `retry.rs` | the retry policy: what may be repeated, backoff with jitter, the one retry decision |
 //! | `slots.rs` | the shared connections: pool, slots, refill, retire, suspect, rotate, background task |
 //! | `manager.rs` | the `mobc::Manager`: open (under Sentinel: discover, then open) and check a connection, diagnose a failed connect |
@@ -54,7 +55,7 @@
 //! | `scripts.rs` | the Lua scripts of compare-and-swap and `incr_by` with a TTL |
 //! | `error.rs` | redis-rs errors mapped into [`cache_core::Error`], and what they say about a connection |
 //! | `info.rs` | parsing of `INFO` into [`cache_core::BackendStats`] |
-//! | `health.rs` | [`RedisStore::connectivity`] and [`RedisStore::self_test`] |
+//! | `health.rs` | [`RedisStore::connectivity`] and [`RedisStore::self_test`] (liveness and readiness are [`cache_core::health`]'s) |
 //!
 //! ## Why not mobc-redis
 //!
@@ -106,6 +107,11 @@
 //! call was a measurable share of the client's CPU. [`cache_core::Error::Timeout`] names the setting
 //! that fired.
 //!
+//! When a store call runs inside a library call's deadline ([`cache_core::deadline`]: the cache and
+//! session managers set one per public call), the call ends at that deadline if it comes first: the
+//! first attempt's response timeout and the retry budget are cut to the time left, no retry starts
+//! after it, and the timeout error names the deadline's setting.
+//!
 //! ## Retries
 //!
 //! Transient errors ([`cache_core::Error::is_transient`]: connection errors, timeouts, `LOADING`,
@@ -130,6 +136,20 @@
 //! | `get`, `get_many`, `exists`, `ttl`, `scan`, `zrange_by_score`, `zcard`, `ping`, `stats` (reads) | `set` in every form and `set_many` (a repeat can undo a concurrent delete or overwrite) |
 //! | `get_ex`, `expire` (TTL refreshes: a repeat only moves the deadline of a key that still exists; it never brings a key back) | `incr_by` (would add twice), `compare_and_swap` (a repeat would report a conflict with our own write) |
 //! | | `delete`, `zrem`, `zrem_range_by_score` (counts would be lower), `persist`, `zadd` (would answer "not new") |
+//!
+//! ## Closing
+//!
+//! [`Store::close`](cache_core::Store::close) (`close.rs`) refuses every call that starts after it
+//! with [`cache_core::Error::Closed`], lets calls already in flight finish for up to the longest one
+//! call may take (`max(REDIS_RETRY_BUDGET, REDIS_CONNECT_TIMEOUT + REDIS_RESPONSE_TIMEOUT)`), then
+//! stops the background task (under Sentinel also the watcher, whose subscriptions to the sentinels
+//! end with it) and ends every shared and idle pooled connection: on one server (also a node found
+//! through Sentinel) with `QUIT` first, so that the server's `CLIENT LIST` no longer shows them when
+//! `close` returns; a cluster connection is dropped, and its node connections close when redis-rs's
+//! drivers see their last handle go. Clones and views ([`RedisStore::scoped`],
+//! [`RedisStore::replica_reads`], with its replica connections under Sentinel) share the
+//! connections, so closing one closes them all. Idempotent. Connections to one server name
+//! themselves [`CLIENT_NAME`] (`CLIENT SETNAME`) so that they can be told apart in `CLIENT LIST`.
 //!
 //! ## Errors
 //!
@@ -232,6 +252,7 @@
 mod batch;
 mod builder;
 mod call;
+mod close;
 mod cluster;
 mod config;
 mod conn;
@@ -256,4 +277,5 @@ pub use config::{
     DEFAULT_SHARED_CONNECTIONS,
 };
 pub use introspect::NodeInfo;
+pub use manager::CLIENT_NAME;
 pub use store::RedisStore;

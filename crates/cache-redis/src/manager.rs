@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,10 @@ use crate::sentinel::{Discovery, Want};
 /// Margin of the outer timeouts over the inner redis-rs ones, so the inner ones (with the better
 /// message) normally fire first.
 pub(crate) const BACKSTOP: Duration = Duration::from_millis(50);
+
+/// The name every connection to one server gives itself (`CLIENT SETNAME`), so that an operator's
+/// `CLIENT LIST` shows which connections are ours.
+pub const CLIENT_NAME: &str = "cachekit";
 
 /// What the mobc pool holds: a connection and whether it was found broken (then `validate` refuses
 /// it on check-in and the pool closes it).
@@ -85,6 +90,8 @@ pub(crate) struct Manager {
     connect_timeout: Duration,
     response_timeout: Duration,
     target: String,
+    /// Set when the store is closed: no connection is opened, checked in or reused after that.
+    closed: Arc<AtomicBool>,
 }
 
 impl Manager {
@@ -103,7 +110,17 @@ impl Manager {
             connect_timeout,
             response_timeout,
             target,
+            closed: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The flag that closes this manager (shared with the store's connections).
+    pub(crate) fn closed_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.closed)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// `host:port` of one server reached over TLS, for [`connect_error`]'s diagnosis.
@@ -138,10 +155,13 @@ impl Manager {
             Client::Single(client) => {
                 let fut = client.get_multiplexed_async_connection_with_config(&self.config);
                 // redis-rs applies the connect timeout itself; the outer one is a backstop.
-                match tokio::time::timeout(self.connect_timeout + BACKSTOP, fut).await {
-                    Ok(r) => Ok(r.map(Conn::Single)?),
-                    Err(_) => Err(timed_out().into()),
-                }
+                let mut conn =
+                    match tokio::time::timeout(self.connect_timeout + BACKSTOP, fut).await {
+                        Ok(r) => r?,
+                        Err(_) => return Err(timed_out().into()),
+                    };
+                set_name(&mut conn, &self.target).await;
+                Ok(Conn::Single(conn))
             }
             Client::Cluster(client) => {
                 let limit = self.connect_timeout + self.response_timeout + BACKSTOP;
@@ -167,8 +187,9 @@ impl Manager {
                     }
                 };
                 match tokio::time::timeout(limit, find).await {
-                    Ok(Ok(found)) => {
+                    Ok(Ok(mut found)) => {
                         tracing::debug!(target: "cache_redis", service = discovery.service(), node = %found.addr, "connected through Sentinel");
+                        set_name(&mut found.conn, &self.target).await;
                         Ok(Conn::Single(found.conn))
                     }
                     Ok(Err(e)) => Err(OpenError::Mapped(e)),
@@ -210,6 +231,9 @@ impl mobc::Manager for Manager {
     }
 
     async fn connect(&self) -> Result<Pooled, OpenError> {
+        if self.is_closed() {
+            return Err(closed().into());
+        }
         let conn = self.open().await?;
         tracing::debug!(target: "cache_redis", server = %self.target, "opened a Redis connection");
         Ok(Pooled {
@@ -219,17 +243,45 @@ impl mobc::Manager for Manager {
     }
 
     async fn check(&self, mut conn: Pooled) -> Result<Pooled, OpenError> {
+        if self.is_closed() {
+            return Err(closed().into());
+        }
         probe(&mut conn.conn, self.response_timeout).await?;
         Ok(conn)
     }
 
     fn validate(&self, conn: &mut Pooled) -> bool {
-        !conn.broken
+        !conn.broken && !self.is_closed()
     }
 }
 
 fn timed_out() -> RedisError {
     RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
+fn closed() -> RedisError {
+    RedisError::from(std::io::Error::other("the store is closed"))
+}
+
+/// Names a new connection [`CLIENT_NAME`]. A server or ACL user that refuses `CLIENT SETNAME` does
+/// not make the connection unusable: the failure is logged and the connection kept.
+async fn set_name(conn: &mut redis::aio::MultiplexedConnection, target: &str) {
+    let mut cmd = redis::cmd("CLIENT");
+    cmd.arg("SETNAME").arg(CLIENT_NAME);
+    if let Err(e) = cmd.query_async::<()>(conn).await {
+        tracing::debug!(target: "cache_redis", server = %target, error = %e, "CLIENT SETNAME refused; the connection stays unnamed");
+    }
+}
+
+/// Asks the server to close this connection (`QUIT`), bounded by `timeout`, so that it is gone from
+/// the server's `CLIENT LIST` when this returns. Only for a connection to one server (on a cluster
+/// connection a `QUIT` would reach one node, and the connection would reconnect to it); failures are
+/// ignored: the connection is dropped right after anyway.
+pub(crate) async fn quit(conn: &mut Conn, timeout: Duration) {
+    if let Conn::Single(c) = conn {
+        let cmd = redis::cmd("QUIT");
+        let _ = tokio::time::timeout(timeout, cmd.query_async::<()>(c)).await;
+    }
 }
 
 /// `PING` sent to `target`, bounded by `timeout`; returns the round-trip time.

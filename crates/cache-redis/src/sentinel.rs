@@ -309,6 +309,11 @@ impl Discovery {
         Ok(conn)
     }
 
+    /// Lets go of the connection kept for questions to a sentinel (the store is closing).
+    pub(crate) fn forget_sentinels(&self) {
+        *self.sentinel.lock() = None;
+    }
+
     fn forget_sentinel(&self, idx: usize) {
         let mut kept = self.sentinel.lock();
         if matches!(&*kept, Some((i, _)) if *i == idx) {

@@ -12,7 +12,12 @@
 //! - at most one task refills a slot at a time; others wait for it or fail fast while the slot is in
 //!   its reconnect backoff;
 //! - a connection is retired only by the generation that produced the error, so a late error from
-//!   an old connection never retires its replacement.
+//!   an old connection never retires its replacement;
+//! - once the store is closed no slot is refilled and no connection is opened (`crate::close`).
+//!
+//! (A little over 600 lines on purpose: the slot state machine (refill, retire, suspect, rotate,
+//! take out on close) is one set of invariants over one lock per slot, and reads best in one file;
+//! the close sequence itself is in `close.rs`, the Sentinel watcher in `sentinel/`.)
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -57,21 +62,29 @@ pub(crate) struct Connections {
     /// Whether the connections are cluster connections.
     cluster: bool,
     tls_addr: Option<(String, u16)>,
-    pool: mobc::Pool<Manager>,
+    pub(crate) pool: mobc::Pool<Manager>,
     slots: Vec<Slot>,
     next: AtomicUsize,
     generation: AtomicU64,
     limits: Limits,
-    max_open: u64,
+    pub(crate) max_open: u64,
     waits: AtomicU64,
     timeouts: AtomicU64,
     reconnects: AtomicU64,
     /// Consecutive failed reconnects, for the log level.
     down_streak: AtomicU32,
-    maintenance: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
+    pub(crate) maintenance: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
     /// Under Sentinel: where the connections are found, and the task that follows switches.
     discovery: Option<Arc<Discovery>>,
-    watcher: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
+    pub(crate) watcher: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
+    /// Set by `close` (shared with the pool's manager): calls are refused, nothing is opened.
+    pub(crate) closed: Arc<AtomicBool>,
+    /// Store calls in flight (see `crate::close::CallGuard`).
+    pub(crate) in_flight: AtomicUsize,
+    /// Woken when the last call in flight of a closing store ends.
+    pub(crate) drained: tokio::sync::Notify,
+    /// Held while `close` tears down; `true` once it has.
+    pub(crate) closing: tokio::sync::Mutex<bool>,
 }
 
 impl std::fmt::Debug for Connections {
@@ -107,6 +120,7 @@ impl Connections {
         let tls_addr = manager.tls_addr();
         let cluster = manager.is_cluster();
         let discovery = manager.discovery().cloned();
+        let closed = manager.closed_flag();
         let pool = mobc::Pool::builder()
             .max_open(max_open)
             // mobc treats 0 as "unlimited"; keep at least one idle connection allowed.
@@ -146,6 +160,10 @@ impl Connections {
             maintenance: parking_lot::Mutex::new(None),
             discovery,
             watcher: parking_lot::Mutex::new(None),
+            closed,
+            in_flight: AtomicUsize::new(0),
+            drained: tokio::sync::Notify::new(),
+            closing: tokio::sync::Mutex::new(false),
         })
     }
 
@@ -293,6 +311,9 @@ impl Connections {
                 })
             }
         };
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
         let failures = {
             let state = slot.state.read();
             match &*state {
@@ -314,6 +335,11 @@ impl Connections {
             }
         };
         match self.checkout().await {
+            Ok(mut lease) if self.is_closed() => {
+                // Closed while connecting: this connection must not outlive the store.
+                lease.broken = true;
+                Err(self.closed_error())
+            }
             Ok(lease) => {
                 let conn = lease.conn.clone();
                 let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
@@ -424,6 +450,14 @@ impl Connections {
                 return;
             }
         };
+        // Under the slot's refill lock, so that `close` (which takes it) and the swap do not
+        // interleave: a store closed meanwhile gets no new connection.
+        let _refill = self.slots[idx].refill.lock().await;
+        if self.is_closed() {
+            let mut lease = lease;
+            lease.broken = true;
+            return;
+        }
         let conn = lease.conn.clone();
         let new_generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let new_state = SlotState::Ready {
@@ -498,6 +532,27 @@ impl Connections {
             };
             self.suspect(idx, generation);
         }
+    }
+
+    /// Takes every slot's connection out (waiting for a refill in progress, which then finds the
+    /// store closed) and returns their leases, for `close` to end them.
+    pub(crate) async fn take_all(&self) -> Vec<mobc::Connection<Manager>> {
+        let mut leases = Vec::new();
+        for slot in &self.slots {
+            let _refill = slot.refill.lock().await;
+            let old = std::mem::replace(
+                &mut *slot.state.write(),
+                SlotState::Empty {
+                    retry_at: Instant::now(),
+                    last_error: None,
+                    failures: 0,
+                },
+            );
+            if let SlotState::Ready { lease, .. } = old {
+                leases.push(*lease);
+            }
+        }
+        leases
     }
 
     pub(crate) fn pick(&self) -> usize {

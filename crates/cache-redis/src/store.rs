@@ -3,6 +3,10 @@
 //! Each trait method builds its command here and runs it through [`crate::route`]; what takes more
 //! than one command lives by topic: batches (split per hash slot on a cluster) in [`crate::batch`],
 //! scans and `flush_prefix` in [`crate::scan`], the per-node cluster calls in [`crate::cluster`].
+//!
+//! (A little over 600 lines on purpose: the `Store` implementation is one `impl` block, one
+//! command per method, each method first passing the close gate; splitting it would scatter that
+//! one table of commands.)
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,8 +15,8 @@ use std::time::{Duration, Instant};
 use cache_core::keys::sub_prefix;
 use cache_core::store::{check_key, ttl_millis};
 use cache_core::{
-    async_trait, BackendStats, CasOutcome, Error, Expiry, KeyTtl, Result, ScanCursor, ScanPage,
-    SetCondition, SetOptions, Store,
+    async_trait, BackendStats, CasOutcome, Error, Expiry, KeyTtl, PoolStats, Result, ScanCursor,
+    ScanPage, SetCondition, SetOptions, Store,
 };
 use redis::{FromRedisValue, Value};
 
@@ -57,6 +61,7 @@ impl fmt::Debug for RedisStore {
             .field("db", &self.db)
             .field("prefix", &self.prefix)
             .field("shared_connections", &self.conns.slot_count())
+            .field("closed", &self.conns.is_closed())
             .finish_non_exhaustive()
     }
 }
@@ -253,6 +258,7 @@ impl Store for RedisStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let _call = self.conns.enter()?;
         let full = self.full_key(key)?;
         let mut cmd = redis::cmd("GET");
         cmd.arg(&full);
@@ -260,6 +266,7 @@ impl Store for RedisStore {
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+        let _call = self.conns.enter()?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -267,6 +274,7 @@ impl Store for RedisStore {
     }
 
     async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
+        let _call = self.conns.enter()?;
         let ms = ttl_millis(ttl)?;
         let mut cmd = redis::cmd("GETEX");
         cmd.arg(self.full_key(key)?).arg("PX").arg(ms);
@@ -276,6 +284,7 @@ impl Store for RedisStore {
     }
 
     async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool> {
+        let _call = self.conns.enter()?;
         let full = self.full_key(key)?;
         self.check_value(value)?;
         let mut cmd = redis::cmd("SET");
@@ -306,6 +315,7 @@ impl Store for RedisStore {
     }
 
     async fn set_many(&self, entries: &[(&str, &[u8])], expiry: Expiry) -> Result<()> {
+        let _call = self.conns.enter()?;
         let px = match expiry {
             Expiry::Keep => {
                 return Err(Error::invalid_input(
@@ -322,6 +332,7 @@ impl Store for RedisStore {
     }
 
     async fn delete(&self, keys: &[&str]) -> Result<u64> {
+        let _call = self.conns.enter()?;
         let fulls = keys
             .iter()
             .map(|k| self.full_key(k))
@@ -330,6 +341,7 @@ impl Store for RedisStore {
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
+        let _call = self.conns.enter()?;
         let full = self.full_key(key)?;
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(&full);
@@ -338,6 +350,7 @@ impl Store for RedisStore {
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+        let _call = self.conns.enter()?;
         let mut cmd = redis::cmd("PEXPIRE");
         cmd.arg(self.full_key(key)?).arg(ttl_millis(ttl)?);
         self.query("PEXPIRE", Some(key), Idempotency::Repeatable, cmd)
@@ -345,6 +358,7 @@ impl Store for RedisStore {
     }
 
     async fn persist(&self, key: &str) -> Result<bool> {
+        let _call = self.conns.enter()?;
         let mut cmd = redis::cmd("PERSIST");
         cmd.arg(self.full_key(key)?);
         // A repeat would answer "had no TTL": not repeated once sent.
@@ -353,6 +367,7 @@ impl Store for RedisStore {
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        let _call = self.conns.enter()?;
         let full = self.full_key(key)?;
         let mut cmd = redis::cmd("PTTL");
         cmd.arg(&full);
@@ -375,6 +390,7 @@ impl Store for RedisStore {
         delta: i64,
         ttl_if_created: Option<Duration>,
     ) -> Result<i64> {
+        let _call = self.conns.enter()?;
         let full = self.full_key(key)?;
         let map_invalid = |e: Error| match e {
             Error::Backend { message, .. }
@@ -421,6 +437,7 @@ impl Store for RedisStore {
         new: Option<&[u8]>,
         expiry: Expiry,
     ) -> Result<CasOutcome> {
+        let _call = self.conns.enter()?;
         let full = self.full_key(key)?;
         if let Some(v) = new {
             self.check_value(v)?;
@@ -471,6 +488,7 @@ impl Store for RedisStore {
     }
 
     async fn scan(&self, pattern: &str, cursor: ScanCursor, count: u32) -> Result<ScanPage> {
+        let _call = self.conns.enter()?;
         if count == 0 {
             return Err(Error::invalid_input("scan count must be at least 1"));
         }
@@ -478,6 +496,7 @@ impl Store for RedisStore {
     }
 
     async fn zadd(&self, key: &str, member: &str, score: f64) -> Result<bool> {
+        let _call = self.conns.enter()?;
         let mut cmd = redis::cmd("ZADD");
         cmd.arg(self.full_key(key)?)
             .arg(score_arg(score, "score")?)
@@ -489,6 +508,7 @@ impl Store for RedisStore {
     }
 
     async fn zrem(&self, key: &str, members: &[&str]) -> Result<u64> {
+        let _call = self.conns.enter()?;
         let full = self.full_key(key)?;
         if members.is_empty() {
             return Ok(0);
@@ -505,6 +525,7 @@ impl Store for RedisStore {
         max: f64,
         limit: Option<usize>,
     ) -> Result<Vec<(String, f64)>> {
+        let _call = self.conns.enter()?;
         let full = self.full_key(key)?;
         let mut cmd = redis::cmd("ZRANGEBYSCORE");
         cmd.arg(&full)
@@ -518,6 +539,7 @@ impl Store for RedisStore {
     }
 
     async fn zrem_range_by_score(&self, key: &str, min: f64, max: f64) -> Result<u64> {
+        let _call = self.conns.enter()?;
         let mut cmd = redis::cmd("ZREMRANGEBYSCORE");
         cmd.arg(self.full_key(key)?)
             .arg(score_arg(min, "min")?)
@@ -527,6 +549,7 @@ impl Store for RedisStore {
     }
 
     async fn zcard(&self, key: &str) -> Result<u64> {
+        let _call = self.conns.enter()?;
         let full = self.full_key(key)?;
         let mut cmd = redis::cmd("ZCARD");
         cmd.arg(&full);
@@ -534,6 +557,7 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<Duration> {
+        let _call = self.conns.enter()?;
         if self.is_cluster() {
             return self.ping_cluster().await;
         }
@@ -546,6 +570,7 @@ impl Store for RedisStore {
     }
 
     async fn flush_prefix(&self) -> Result<u64> {
+        let _call = self.conns.enter()?;
         if self.prefix.is_empty() {
             return Err(Error::invalid_input(
                 "flush_prefix refuses a store without a key prefix: it would delete every key of \
@@ -556,6 +581,7 @@ impl Store for RedisStore {
     }
 
     async fn stats(&self) -> Result<Option<BackendStats>> {
+        let _call = self.conns.enter()?;
         if self.is_cluster() {
             return self.stats_cluster().await.map(Some);
         }
@@ -567,5 +593,24 @@ impl Store for RedisStore {
         stats.pool = Some(self.conns.pool_stats().await);
         tracing::trace!(target: "cache_redis", elapsed = ?started.elapsed(), "collected INFO");
         Ok(Some(stats))
+    }
+
+    async fn pool_stats(&self) -> Option<PoolStats> {
+        Some(self.conns.pool_stats().await)
+    }
+
+    /// See [`Store::close`] and the [crate documentation](crate#closing): refuses new calls, lets
+    /// calls in flight finish within the longest one call may take, then ends every connection (on
+    /// one server, `QUIT` first) and the background tasks (under Sentinel also the watcher, and the
+    /// replica connections of [`RedisStore::replica_reads`]). Closes every clone and view of this
+    /// store (they share the connections).
+    async fn close(&self) -> Result<()> {
+        // Calls pass the gate of `conns` only, so once it is closed and drained nothing uses the
+        // replica connections either.
+        self.conns.close().await?;
+        if let Some(replicas) = &self.replicas {
+            replicas.close().await?;
+        }
+        Ok(())
     }
 }

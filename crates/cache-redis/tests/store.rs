@@ -611,9 +611,10 @@ async fn self_test_passes_and_leaves_no_keys() {
     server.cli(["SET", "foreign", "keep"]);
     let report = s.self_test().await;
     assert!(report.passed(), "{report:#?}");
-    assert!(report.scope.starts_with("__selftest-"), "{}", report.scope);
+    assert_eq!(report.scope, "__selftest");
     let names: Vec<_> = report.steps.iter().map(|st| st.name).collect();
     for family in [
+        "lock",
         "ping",
         "set/get",
         "batch",

@@ -98,7 +98,8 @@ async fn tour(config: &Config, store: Arc<dyn Store>, out: &Out) -> anyhow::Resu
     stats_tour(&cache, out, &mut f);
 
     section(out, "9. Health report");
-    let health = cachekit::health::check(store.as_ref()).await;
+    let health =
+        cachekit::health::check(store.as_ref(), cachekit::health::HealthCheck::SelfTest).await;
     out.line(&health.to_text(&crate::describe_backend(config)));
     ensure!(health.healthy, "the health check failed: see above");
     f.add("health", serde_json::to_value(&health)?);

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use cachekit::health::HealthCheck;
 use cachekit::store::{codec, config::redact_url, KeyTtl};
 use cachekit::{Config, Error, ErrorKind, RedisEndpoint, SessionHandle, Store, StoreExt};
 use clap::{Args, Parser, Subcommand};
@@ -54,8 +55,14 @@ struct Cli {
 enum Command {
     /// Walk through the whole system: sessions, typed caching, cache-aside, invalidation, statistics.
     Demo,
-    /// Connectivity, latency, operations self-test and key counts; exit 0 only when healthy.
-    Health,
+    /// Readiness (ping, one read, pool state), server version and key counts; exit 0 only when
+    /// healthy. A few commands whatever the keyspace size.
+    Health {
+        /// Also run the operations self-test: about 40 commands on a fixed set of keys under
+        /// `__selftest:` (each with a TTL, deleted by name afterwards).
+        #[arg(long)]
+        self_test: bool,
+    },
     /// Server INFO, pool state, key counts per family.
     Stats,
     /// Session administration.
@@ -205,9 +212,14 @@ fn describe_backend(config: &Config) -> String {
 
 async fn run(cli: Cli, out: &Out) -> anyhow::Result<u8> {
     let config = config(&cli)?;
-    if let Command::Health = cli.command {
+    if let Command::Health { self_test } = cli.command {
         // Health reports connection failures as an unhealthy verdict, not as an error.
-        return health(&config, out).await;
+        let depth = if self_test {
+            HealthCheck::SelfTest
+        } else {
+            HealthCheck::Readiness
+        };
+        return health(&config, depth, out).await;
     }
     if let Command::Top(args) = cli.command {
         // Top connects on its own: it needs the Redis store itself for per-node INFO.
@@ -216,7 +228,7 @@ async fn run(cli: Cli, out: &Out) -> anyhow::Result<u8> {
     let store = cachekit::connect(&config).await?;
     match cli.command {
         Command::Demo => demo::run(&config, store, out).await,
-        Command::Health | Command::Top(_) => unreachable!("handled above"),
+        Command::Health { .. } | Command::Top(_) => unreachable!("handled above"),
         Command::Stats => stats(&config, store, out).await,
         Command::Sessions(cmd) => sessions(cmd, &config, store, out).await,
         Command::Invalidate(args) => invalidate::run(args, &config, store, out).await,
@@ -235,7 +247,7 @@ async fn run(cli: Cli, out: &Out) -> anyhow::Result<u8> {
     }
 }
 
-async fn health(config: &Config, out: &Out) -> anyhow::Result<u8> {
+async fn health(config: &Config, depth: HealthCheck, out: &Out) -> anyhow::Result<u8> {
     let started = Instant::now();
     let backend = describe_backend(config);
     let store = match cachekit::connect(config).await {
@@ -251,9 +263,11 @@ async fn health(config: &Config, out: &Out) -> anyhow::Result<u8> {
             return Ok(exit::UNHEALTHY);
         }
     };
-    let report = cachekit::health::check(store.as_ref()).await;
+    let report = cachekit::health::check(store.as_ref(), depth).await;
     let text = report.to_text(&backend);
     out.report(&serde_json::to_value(&report)?, &text);
+    // A one-shot command: end the connections now rather than when the process exits.
+    let _ = store.close().await;
     Ok(if report.healthy { 0 } else { exit::UNHEALTHY })
 }
 

@@ -130,4 +130,12 @@ impl Client {
     pub fn sessions(&self) -> Result<SessionManager<DynStore>> {
         crate::session_manager(self.store.clone(), &self.config)
     }
+
+    /// Closes the backend connection (see [`Store::close`](crate::Store::close)): calls in flight
+    /// may finish, later calls through this client and every manager it gave out fail with
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed), and the connections and background tasks
+    /// end. Idempotent. The runtime itself ends when the last clone of the client is dropped.
+    pub fn close(&self) -> Result<()> {
+        self.block_on(self.store.close())
+    }
 }

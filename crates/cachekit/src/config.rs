@@ -159,10 +159,10 @@ pub struct Config {
     /// The store and its settings (`CACHE_BACKEND`, `REDIS_*`, `CACHE_KEY_PREFIX`,
     /// `CACHE_MAX_VALUE_BYTES`).
     pub backend: Backend,
-    /// The cache manager's settings (`CACHE_TTL_<FAMILY>`; `REDIS_SCAN_COUNT` for its
-    /// invalidation scans).
+    /// The cache manager's settings (`CACHE_TTL_<FAMILY>`, `CACHE_CALL_TIMEOUT`;
+    /// `REDIS_SCAN_COUNT` for its invalidation scans).
     pub cache: CacheConfig,
-    /// The session manager's settings (`CACHE_TTL_SESSION`).
+    /// The session manager's settings (`CACHE_TTL_SESSION`, `SESSION_CALL_TIMEOUT`).
     pub sessions: SessionConfig,
 }
 

@@ -154,3 +154,36 @@ fn a_client_dropped_inside_a_runtime_does_not_panic() {
         drop(client);
     });
 }
+
+#[test]
+fn close_ends_the_connections_and_refuses_later_calls() {
+    let server = RedisServer::start();
+    let config = Config::redis(
+        RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+            .with_key_prefix("blocking-close"),
+    );
+    let client = Client::connect(&config).expect("connect");
+    let cache = client.cache().expect("cache");
+    client
+        .block_on(cache.user().set("1", &json!({"name": "ada"})))
+        .expect("set");
+    let ours = || {
+        server
+            .cli(["CLIENT", "LIST"])
+            .lines()
+            .filter(|l| l.contains(" name=cachekit "))
+            .count()
+    };
+    assert!(ours() > 0, "the client's connections are named");
+    client.close().expect("close");
+    assert_eq!(ours(), 0, "no connection of ours after close");
+    let sessions = client.sessions().expect("sessions");
+    let err = client
+        .block_on(sessions.create("ada", CreateOptions::new()))
+        .expect_err("a closed client refuses calls");
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    let err = client.block_on(client.store().ping()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed);
+    client.close().expect("close twice");
+    client.clone().close().expect("close through a clone");
+}

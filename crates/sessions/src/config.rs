@@ -1,14 +1,15 @@
 //! [`SessionConfig`]: the session settings that come from the environment.
 //!
-//! The sessions crate reads one variable, `CACHE_TTL_SESSION` (the default idle timeout, see
-//! [`crate::keys::SESSION`]). Every other setting is code: the `with_*` methods of
-//! [`crate::SessionManagerBuilder`]. [`SessionConfig::from_lookup`] takes the lookup function rather
+//! The sessions crate reads two variables: `CACHE_TTL_SESSION` (the default idle timeout, see
+//! [`crate::keys::SESSION`]) and `SESSION_CALL_TIMEOUT` (the deadline of one manager call, see
+//! [`SessionManagerBuilder::with_call_timeout`](crate::SessionManagerBuilder::with_call_timeout)).
+//! Every other setting is code: the `with_*` methods of [`crate::SessionManagerBuilder`]. [`SessionConfig::from_lookup`] takes the lookup function rather
 //! than reading the process environment itself, so that a facade reads one environment (or a test a
 //! map) for every crate.
 
 use std::time::Duration;
 
-use cache_core::config::parse_duration;
+use cache_core::config::Lookup;
 use cache_core::{Error, Result};
 
 use crate::keys::SESSION;
@@ -32,10 +33,16 @@ use crate::keys::SESSION;
 pub struct SessionConfig {
     /// The default idle timeout of new sessions (`CACHE_TTL_SESSION`); `None` leaves the builder's.
     pub idle_timeout: Option<Duration>,
+    /// The deadline of one manager call, shared by all its store calls (`SESSION_CALL_TIMEOUT`);
+    /// `None` leaves the builder's.
+    pub call_timeout: Option<Duration>,
 }
 
+/// The variable of [`SessionConfig::call_timeout`].
+pub(crate) const CALL_TIMEOUT_VAR: &str = "SESSION_CALL_TIMEOUT";
+
 impl SessionConfig {
-    /// Reads `CACHE_TTL_SESSION` from the process environment.
+    /// Reads `CACHE_TTL_SESSION` and `SESSION_CALL_TIMEOUT` from the process environment.
     pub fn from_env() -> Result<SessionConfig> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -43,15 +50,21 @@ impl SessionConfig {
     /// Like [`SessionConfig::from_env`], over any lookup function. A variable that is unset or blank
     /// is ignored; one that does not parse, or a zero TTL, is [`Error::Config`] naming it.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<SessionConfig> {
+        let env = Lookup::new(&lookup);
         let mut config = SessionConfig::default();
         if let Some(var) = SESSION.ttl_env {
-            if let Some(v) = lookup(var).filter(|v| !v.trim().is_empty()) {
-                let ttl = parse_duration(var, &v)?;
+            if let Some(ttl) = env.duration(var)? {
                 if ttl.is_zero() {
                     return Err(Error::config(var, "TTL must be greater than zero"));
                 }
                 config.idle_timeout = Some(ttl);
             }
+        }
+        if let Some(timeout) = env.duration(CALL_TIMEOUT_VAR)? {
+            if timeout.is_zero() {
+                return Err(Error::config(CALL_TIMEOUT_VAR, "must be greater than zero"));
+            }
+            config.call_timeout = Some(timeout);
         }
         Ok(config)
     }
@@ -59,6 +72,12 @@ impl SessionConfig {
     /// Sets the default idle timeout of new sessions.
     pub fn with_idle_timeout(mut self, ttl: Duration) -> Self {
         self.idle_timeout = Some(ttl);
+        self
+    }
+
+    /// Sets the deadline of one manager call.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
         self
     }
 }
@@ -84,10 +103,19 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        for bad in ["0s", "soon", "-1"] {
-            let err = SessionConfig::from_lookup(only("CACHE_TTL_SESSION", bad)).unwrap_err();
-            assert!(matches!(err, Error::Config { .. }), "{err}");
-            assert!(err.to_string().contains("CACHE_TTL_SESSION"), "{err}");
+        for var in ["CACHE_TTL_SESSION", "SESSION_CALL_TIMEOUT"] {
+            for bad in ["0s", "soon", "-1"] {
+                let err = SessionConfig::from_lookup(only(var, bad)).unwrap_err();
+                assert!(matches!(err, Error::Config { .. }), "{err}");
+                assert!(err.to_string().contains(var), "{err}");
+            }
         }
+    }
+
+    #[test]
+    fn reads_the_call_timeout() {
+        let c = SessionConfig::from_lookup(only("SESSION_CALL_TIMEOUT", "750ms")).unwrap();
+        assert_eq!(c.call_timeout, Some(Duration::from_millis(750)));
+        assert_eq!(c.idle_timeout, None);
     }
 }

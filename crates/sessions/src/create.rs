@@ -74,6 +74,12 @@ impl<S: Store> SessionManager<S> {
     /// own session ranks after them fails with [`LimitLost`] (inside a transient
     /// [`Error::Backend`]), its session already removed.
     pub async fn create(&self, user_id: &str, opts: CreateOptions) -> Result<NewSession> {
+        self.bounded("create", self.create_unbounded(user_id, opts))
+            .await
+    }
+
+    /// The body of [`SessionManager::create`], without its deadline.
+    async fn create_unbounded(&self, user_id: &str, opts: CreateOptions) -> Result<NewSession> {
         let index = index_key(user_id)?;
         let s = &self.inner.settings;
         let idle_ms = positive_ms(

@@ -60,6 +60,15 @@ impl<S: Store> SessionManager<S> {
     /// The live sessions of `user_id`, oldest first, with their data. Never includes an expired
     /// session; entries of sessions that are gone are removed from the index on the way.
     pub async fn list_user_sessions(&self, user_id: &str) -> Result<Vec<Session>> {
+        self.bounded(
+            "list_user_sessions",
+            self.list_user_sessions_unbounded(user_id),
+        )
+        .await
+    }
+
+    /// The body of [`SessionManager::list_user_sessions`], without its deadline.
+    async fn list_user_sessions_unbounded(&self, user_id: &str) -> Result<Vec<Session>> {
         let index = index_key(user_id)?;
         let scan = self.scan_index(&index, user_id, self.now_ms()).await?;
         let mut live = scan.live;

@@ -124,9 +124,20 @@
 //!
 //! # Configuration
 //!
-//! Every setting is a `with_*` method of [`SessionManagerBuilder`]. One of them also comes from the
-//! environment: `CACHE_TTL_SESSION` (the default idle timeout), read by [`SessionConfig::from_lookup`]
-//! and applied with [`SessionManagerBuilder::with_config`].
+//! Every setting is a `with_*` method of [`SessionManagerBuilder`]. Two of them also come from the
+//! environment: `CACHE_TTL_SESSION` (the default idle timeout) and `SESSION_CALL_TIMEOUT` (the
+//! deadline of one manager call), read by [`SessionConfig::from_lookup`] and applied with
+//! [`SessionManagerBuilder::with_config`].
+//!
+//! # One deadline per call
+//!
+//! Every public `async` method but [`SessionManager::cleanup`] answers within the call timeout
+//! ([`SessionManagerBuilder::with_call_timeout`], default [`DEFAULT_CALL_TIMEOUT`]), counted from
+//! the start of the call and shared by all its store calls (a `create` makes three or more): a Redis
+//! that freezes between two of them cannot make the call wait two store bounds. The Redis store
+//! ends its calls at the deadline itself ([`cache_core::deadline`]). A call cut at its deadline
+//! stops between two store calls, exactly where a crash could stop it, which the index rules above
+//! are built for.
 //!
 //! # Where things are
 //!
@@ -162,9 +173,9 @@ pub use events::{RevokeReason, SessionEvent};
 pub use index::{CleanupReport, UNREADABLE_METRIC};
 pub use keys::SessionFamily;
 pub use manager::{
-    SessionManager, SessionManagerBuilder, DEFAULT_ABSOLUTE_LIFETIME, DEFAULT_CLOCK_SKEW_TOLERANCE,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSION_BYTES, DEFAULT_MAX_UPDATE_ATTEMPTS,
-    DEFAULT_TOUCH_INTERVAL,
+    SessionManager, SessionManagerBuilder, DEFAULT_ABSOLUTE_LIFETIME, DEFAULT_CALL_TIMEOUT,
+    DEFAULT_CLOCK_SKEW_TOLERANCE, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSION_BYTES,
+    DEFAULT_MAX_UPDATE_ATTEMPTS, DEFAULT_TOUCH_INTERVAL,
 };
 pub use record::{merge_patch, Session, SessionData};
 pub use revoke::MAX_REVOKE_ROUNDS;

@@ -9,16 +9,18 @@
 //! documentation explains the model; those files' comments explain, operation by operation, why each
 //! store call happens in the order it does.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::cas::CasPolicy;
+use cache_core::deadline::{self, Deadline};
 use cache_core::store::ttl_millis;
 use cache_core::{codec, Error, Result, Store};
 use tokio::sync::broadcast;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::SessionConfig;
+use crate::config::{SessionConfig, CALL_TIMEOUT_VAR};
 use crate::events::SessionEvent;
 use crate::record::Record;
 
@@ -34,6 +36,8 @@ pub const DEFAULT_CLOCK_SKEW_TOLERANCE: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_SESSION_BYTES: usize = 64 * 1024;
 /// Default number of compare-and-swap attempts of one update before giving up.
 pub const DEFAULT_MAX_UPDATE_ATTEMPTS: u32 = 64;
+/// Default deadline of one manager call, shared by all its store calls: 2 seconds.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Stripes of the per-process lock that serialises updates of one session inside this process (a
 /// writer of this process never loses a race to another writer of this process).
@@ -65,6 +69,7 @@ pub(crate) struct Settings {
     pub(crate) max_sessions_per_user: Option<usize>,
     pub(crate) max_session_bytes: usize,
     pub(crate) max_update_attempts: u32,
+    pub(crate) call_timeout: Duration,
 }
 
 impl<S: Store> SessionManagerBuilder<S> {
@@ -118,6 +123,20 @@ impl<S: Store> SessionManagerBuilder<S> {
         self
     }
 
+    /// The deadline of one manager call ([`DEFAULT_CALL_TIMEOUT`], `SESSION_CALL_TIMEOUT`): every
+    /// public `async` method except [`SessionManager::cleanup`] (which walks every index) answers
+    /// within it, counted from its start and shared by all its store calls; when it passes, the call
+    /// fails with a transient [`Error::Timeout`] naming `SESSION_CALL_TIMEOUT`. A store that knows
+    /// the deadline (the Redis store) ends its own calls at it. A call cut between two store calls
+    /// leaves what a crash there would leave, which the index rules of the crate documentation
+    /// tolerate: an entry without a record (skipped and removed by listings) or a record whose
+    /// token was never handed out (unusable, collected by its TTL), never a live session missing
+    /// from its index.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.call_timeout = timeout;
+        self
+    }
+
     /// The clock for timestamps and expiry decisions (default: [`SystemClock`], the wall clock).
     /// Tests on a paused tokio clock pass a shared [`TokioClock`](crate::TokioClock).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -132,10 +151,13 @@ impl<S: Store> SessionManagerBuilder<S> {
     }
 
     /// Takes the settings that come from the environment ([`SessionConfig`]): `CACHE_TTL_SESSION`
-    /// becomes the idle timeout. As with every `with_*` method, the last call that sets a value wins.
+    /// becomes the idle timeout, `SESSION_CALL_TIMEOUT` the call timeout. As with every `with_*` method, the last call that sets a value wins.
     pub fn with_config(mut self, config: &SessionConfig) -> Self {
         if let Some(ttl) = config.idle_timeout {
             self.settings.idle_timeout = ttl;
+        }
+        if let Some(timeout) = config.call_timeout {
+            self.settings.call_timeout = timeout;
         }
         self
     }
@@ -156,6 +178,9 @@ impl<S: Store> SessionManagerBuilder<S> {
         }
         if s.max_session_bytes == 0 {
             return Err(Error::config("max_session_bytes", "must be at least 1"));
+        }
+        if s.call_timeout.is_zero() {
+            return Err(Error::config(CALL_TIMEOUT_VAR, "must be greater than zero"));
         }
         let (events, _) = broadcast::channel(self.event_capacity.max(1));
         let cas = CasPolicy::new(tokio::time::sleep)
@@ -234,6 +259,7 @@ impl<S: Store> SessionManager<S> {
                 max_sessions_per_user: None,
                 max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
                 max_update_attempts: DEFAULT_MAX_UPDATE_ATTEMPTS,
+                call_timeout: DEFAULT_CALL_TIMEOUT,
             },
             clock: None,
             event_capacity: 1024,
@@ -277,6 +303,24 @@ impl<S: Store> SessionManager<S> {
             )));
         }
         Ok(bytes)
+    }
+
+    /// Runs one public call (`op` names it in the timeout error) within the call timeout: inside a
+    /// [`deadline::scope`], so that the store can end its own calls at the deadline, and cut by the
+    /// runtime's timer at the same deadline for stores that do not.
+    pub(crate) async fn bounded<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let started = std::time::Instant::now();
+        let deadline = Deadline::after(self.inner.settings.call_timeout, CALL_TIMEOUT_VAR);
+        // Relative, not `timeout_at`: the deadline is a std instant, which a paused and advanced
+        // tokio clock would place in its past.
+        match tokio::time::timeout(deadline.remaining(), deadline::scope(deadline, call)).await {
+            Ok(result) => result,
+            Err(_) => Err(deadline.timeout_error(format!("session {op}"), started)),
+        }
     }
 
     pub(crate) fn emit(&self, event: SessionEvent) {

@@ -25,6 +25,11 @@ impl<S: Store> SessionManager<S> {
     /// only collects garbage. A malformed token is [`cache_core::Error::InvalidInput`] before any
     /// store call; a store failure is an error, never `None`.
     pub async fn get(&self, token: &str) -> Result<Option<Session>> {
+        self.bounded("get", self.get_unbounded(token)).await
+    }
+
+    /// The body of [`SessionManager::get`], without its deadline.
+    async fn get_unbounded(&self, token: &str) -> Result<Option<Session>> {
         let token = SessionToken::parse(token)?;
         let handle = token.handle();
         let key = session_key(handle)?;

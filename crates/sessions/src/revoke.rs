@@ -20,6 +20,11 @@ pub const MAX_REVOKE_ROUNDS: usize = 16;
 impl<S: Store> SessionManager<S> {
     /// Deletes the session of `token` (logout). `true`: a stored session was deleted.
     pub async fn delete(&self, token: &str) -> Result<bool> {
+        self.bounded("delete", self.delete_unbounded(token)).await
+    }
+
+    /// The body of [`SessionManager::delete`], without its deadline.
+    async fn delete_unbounded(&self, token: &str) -> Result<bool> {
         let token = SessionToken::parse(token)?;
         self.revoke_handle(token.handle(), None, RevokeReason::Deleted)
             .await
@@ -29,6 +34,11 @@ impl<S: Store> SessionManager<S> {
     /// was deleted. Does not check who owns it: for handles that come from end users, use
     /// [`SessionManager::revoke_for_user`].
     pub async fn revoke(&self, handle: &SessionHandle) -> Result<bool> {
+        self.bounded("revoke", self.revoke_unbounded(handle)).await
+    }
+
+    /// The body of [`SessionManager::revoke`], without its deadline.
+    async fn revoke_unbounded(&self, handle: &SessionHandle) -> Result<bool> {
         self.revoke_handle(handle, None, RevokeReason::Revoked)
             .await
     }
@@ -36,6 +46,19 @@ impl<S: Store> SessionManager<S> {
     /// Revokes a session by handle only if it belongs to `user_id` (for "sign out that device" pages,
     /// where the handle comes from the user). `false`: no such session of this user; nothing changed.
     pub async fn revoke_for_user(&self, user_id: &str, handle: &SessionHandle) -> Result<bool> {
+        self.bounded(
+            "revoke_for_user",
+            self.revoke_for_user_unbounded(user_id, handle),
+        )
+        .await
+    }
+
+    /// The body of [`SessionManager::revoke_for_user`], without its deadline.
+    async fn revoke_for_user_unbounded(
+        &self,
+        user_id: &str,
+        handle: &SessionHandle,
+    ) -> Result<bool> {
         // Validates the user id (empty, too long) before any store call.
         index_key(user_id)?;
         self.revoke_handle(handle, Some(user_id), RevokeReason::Revoked)
@@ -94,6 +117,12 @@ impl<S: Store> SessionManager<S> {
     /// tight loop), it stops with a transient error: everything it saw is revoked, and a retry
     /// continues.
     pub async fn revoke_all(&self, user_id: &str) -> Result<u64> {
+        self.bounded("revoke_all", self.revoke_all_unbounded(user_id))
+            .await
+    }
+
+    /// The body of [`SessionManager::revoke_all`], without its deadline.
+    async fn revoke_all_unbounded(&self, user_id: &str) -> Result<u64> {
         self.revoke_all_inner(user_id, None).await
     }
 
@@ -101,6 +130,15 @@ impl<S: Store> SessionManager<S> {
     /// devices"), with the guarantees of [`SessionManager::revoke_all`]. A malformed token is
     /// [`cache_core::Error::InvalidInput`] and revokes nothing.
     pub async fn revoke_all_except(&self, user_id: &str, current_token: &str) -> Result<u64> {
+        self.bounded(
+            "revoke_all_except",
+            self.revoke_all_except_unbounded(user_id, current_token),
+        )
+        .await
+    }
+
+    /// The body of [`SessionManager::revoke_all_except`], without its deadline.
+    async fn revoke_all_except_unbounded(&self, user_id: &str, current_token: &str) -> Result<u64> {
         let keep = SessionToken::parse(current_token)?;
         self.revoke_all_inner(user_id, Some(keep.handle())).await
     }

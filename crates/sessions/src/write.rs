@@ -24,6 +24,12 @@ impl<S: Store> SessionManager<S> {
     /// where a conflict hands back the current value so a retry costs one round trip. The TTL is kept
     /// (`KEEPTTL`): an update does not count as an access.
     pub async fn update(&self, token: &str, patch: &SessionData) -> Result<Option<Session>> {
+        self.bounded("update", self.update_unbounded(token, patch))
+            .await
+    }
+
+    /// The body of [`SessionManager::update`], without its deadline.
+    async fn update_unbounded(&self, token: &str, patch: &SessionData) -> Result<Option<Session>> {
         self.modify(token, |rec, _now| {
             merge_patch(&mut rec.data, patch);
             Ok(Expiry::Keep)
@@ -33,6 +39,12 @@ impl<S: Store> SessionManager<S> {
 
     /// Replaces the session's data wholesale (same guarantees as [`SessionManager::update`]).
     pub async fn replace(&self, token: &str, data: SessionData) -> Result<Option<Session>> {
+        self.bounded("replace", self.replace_unbounded(token, data))
+            .await
+    }
+
+    /// The body of [`SessionManager::replace`], without its deadline.
+    async fn replace_unbounded(&self, token: &str, data: SessionData) -> Result<Option<Session>> {
         self.modify(token, move |rec, _now| {
             rec.data.clone_from(&data);
             Ok(Expiry::Keep)
@@ -43,6 +55,16 @@ impl<S: Store> SessionManager<S> {
     /// Sets the session's idle timeout to `idle_timeout` and restarts its idle countdown now. The
     /// absolute deadline is never moved: the store TTL is clamped to it. `None`: no live session.
     pub async fn extend(&self, token: &str, idle_timeout: Duration) -> Result<Option<Session>> {
+        self.bounded("extend", self.extend_unbounded(token, idle_timeout))
+            .await
+    }
+
+    /// The body of [`SessionManager::extend`], without its deadline.
+    async fn extend_unbounded(
+        &self,
+        token: &str,
+        idle_timeout: Duration,
+    ) -> Result<Option<Session>> {
         let idle_ms = positive_ms("session idle timeout", idle_timeout)?;
         self.modify(token, move |rec, now| {
             rec.idle_timeout_ms = idle_ms;
@@ -115,6 +137,11 @@ impl<S: Store> SessionManager<S> {
     /// and say so. If the old session vanishes meanwhile (logout, revocation), the new one is removed
     /// and `None` returned: rotation never resurrects a session.
     pub async fn rotate(&self, token: &str) -> Result<Option<NewSession>> {
+        self.bounded("rotate", self.rotate_unbounded(token)).await
+    }
+
+    /// The body of [`SessionManager::rotate`], without its deadline.
+    async fn rotate_unbounded(&self, token: &str) -> Result<Option<NewSession>> {
         let old = SessionToken::parse(token)?;
         let old_key = session_key(old.handle())?;
         let store = &self.inner.store;

@@ -20,7 +20,7 @@
 //! | `POST /api/logout` | deletes the session |
 //! | `POST /api/logout-everywhere` | revokes every session of the user |
 //! | `GET /trends/{keyword}` | trend data, cache first, database on a miss (single-flight) |
-//! | `GET /health` | the health report; 503 when unhealthy |
+//! | `GET /health` | readiness (a ping and one read, whatever the keyspace size); 503 when not ready |
 //! | `GET /metrics` | Prometheus text format: cache and session-layer counters (and store-call latency with the heartbeat on) |
 //!
 //! Sessions come from [`cachekit_axum`]: the page routes sit behind a cookie [`SessionLayer`], the
@@ -243,14 +243,21 @@ async fn trends(
     Ok(Json(data))
 }
 
+/// Readiness only: this route is public, so it costs two commands (`PING` and one `GET`) however
+/// large the keyspace; the operations self-test is an operator's action (`cachectl health
+/// --self-test`), never exposed here.
 async fn health(State(s): State<AppState>) -> Response {
-    let report = cachekit::health::check(s.store.as_ref()).await;
-    let status = if report.healthy {
+    let readiness = cachekit::health::readiness(s.store.as_ref()).await;
+    let status = if readiness.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(report)).into_response()
+    (
+        status,
+        Json(json!({"healthy": readiness.ready, "readiness": readiness})),
+    )
+        .into_response()
 }
 
 async fn metrics_page(State(s): State<AppState>) -> Response {

@@ -187,12 +187,13 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("scenario {}", s.name))?;
         println!(
-            "  ops {} ok {} errors {} | max call {:?} ms (store {:?} ms, bound {} ms) | recovery {:?} ms | \
-             {} sessions checked, {} acknowledged writes lost | {} panics",
+            "  ops {} ok {} errors {} | max call {:?} ms (deadline {} ms; store {:?} ms, bound {} ms) | \
+             recovery {:?} ms | {} sessions checked, {} acknowledged writes lost | {} panics",
             r.ops,
             r.ok,
             r.errors,
             r.max_call_ms_during_outage,
+            r.library_deadline_ms,
             r.max_store_call_ms_during_outage,
             r.call_timeout_ms,
             r.recovery_ms,
@@ -255,7 +256,9 @@ fn markdown(reports: &[ScenarioReport], machine: &Machine) -> String {
         "\n## Goals\n\n\
          - No call waits longer than its configured timeout plus 100 ms. A store call's bound is \
          `max(REDIS_RETRY_BUDGET, REDIS_CONNECT_TIMEOUT + REDIS_RESPONSE_TIMEOUT)` (the \
-         `production` profile: 1 s, 1 s + 500 ms, so 1.5 s).\n\
+         `production` profile: 1 s, 1 s + 500 ms, so 1.5 s); a library call's is its deadline, \
+         shared by all its store calls (`CACHE_CALL_TIMEOUT` / `SESSION_CALL_TIMEOUT`, 2 s by \
+         default).\n\
          - Throughput back to 90 % of its pre-fault level within 2 s of the server's return.\n\
          - Zero acknowledged session writes lost.\n\
          - Zero panics.\n\n\

@@ -31,6 +31,8 @@ macro_rules! backend_tests {
             every_family_with_its_default_ttl_and_the_overrides,
             single_flight_with_100_callers,
             the_lease_makes_two_managers_load_once,
+            an_aborted_or_panicking_leader_releases_its_lease,
+            a_closed_store_is_an_error_not_a_miss,
             pattern_invalidation_escapes_ids,
             version_bump_invalidates_a_family_across_managers,
             invalidation_removes_the_live_key_of_every_family_after_a_bump,
@@ -533,6 +535,116 @@ pub async fn the_lease_makes_two_managers_load_once(t: &Target) {
         .unwrap();
     assert_eq!(got, user(2));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+/// A leader whose task is aborted mid-load, or whose loader panics, gives its lease back at once
+/// (the lease TTL is only the backstop of a crashed process): the lease key is gone long before
+/// its 60 s TTL, and another manager's next miss takes the lease and loads.
+pub async fn an_aborted_or_panicking_leader_releases_its_lease(t: &Target) {
+    let lease = LeaseConfig::default()
+        .with_ttl(Duration::from_secs(60))
+        .with_wait(Duration::from_secs(60))
+        .with_poll_interval(Duration::from_millis(10));
+    let a = t
+        .manager(CacheConfig::default().with_lease(lease.clone()))
+        .await;
+    let b = t.manager(CacheConfig::default().with_lease(lease)).await;
+
+    let (started, loading) = tokio::sync::oneshot::channel::<()>();
+    let leader = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.user()
+                .get_or_load("held", || async move {
+                    let _ = started.send(());
+                    std::future::pending::<Result<User, String>>().await
+                })
+                .await
+        }
+    });
+    loading.await.expect("the loader started");
+    let ttl = t.pttl_ms("lease:user:held").await;
+    assert!(ttl > 50_000, "a holds the lease with its 60 s TTL: {ttl}");
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    eventually("the aborted leader's lease is released", async || {
+        !t.exists("lease:user:held").await
+    })
+    .await;
+    let got = b
+        .user()
+        .get_or_load("held", || async { Ok::<_, String>(user(7)) })
+        .await
+        .unwrap();
+    assert_eq!(got, user(7));
+    assert_eq!(b.user().stats().loads, 1);
+    assert_eq!(b.user().stats().coalesced, 0, "b did not wait for a lease");
+
+    let leader = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.user()
+                .get_or_load("boom", || async {
+                    if true {
+                        panic!("the loader panics (on purpose)");
+                    }
+                    Ok::<User, String>(user(0))
+                })
+                .await
+        }
+    });
+    assert!(leader.await.unwrap_err().is_panic());
+    eventually("the panicking leader's lease is released", async || {
+        !t.exists("lease:user:boom").await
+    })
+    .await;
+    assert_eq!(a.loads_in_flight(), 0);
+}
+
+/// After `Store::close`, the cache does not fail open: reads, writes and loads return the `Closed`
+/// error (a miss would run the loader on every call for ever, and writes would vanish).
+pub async fn a_closed_store_is_an_error_not_a_miss(t: &Target) {
+    let cache = t
+        .manager(CacheConfig::default().with_lease(LeaseConfig::default()))
+        .await;
+    cache.user().set("1", &user(1)).await.unwrap();
+    cache.store().close().await.unwrap();
+    let closed = |e: &cache_core::Error| e.kind() == cache_core::ErrorKind::Closed;
+    let e = cache.user().get::<User>("1").await.unwrap_err();
+    assert!(closed(&e), "{e}");
+    let e = cache
+        .user()
+        .get_many::<User, _>(&["1", "2"])
+        .await
+        .unwrap_err();
+    assert!(closed(&e), "{e}");
+    let e = cache.user().set("2", &user(2)).await.unwrap_err();
+    assert!(closed(&e), "{e}");
+    let loads = AtomicUsize::new(0);
+    let r = cache
+        .user()
+        .get_or_load("3", || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(user(3))
+        })
+        .await;
+    assert!(
+        matches!(&r, Err(LoadError::Cache(e)) if closed(e)),
+        "{:?}",
+        r.map_err(|e| e.to_string())
+    );
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        0,
+        "no loader runs on a closed store"
+    );
+    // A manager built on the closed store learns it at its first call.
+    let fresh = CacheManager::builder(cache.store().clone())
+        .with_config(&CacheConfig::default())
+        .build()
+        .unwrap();
+    let e = fresh.keyword_trends().get::<User>("x").await.unwrap_err();
+    assert!(closed(&e), "{e}");
 }
 
 pub async fn pattern_invalidation_escapes_ids(t: &Target) {

@@ -29,11 +29,15 @@ fn the_cache_and_session_settings_come_from_the_same_environment() {
         ("CACHE_TTL_USER", "2h"),
         ("CACHE_TTL_SESSION", "30m"),
         ("REDIS_SCAN_COUNT", "77"),
+        ("CACHE_CALL_TIMEOUT", "750ms"),
+        ("SESSION_CALL_TIMEOUT", "3s"),
     ]))
     .unwrap();
     assert_eq!(c.cache.ttl(Family::User), Duration::from_secs(7200));
     assert_eq!(c.cache.scan_count(), 77);
+    assert_eq!(c.cache.call_timeout(), Duration::from_millis(750));
     assert_eq!(c.sessions.idle_timeout, Some(Duration::from_secs(30 * 60)));
+    assert_eq!(c.sessions.call_timeout, Some(Duration::from_secs(3)));
 }
 
 #[test]
@@ -47,6 +51,9 @@ fn bad_cache_or_session_settings_name_the_variable() {
             "CACHE_TTL_KEYWORD_POSTS",
         ),
         (&[("CACHE_TTL_SESSION", "0")], "CACHE_TTL_SESSION"),
+        (&[("CACHE_CALL_TIMEOUT", "0s")], "CACHE_CALL_TIMEOUT"),
+        (&[("CACHE_CALL_TIMEOUT", "soon")], "CACHE_CALL_TIMEOUT"),
+        (&[("SESSION_CALL_TIMEOUT", "0")], "SESSION_CALL_TIMEOUT"),
         (&[("REDIS_SCAN_COUNT", "0")], "REDIS_SCAN_COUNT"),
         (&[("REDIS_SCAN_COUNT", "many")], "REDIS_SCAN_COUNT"),
     ] {

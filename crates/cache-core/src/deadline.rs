@@ -1,0 +1,243 @@
+//! One deadline per library call: a [`Deadline`] is the instant by which a whole manager call (a
+//! session `create`, a cache `get`, ...) must have answered, shared by every store call under it.
+//!
+//! The managers start the clock when a public method is entered, run the method's future inside
+//! [`scope`], and cut it at the deadline with their runtime's timer. A store that can make use of
+//! the deadline reads it with [`current`] when a call starts: the Redis store caps each attempt's
+//! response timeout and its retry budget by what is left, so a call late in a multi-step operation
+//! gets the time that remains instead of a fresh bound of its own, and no retry starts that could not
+//! finish in time.
+//!
+//! The scope is runtime-free: [`Scoped`] sets a thread-local for the duration of each poll of the
+//! wrapped future (the way a task-local works), so [`current`] answers for code that runs *inside*
+//! that poll, at any depth. A task spawned from inside the scope does not inherit it. Scopes nest:
+//! the inner one sees the earlier of the two deadlines.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cache_core::deadline::{self, Deadline};
+//!
+//! # futures_lite(async {
+//! let d = Deadline::after(Duration::from_secs(2), "call_timeout");
+//! let seen = deadline::scope(d, async { deadline::current() }).await;
+//! assert_eq!(seen, Some(d));
+//! assert_eq!(deadline::current(), None, "only inside the scope");
+//! # });
+//! # fn futures_lite<F: std::future::Future>(f: F) -> F::Output {
+//! #     // A minimal executor for this example: the future above never waits.
+//! #     let waker = std::task::Waker::noop();
+//! #     let mut cx = std::task::Context::from_waker(waker);
+//! #     let mut f = std::pin::pin!(f);
+//! #     loop {
+//! #         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+//! #     }
+//! # }
+//! ```
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+/// The instant by which one library call must have answered, and the setting that chose it (named
+/// in the [`Error::Timeout`] a call gets when the deadline passes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    at: Instant,
+    setting: &'static str,
+}
+
+impl Deadline {
+    /// The deadline `budget` from now; `setting` is the configuration name of `budget` (the
+    /// environment variable a user would change), named in the timeout error.
+    pub fn after(budget: Duration, setting: &'static str) -> Self {
+        let now = Instant::now();
+        Self {
+            // A budget too large to add is as good as no deadline: a century from now.
+            at: now
+                .checked_add(budget)
+                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600)),
+            setting,
+        }
+    }
+
+    /// The deadline at `at`.
+    pub fn at(at: Instant, setting: &'static str) -> Self {
+        Self { at, setting }
+    }
+
+    /// The instant.
+    pub fn instant(&self) -> Instant {
+        self.at
+    }
+
+    /// The setting that chose this deadline.
+    pub fn setting(&self) -> &'static str {
+        self.setting
+    }
+
+    /// Time left until the deadline (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the deadline has passed.
+    pub fn is_expired(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// The earlier of two deadlines.
+    pub fn min(self, other: Deadline) -> Deadline {
+        if other.at < self.at {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// The [`Error::Timeout`] of a call (`operation`, started at `started`) cut by this deadline.
+    pub fn timeout_error(&self, operation: impl Into<String>, started: Instant) -> Error {
+        Error::Timeout {
+            operation: operation.into(),
+            elapsed: started.elapsed(),
+            setting: self.setting,
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
+}
+
+/// The deadline of the library call being polled on this thread, if any (see the
+/// [module documentation](self)).
+pub fn current() -> Option<Deadline> {
+    CURRENT.with(Cell::get)
+}
+
+/// Runs `fut` with `deadline` as the [`current`] deadline (the earlier one, if an enclosing scope
+/// has one already). It does not cut the future: the caller does that with its runtime's timer.
+pub fn scope<F: Future>(deadline: Deadline, fut: F) -> Scoped<F> {
+    Scoped {
+        deadline,
+        inner: fut,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`scope`].
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Scoped<F> {
+        deadline: Deadline,
+        #[pin]
+        inner: F,
+    }
+}
+
+/// Restores the enclosing deadline when a poll ends, even by a panic.
+struct Restore(Option<Deadline>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let outer = current();
+        let effective = match outer {
+            Some(o) => o.min(*this.deadline),
+            None => *this.deadline,
+        };
+        CURRENT.with(|c| c.set(Some(effective)));
+        let _restore = Restore(outer);
+        this.inner.poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    /// Pending once, then ready: the scope must hold on every poll, not only the first.
+    struct YieldOnce(bool);
+    impl Future for YieldOnce {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                Poll::Ready(())
+            } else {
+                self.0 = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+
+    #[test]
+    fn current_is_set_inside_the_scope_on_every_poll_and_only_there() {
+        let d = Deadline::after(Duration::from_secs(5), "X");
+        let (before, after) = block_on(scope(d, async {
+            let before = current();
+            YieldOnce(false).await;
+            (before, current())
+        }));
+        assert_eq!(before, Some(d));
+        assert_eq!(after, Some(d));
+        assert_eq!(current(), None);
+    }
+
+    #[test]
+    fn nested_scopes_see_the_earlier_deadline_and_restore_the_outer_one() {
+        let long = Deadline::after(Duration::from_secs(50), "LONG");
+        let short = Deadline::after(Duration::from_secs(1), "SHORT");
+        let seen = block_on(scope(long, async {
+            let inner_short = scope(short, async { current() }).await;
+            let back = current();
+            let inner_long = scope(long, async { current() });
+            let inner_long = scope(short, inner_long).await;
+            (inner_short, back, inner_long)
+        }));
+        assert_eq!(seen.0, Some(short));
+        assert_eq!(seen.1, Some(long));
+        assert_eq!(
+            seen.2,
+            Some(short),
+            "an inner scope cannot extend the outer deadline"
+        );
+    }
+
+    #[test]
+    fn remaining_and_expiry() {
+        let past = Deadline::at(Instant::now() - Duration::from_millis(1), "X");
+        assert!(past.is_expired());
+        assert_eq!(past.remaining(), Duration::ZERO);
+        let future = Deadline::after(Duration::from_secs(60), "X");
+        assert!(!future.is_expired());
+        assert!(future.remaining() > Duration::from_secs(59));
+        let huge = Deadline::after(Duration::MAX, "X");
+        assert!(!huge.is_expired());
+        let e = past.timeout_error("session create", Instant::now());
+        assert!(e.is_transient());
+        assert!(e.to_string().contains('X'), "{e}");
+    }
+}
