@@ -18,6 +18,7 @@
 //! measurement, printed clearly, not a failure.
 
 pub mod chaos;
+pub mod chart;
 pub mod clients;
 pub mod env;
 pub mod hist;

@@ -145,9 +145,10 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
         t0.elapsed()
     );
 
+    let probe = clients::RedisCpu::connect(&server.url()).await?;
     let t0 = Instant::now();
     let mut last_level = 0;
-    let cells = run_plan(&entries, &plan, &mut |_, c, _| {
+    let cells = run_plan(&entries, &plan, Some(&probe), &mut |_, c, _| {
         if c != last_level {
             println!("running C={c} ...");
             last_level = c;
@@ -156,10 +157,11 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
     .await?;
     println!("measured in {:.1?}", t0.elapsed());
     drop(entries);
+    drop(probe);
     drop(server);
 
     let rows = report::rows(&cells);
-    let checks = report::checks(&rows);
+    let checks = report::checks(&rows, &report::targets(machine.cores));
     let dir = output_dir("bench")?;
     let results = dir.join("results.jsonl");
     std::fs::write(&results, report::jsonl(&rows)?)
@@ -187,6 +189,9 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
         );
     }
     println!("wrote {}", results.display());
+    let chart = dir.join("chart.svg");
+    bench::chart::ops_chart(&rows, &chart)?;
+    println!("wrote {}", chart.display());
 
     if args.smoke {
         println!("smoke run: docs/benchmarks.md left alone (full runs write it)");
@@ -243,6 +248,9 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
         let path = docs_file("benchmarks.md");
         std::fs::write(&path, doc).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
+        let svg = docs_file("benchmarks.svg");
+        bench::chart::ops_chart(&rows, &svg)?;
+        println!("wrote {}", svg.display());
     }
     Ok(())
 }
