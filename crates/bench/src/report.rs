@@ -185,7 +185,8 @@ pub enum Measure {
     VsReference,
     /// Server CPU per operation relative to the baseline's: the value is a *maximum*.
     ServerCpuVsBaseline,
-    /// ops/s per core of the machine (the number of cores is given).
+    /// ops/s per core used: the machine has the given number of cores, and `C` tasks keep at most
+    /// `C` of them busy.
     PerCore(usize),
 }
 
@@ -295,7 +296,7 @@ pub fn checks(rows: &[Row], targets: &[Target]) -> Vec<Check> {
                 Measure::VsBaseline { .. } => r.ratio_vs_raw,
                 Measure::VsReference => r.ratio_vs_reference,
                 Measure::ServerCpuVsBaseline => r.server_cpu_vs_raw,
-                Measure::PerCore(cores) => Some(r.ops_per_s / cores as f64),
+                Measure::PerCore(cores) => Some(r.ops_per_s / cores.min(c).max(1) as f64),
             });
             let (measured, met) = match (row, value) {
                 (Some(r), Some(v)) => {
