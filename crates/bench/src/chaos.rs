@@ -22,18 +22,15 @@
 //! - **Panics**: load tasks are plain tokio tasks; a panic anywhere in the library under them
 //!   shows up as a `JoinError` and is counted.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use cache_core::{
-    async_trait, BackendStats, CasOutcome, Config, Expiry, Family, KeyTtl, Profile, ScanCursor,
-    ScanPage, SetOptions, Store,
-};
+use cache_core::layer::{Layered, Op, StoreHook};
+use cache_core::{Config, Error, Family, Profile, Store};
 use cache_domain::CacheManager;
-use cache_redis::RedisStore;
+use cache_redis::{RedisConfig, RedisStore};
 use serde::Serialize;
 use sessions::{CreateOptions, SessionData, SessionManager};
 use test_redis::RedisServer;
@@ -185,130 +182,31 @@ impl TimelineData {
 }
 
 /// A [`Store`] that times every call of the store under it into a [`Timeline`] and counts failed
-/// calls in [`STORE_FAILURES`] (when the calling task has one).
+/// calls in [`STORE_FAILURES`] (when the calling task has one): the store under a [`StoreTimer`].
+pub type Instrumented = Layered<Arc<dyn Store>, StoreTimer>;
+
+/// The hook of [`Instrumented`].
 #[derive(Debug)]
-pub struct Instrumented {
-    inner: Arc<dyn Store>,
+pub struct StoreTimer {
     timeline: Arc<Timeline>,
 }
 
-impl Instrumented {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Store>, timeline: Arc<Timeline>) -> Instrumented {
-        Instrumented { inner, timeline }
-    }
-
-    async fn timed<T>(
-        &self,
-        f: impl Future<Output = cache_core::Result<T>>,
-    ) -> cache_core::Result<T> {
-        let t0 = Instant::now();
-        let res = f.await;
-        self.timeline.store_call(t0, Instant::now());
-        if res.is_err() {
-            // Outside a load task (preload, verification) there is no counter: nothing to count.
-            let _ = STORE_FAILURES.try_with(|c| c.set(c.get() + 1));
-        }
-        res
+impl StoreTimer {
+    /// Records into `timeline`.
+    pub fn new(timeline: Arc<Timeline>) -> StoreTimer {
+        StoreTimer { timeline }
     }
 }
 
-#[async_trait]
-impl Store for Instrumented {
-    fn prefix(&self) -> &str {
-        self.inner.prefix()
-    }
-    fn backend_name(&self) -> &'static str {
-        self.inner.backend_name()
-    }
-    async fn get(&self, key: &str) -> cache_core::Result<Option<Vec<u8>>> {
-        self.timed(self.inner.get(key)).await
-    }
-    async fn get_many(&self, keys: &[&str]) -> cache_core::Result<Vec<Option<Vec<u8>>>> {
-        self.timed(self.inner.get_many(keys)).await
-    }
-    async fn get_ex(&self, key: &str, ttl: Duration) -> cache_core::Result<Option<Vec<u8>>> {
-        self.timed(self.inner.get_ex(key, ttl)).await
-    }
-    async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> cache_core::Result<bool> {
-        self.timed(self.inner.set(key, value, opts)).await
-    }
-    async fn set_many(&self, entries: &[(&str, &[u8])], expiry: Expiry) -> cache_core::Result<()> {
-        self.timed(self.inner.set_many(entries, expiry)).await
-    }
-    async fn delete(&self, keys: &[&str]) -> cache_core::Result<u64> {
-        self.timed(self.inner.delete(keys)).await
-    }
-    async fn exists(&self, key: &str) -> cache_core::Result<bool> {
-        self.timed(self.inner.exists(key)).await
-    }
-    async fn expire(&self, key: &str, ttl: Duration) -> cache_core::Result<bool> {
-        self.timed(self.inner.expire(key, ttl)).await
-    }
-    async fn persist(&self, key: &str) -> cache_core::Result<bool> {
-        self.timed(self.inner.persist(key)).await
-    }
-    async fn ttl(&self, key: &str) -> cache_core::Result<KeyTtl> {
-        self.timed(self.inner.ttl(key)).await
-    }
-    async fn incr_by(
-        &self,
-        key: &str,
-        delta: i64,
-        ttl_if_created: Option<Duration>,
-    ) -> cache_core::Result<i64> {
-        self.timed(self.inner.incr_by(key, delta, ttl_if_created))
-            .await
-    }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-        expiry: Expiry,
-    ) -> cache_core::Result<CasOutcome> {
-        self.timed(self.inner.compare_and_swap(key, expected, new, expiry))
-            .await
-    }
-    async fn scan(
-        &self,
-        pattern: &str,
-        cursor: ScanCursor,
-        count: u32,
-    ) -> cache_core::Result<ScanPage> {
-        self.timed(self.inner.scan(pattern, cursor, count)).await
-    }
-    async fn zadd(&self, key: &str, member: &str, score: f64) -> cache_core::Result<bool> {
-        self.timed(self.inner.zadd(key, member, score)).await
-    }
-    async fn zrem(&self, key: &str, members: &[&str]) -> cache_core::Result<u64> {
-        self.timed(self.inner.zrem(key, members)).await
-    }
-    async fn zrange_by_score(
-        &self,
-        key: &str,
-        min: f64,
-        max: f64,
-        limit: Option<usize>,
-    ) -> cache_core::Result<Vec<(String, f64)>> {
-        self.timed(self.inner.zrange_by_score(key, min, max, limit))
-            .await
-    }
-    async fn zrem_range_by_score(&self, key: &str, min: f64, max: f64) -> cache_core::Result<u64> {
-        self.timed(self.inner.zrem_range_by_score(key, min, max))
-            .await
-    }
-    async fn zcard(&self, key: &str) -> cache_core::Result<u64> {
-        self.timed(self.inner.zcard(key)).await
-    }
-    async fn ping(&self) -> cache_core::Result<Duration> {
-        self.timed(self.inner.ping()).await
-    }
-    async fn flush_prefix(&self) -> cache_core::Result<u64> {
-        self.timed(self.inner.flush_prefix()).await
-    }
-    async fn stats(&self) -> cache_core::Result<Option<BackendStats>> {
-        self.timed(self.inner.stats()).await
+impl StoreHook for StoreTimer {
+    fn after(&self, _op: &Op<'_>, elapsed: Duration, outcome: cache_core::Result<(), &Error>) {
+        let ended = Instant::now();
+        self.timeline
+            .store_call(ended.checked_sub(elapsed).unwrap_or(ended), ended);
+        if outcome.is_err() {
+            // Outside a load task (preload, verification) there is no counter: nothing to count.
+            let _ = STORE_FAILURES.try_with(|c| c.set(c.get() + 1));
+        }
     }
 }
 
@@ -672,11 +570,14 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
         scenario.warmup + scenario.baseline + fault_len + scenario.after + Duration::from_secs(30);
     let timeline = Arc::new(Timeline::new(span));
     let redis: Arc<dyn Store> = Arc::new(
-        RedisStore::connect(&cfg)
+        RedisStore::connect(&RedisConfig::from_core(&cfg)?)
             .await
             .context("connecting RedisStore")?,
     );
-    let store: Arc<dyn Store> = Arc::new(Instrumented::new(redis, Arc::clone(&timeline)));
+    let store: Arc<dyn Store> = Arc::new(Instrumented::new(
+        redis,
+        StoreTimer::new(Arc::clone(&timeline)),
+    ));
     let sessions = SessionManager::new(Arc::clone(&store));
     let cache = CacheManager::new(Arc::clone(&store));
     let docs: Vec<(String, Doc)> = (0..scenario.cache_keys)

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use cache_core::{Config, Family, Profile, SetOptions, Store};
 use cache_domain::CacheManager;
 use cache_memory::MemoryStore;
-use cache_redis::RedisStore;
+use cache_redis::{RedisConfig, RedisStore};
 use redis::aio::MultiplexedConnection;
 use sessions::{CreateOptions, SessionData, SessionManager};
 
@@ -330,7 +330,7 @@ pub async fn setup(
         .context("opening the raw redis-rs connection")?;
     let cfg = config(url)?;
     let redis_store: Arc<dyn Store> = Arc::new(
-        RedisStore::connect(&cfg)
+        RedisStore::connect(&RedisConfig::from_core(&cfg)?)
             .await
             .context("connecting RedisStore")?,
     );
@@ -373,9 +373,7 @@ pub async fn setup(
     }
     let one_conn: Option<Arc<dyn Store>> = if only.iter().any(|o| o == "store_1conn") {
         Some(Arc::new(
-            RedisStore::builder(&cfg)
-                .with_shared_connections(1)
-                .connect()
+            RedisStore::connect(&RedisConfig::from_core(&cfg)?.with_shared_connections(1))
                 .await
                 .context("connecting RedisStore with one shared connection")?,
         ))

@@ -8,7 +8,14 @@
 //! - [`keys`]: the typed key schema and the escaping that keeps user input in its place;
 //! - [`codec`]: the versioned JSON value format;
 //! - [`config`]: settings from a builder and the environment, with profiles;
-//! - `testing` (feature `testing`): the conformance suite every backend must pass.
+//! - [`layer`]: [`Layered`](layer::Layered), the one way to wrap a store with an around-hook
+//!   (timing, failure injection, gates);
+//! - [`cas`]: [`cas::update`], the one read-modify-write loop over compare-and-swap (bounded
+//!   attempts, jittered backoff, optional per-process lock).
+//!
+//! The conformance suite every backend must pass, the `MockStore` and the `backend_tests!` macro
+//! live in the `cache-testing` crate. The core picks no async runtime: its runtime dependencies are
+//! what the trait and these helpers need.
 //!
 //! ```
 //! use cache_core::{codec, keys::KeySchema};
@@ -20,14 +27,18 @@
 //! # Ok::<(), cache_core::Error>(())
 //! ```
 
+// First: the macros that `store` and `layer` use to implement `Store` by delegation.
+#[macro_use]
+mod delegate;
+
+pub mod cas;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod health;
 pub mod keys;
+pub mod layer;
 pub mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use config::{BackendConfig, Config, Profile};
 pub use error::{BoxError, Error, ErrorKind, Result};

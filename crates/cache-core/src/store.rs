@@ -407,96 +407,19 @@ pub fn check_key(key: &str) -> Result<()> {
 /// The longest key (relative to the prefix) the stores accept, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 
-macro_rules! forward_store {
-    ($($ptr:ident),*) => {$(
-        #[async_trait]
-        impl<T: Store + ?Sized> Store for $ptr<T> {
-            fn prefix(&self) -> &str {
-                (**self).prefix()
-            }
-            fn backend_name(&self) -> &'static str {
-                (**self).backend_name()
-            }
-            async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-                (**self).get(key).await
-            }
-            async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-                (**self).get_many(keys).await
-            }
-            async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
-                (**self).get_ex(key, ttl).await
-            }
-            async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool> {
-                (**self).set(key, value, opts).await
-            }
-            async fn set_many(&self, entries: &[(&str, &[u8])], expiry: Expiry) -> Result<()> {
-                (**self).set_many(entries, expiry).await
-            }
-            async fn delete(&self, keys: &[&str]) -> Result<u64> {
-                (**self).delete(keys).await
-            }
-            async fn exists(&self, key: &str) -> Result<bool> {
-                (**self).exists(key).await
-            }
-            async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
-                (**self).expire(key, ttl).await
-            }
-            async fn persist(&self, key: &str) -> Result<bool> {
-                (**self).persist(key).await
-            }
-            async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-                (**self).ttl(key).await
-            }
-            async fn incr_by(&self, key: &str, delta: i64, ttl_if_created: Option<Duration>) -> Result<i64> {
-                (**self).incr_by(key, delta, ttl_if_created).await
-            }
-            async fn compare_and_swap(
-                &self,
-                key: &str,
-                expected: Option<&[u8]>,
-                new: Option<&[u8]>,
-                expiry: Expiry,
-            ) -> Result<CasOutcome> {
-                (**self).compare_and_swap(key, expected, new, expiry).await
-            }
-            async fn scan(&self, pattern: &str, cursor: ScanCursor, count: u32) -> Result<ScanPage> {
-                (**self).scan(pattern, cursor, count).await
-            }
-            async fn zadd(&self, key: &str, member: &str, score: f64) -> Result<bool> {
-                (**self).zadd(key, member, score).await
-            }
-            async fn zrem(&self, key: &str, members: &[&str]) -> Result<u64> {
-                (**self).zrem(key, members).await
-            }
-            async fn zrange_by_score(
-                &self,
-                key: &str,
-                min: f64,
-                max: f64,
-                limit: Option<usize>,
-            ) -> Result<Vec<(String, f64)>> {
-                (**self).zrange_by_score(key, min, max, limit).await
-            }
-            async fn zrem_range_by_score(&self, key: &str, min: f64, max: f64) -> Result<u64> {
-                (**self).zrem_range_by_score(key, min, max).await
-            }
-            async fn zcard(&self, key: &str) -> Result<u64> {
-                (**self).zcard(key).await
-            }
-            async fn ping(&self) -> Result<Duration> {
-                (**self).ping().await
-            }
-            async fn flush_prefix(&self) -> Result<u64> {
-                (**self).flush_prefix().await
-            }
-            async fn stats(&self) -> Result<Option<BackendStats>> {
-                (**self).stats().await
-            }
-        }
-    )*};
+// `Arc<dyn Store>` and `Box<dyn Store>` are stores: the method list is written once, in
+// `crate::delegate`, for these impls and for `crate::layer::Layered`.
+delegate_store! {
+    impl[T: Store + ?Sized] for Arc<T>;
+    inner: |this| (**this);
+    call: direct_call;
 }
 
-forward_store!(Arc, Box);
+delegate_store! {
+    impl[T: Store + ?Sized] for Box<T>;
+    inner: |this| (**this);
+    call: direct_call;
+}
 
 /// Conveniences built on [`Store`] alone, available on every store (blanket impl).
 #[async_trait]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cache_core::{CasOutcome, Error, Family};
 use cache_domain::{CacheConfig, CacheManager, LeaseConfig, LoadError, WritePolicy};
-use cache_memory::mock::MockStore;
+use cache_testing::MockStore;
 
 fn timeout() -> Error {
     Error::Timeout {

@@ -1,13 +1,16 @@
-//! `MemoryStore` passes the whole conformance suite of `cache_core::testing`: directly, through
-//! `Arc<dyn Store>`, on a paused tokio clock (time moved with `tokio::time::advance`) and in real time.
+//! `MemoryStore` passes the whole conformance suite of `cache_testing::conformance`: directly, through
+//! `Arc<dyn Store>`, through a `Layered` store (so every delegated method is exercised), on a paused
+//! tokio clock (time moved with `tokio::time::advance`) and in real time.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_core::async_trait;
-use cache_core::testing::{self, run_all, Capabilities, Clock, RealClock};
+use cache_core::layer::{Layered, Method, Op, StoreHook};
 use cache_core::Store;
 use cache_memory::MemoryStore;
+use cache_testing::conformance::{self, run_all, Capabilities, Clock, RealClock};
 
 const MAX_VALUE: usize = 2 * 1024 * 1024;
 
@@ -60,6 +63,53 @@ async fn memory_store_passes_the_suite_as_dyn_store() {
     run_all(&store, &other, &unprefixed, &paused_caps()).await;
 }
 
+/// Notes which methods passed through the layer.
+#[derive(Debug, Default)]
+struct Seen(Mutex<BTreeSet<&'static str>>);
+
+impl StoreHook for Seen {
+    fn after(&self, op: &Op<'_>, _: Duration, _: cache_core::Result<(), &cache_core::Error>) {
+        self.0.lock().unwrap().insert(op.method.as_str());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_store_passes_the_suite_through_a_layer() {
+    let (store, other, unprefixed) = stores();
+    let seen = Arc::new(Seen::default());
+    let store = Layered::new(store, Arc::clone(&seen));
+    let other = Layered::new(other, Arc::clone(&seen));
+    run_all(&store, &other, &unprefixed, &paused_caps()).await;
+    let seen = seen.0.lock().unwrap().clone();
+    let every_method: BTreeSet<&str> = [
+        Method::Get,
+        Method::GetMany,
+        Method::GetEx,
+        Method::Set,
+        Method::SetMany,
+        Method::Delete,
+        Method::Exists,
+        Method::Expire,
+        Method::Persist,
+        Method::Ttl,
+        Method::IncrBy,
+        Method::CompareAndSwap,
+        Method::Scan,
+        Method::Zadd,
+        Method::Zrem,
+        Method::ZrangeByScore,
+        Method::ZremRangeByScore,
+        Method::Zcard,
+        Method::Ping,
+        Method::FlushPrefix,
+        Method::Stats,
+    ]
+    .into_iter()
+    .map(Method::as_str)
+    .collect();
+    assert_eq!(seen, every_method, "every method went through the layer");
+}
+
 #[tokio::test]
 async fn memory_store_passes_the_suite_in_real_time() {
     let (store, other, unprefixed) = stores();
@@ -72,8 +122,8 @@ async fn memory_store_passes_the_suite_in_real_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contention_checks_hold_on_a_multi_threaded_runtime() {
     let (store, _, _) = stores();
-    testing::check_compare_and_swap_contention(&store).await;
-    testing::check_incr_by_concurrent(&store).await;
+    conformance::check_compare_and_swap_contention(&store).await;
+    conformance::check_incr_by_concurrent(&store).await;
     // And with real parallel tasks, not only interleaved futures.
     let key = "parallel:counter";
     let mut tasks = Vec::new();

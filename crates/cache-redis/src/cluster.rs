@@ -1,27 +1,22 @@
-//! Redis Cluster specifics: the topology as `CLUSTER NODES` reports it, per-node health, the scan
-//! cursor that walks every primary, and grouping of batch keys by hash slot.
+//! Redis Cluster specifics: the topology as `CLUSTER NODES` reports it, and the calls that go to
+//! every node by address so that a failure names the node: `PING` of every primary
+//! ([`Store::ping`](cache_core::Store::ping)), `INFO` of every primary (`stats`), and the per-node
+//! health report ([`RedisStore::cluster_health`]).
 //!
 //! The cluster connection of redis-rs routes single-key commands, follows `MOVED`/`ASK` and
-//! refreshes its slot map by itself. What it does not do, and this module does:
-//!
-//! - **scan every primary**: a plain `SCAN` reaches one node. The store lists the primaries, scans
-//!   each in turn (by address), and encodes the node list, the position in it and the node's own
-//!   cursor in the opaque [`ScanCursor`];
-//! - **split batches by slot with an error for every part**: redis-rs 1.8 splits a multi-slot
-//!   `MGET`/`UNLINK` itself, but it drops the part of a slot whose node has no connection at that
-//!   moment, so an `UNLINK` could answer a smaller count without an error (read in
-//!   `cluster_async::execute_on_multiple_nodes`, "we ignore nodes that are missing"), and it cannot
-//!   split a pipeline at all (`CROSSSLOT`). The store groups keys by slot itself, sends one command
-//!   (or pipeline) per slot concurrently, fails the call when any part fails, and puts the answers
-//!   back in the caller's order;
-//! - **name the node**: `PING`, `INFO` and the health report go to each node by address, so a
-//!   failure says which node.
+//! refreshes its slot map by itself. What it does not do is spread over the crate by topic: scans
+//! across primaries in [`crate::scan`], batches split per slot in [`crate::batch`].
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use cache_core::{Error, Result, ScanCursor};
-use redis::cluster_routing::{Route, SlotAddr};
+use cache_core::{BackendStats, Error, Result};
+use redis::{Cmd, FromRedisValue};
 use serde::Serialize;
+
+use crate::retry::Idempotency;
+use crate::route::Target;
+use crate::store::RedisStore;
 
 /// The role of a cluster node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -146,79 +141,160 @@ pub struct NodeHealth {
     pub error: Option<String>,
 }
 
-/// Where a cluster scan is: the primaries at the start of the scan, the one being scanned, and its
-/// `SCAN` cursor. Encoded as `c1|{index}|{cursor}|{addr},{addr},...` in the opaque [`ScanCursor`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ClusterScan {
-    pub(crate) nodes: Vec<(String, u16)>,
-    pub(crate) index: usize,
-    pub(crate) cursor: String,
-}
-
-impl ClusterScan {
-    pub(crate) fn encode(&self) -> ScanCursor {
-        let nodes: Vec<String> = self.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
-        ScanCursor::from_backend(format!(
-            "c1|{}|{}|{}",
-            self.index,
-            self.cursor,
-            nodes.join(",")
-        ))
+impl RedisStore {
+    /// The cluster topology (`CLUSTER NODES` from any node); empty on one server.
+    pub(crate) async fn topology(&self) -> Result<Vec<Node>> {
+        if !self.is_cluster() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("NODES");
+        let text: String = self
+            .query_at(
+                "CLUSTER NODES",
+                None,
+                Target::AnyNode,
+                Idempotency::Repeatable,
+                &cmd,
+            )
+            .await?;
+        let nodes = parse_nodes(&text);
+        if primaries(&nodes).is_empty() {
+            return Err(Error::backend(format!(
+                "CLUSTER NODES on {} lists no primary serving slots: is the cluster created?",
+                self.target()
+            )));
+        }
+        Ok(nodes)
     }
 
-    pub(crate) fn decode(cursor: &str) -> Result<ClusterScan> {
-        let bad = || {
-            Error::invalid_input(format!(
-                "{cursor:?} is not a scan cursor of a Redis Cluster store (pass back what \
-                 ScanPage::next returned, or ScanCursor::start())"
-            ))
+    /// Runs `cmd` (a `PING` or `INFO`: repeatable) on `node`; errors name the node.
+    async fn on_node<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        node: &Node,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        let target = Target::Node {
+            host: &node.host,
+            port: node.port,
         };
-        let mut parts = cursor.splitn(4, '|');
-        if parts.next() != Some("c1") {
-            return Err(bad());
-        }
-        let index: usize = parts.next().and_then(|i| i.parse().ok()).ok_or_else(bad)?;
-        let cursor = parts.next().filter(|c| !c.is_empty()).ok_or_else(bad)?;
-        if !cursor.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let nodes = parts
-            .next()
-            .ok_or_else(bad)?
-            .split(',')
-            .map(|a| {
-                let (h, p) = a.rsplit_once(':')?;
-                Some((h.to_owned(), p.parse().ok()?))
-            })
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(bad)?;
-        if index >= nodes.len() {
-            return Err(bad());
-        }
-        Ok(ClusterScan {
-            nodes,
-            index,
-            cursor: cursor.to_owned(),
-        })
+        self.query_at(op, None, target, Idempotency::Repeatable, cmd)
+            .await
     }
-}
 
-/// Groups `keys` (full keys) by hash slot: one route per slot (to `addr`) and the positions of its
-/// keys, in first-seen order.
-pub(crate) fn group_by_slot<S: AsRef<str>>(keys: &[S], addr: SlotAddr) -> Vec<(Route, Vec<usize>)> {
-    let mut index: HashMap<Route, usize> = HashMap::new();
-    let mut groups: Vec<(Route, Vec<usize>)> = Vec::new();
-    for (i, k) in keys.iter().enumerate() {
-        let route = Route::with_key(k.as_ref().as_bytes(), addr);
-        match index.get(&route) {
-            Some(&g) => groups[g].1.push(i),
-            None => {
-                index.insert(route, groups.len());
-                groups.push((route, vec![i]));
+    /// `PING` to every primary, concurrently; the error names the first node that did not answer.
+    pub(crate) async fn ping_cluster(&self) -> Result<Duration> {
+        let nodes = self.topology().await?;
+        let cmd = redis::cmd("PING");
+        let cmd = &cmd;
+        let started = Instant::now();
+        let results = futures::future::join_all(
+            primaries(&nodes)
+                .into_iter()
+                .map(|n| async move { self.on_node::<String>("PING", n, cmd).await }),
+        )
+        .await;
+        for r in results {
+            r?;
+        }
+        Ok(started.elapsed())
+    }
+
+    /// `INFO` of every primary: sums (memory, clients, ops, hits, misses, keys...), the lowest
+    /// uptime and the first version in the total, each primary's own figures in
+    /// [`BackendStats::nodes`] (whose `backend` field holds the node's `host:port`).
+    pub(crate) async fn stats_cluster(&self) -> Result<BackendStats> {
+        let nodes = self.topology().await?;
+        let cmd = redis::cmd("INFO");
+        let cmd = &cmd;
+        let primaries = primaries(&nodes);
+        let texts = futures::future::try_join_all(
+            primaries
+                .iter()
+                .map(|n| async move { self.on_node::<String>("INFO", n, cmd).await }),
+        )
+        .await?;
+        let per: Vec<BackendStats> = primaries
+            .iter()
+            .zip(texts)
+            .map(|(n, text)| {
+                let mut s = crate::info::parse("redis", &text);
+                s.backend = n.addr();
+                s
+            })
+            .collect();
+        let mut total = BackendStats::new("redis-cluster");
+        total.version = per.iter().find_map(|s| s.version.clone());
+        total.uptime_secs = per.iter().filter_map(|s| s.uptime_secs).min();
+        total.used_memory_bytes = sum(per.iter().map(|s| s.used_memory_bytes));
+        total.peak_memory_bytes = sum(per.iter().map(|s| s.peak_memory_bytes));
+        total.connected_clients = sum(per.iter().map(|s| s.connected_clients));
+        total.ops_per_sec = sum(per.iter().map(|s| s.ops_per_sec));
+        total.keyspace_hits = sum(per.iter().map(|s| s.keyspace_hits));
+        total.keyspace_misses = sum(per.iter().map(|s| s.keyspace_misses));
+        total.expired_keys = sum(per.iter().map(|s| s.expired_keys));
+        total.evicted_keys = sum(per.iter().map(|s| s.evicted_keys));
+        for s in &per {
+            for (db, n) in &s.keys_per_db {
+                *total.keys_per_db.entry(db.clone()).or_insert(0) += n;
             }
         }
+        total.pool = Some(self.conns.pool_stats().await);
+        total.nodes = per;
+        Ok(total)
     }
-    groups
+
+    /// Every node of the cluster (primaries and replicas) with its role, the slots it serves, the
+    /// cluster's own failure flag, and whether it answers our `PING` (sent to each node directly,
+    /// concurrently). Empty on one server. Fails only when no node can tell the topology.
+    pub async fn cluster_health(&self) -> Result<Vec<NodeHealth>> {
+        let nodes = self.topology().await?;
+        let addr_of: HashMap<&str, String> =
+            nodes.iter().map(|n| (n.id.as_str(), n.addr())).collect();
+        let cmd = redis::cmd("PING");
+        let cmd = &cmd;
+        let mut out = futures::future::join_all(nodes.iter().map(|n| {
+            let addr_of = &addr_of;
+            async move {
+                let started = Instant::now();
+                let r = self.on_node::<String>("PING", n, cmd).await;
+                NodeHealth {
+                    address: n.addr(),
+                    id: n.id.clone(),
+                    role: n.role,
+                    primary: n
+                        .primary_id
+                        .as_deref()
+                        .and_then(|id| addr_of.get(id).cloned()),
+                    slots: if n.role == NodeRole::Primary {
+                        n.slot_count()
+                    } else {
+                        0
+                    },
+                    flagged_failing: n.failing,
+                    reachable: r.is_ok(),
+                    rtt_us: r
+                        .as_ref()
+                        .ok()
+                        .map(|_| u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)),
+                    error: r.err().map(|e| e.to_string()),
+                }
+            }
+        }))
+        .await;
+        out.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(out)
+    }
+}
+
+/// Sums the fields known on at least one node.
+fn sum(values: impl Iterator<Item = Option<u64>>) -> Option<u64> {
+    values.fold(None, |acc, v| match (acc, v) {
+        (None, v) => v,
+        (a, None) => a,
+        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+    })
 }
 
 #[cfg(test)]
@@ -259,35 +335,5 @@ f6d9a3b4c3e4f1aa3b3e6e7f34ab7e0e8ae2d006 127.0.0.1:41006@51006,node6.example mas
             vec![41001, 41002, 41006],
             "failed primary without slots is not scanned"
         );
-    }
-
-    #[test]
-    fn scan_cursor_round_trips_and_rejects_garbage() {
-        let s = ClusterScan {
-            nodes: vec![("127.0.0.1".into(), 1), ("::1".into(), 2)],
-            index: 1,
-            cursor: "1234".into(),
-        };
-        let c = s.encode();
-        assert_eq!(ClusterScan::decode(c.as_backend()).unwrap(), s);
-        for bad in [
-            "",
-            "0",
-            "c1|5|0|h:1",
-            "c1|0|x|h:1",
-            "c1|0|0|h",
-            "c2|0|0|h:1",
-        ] {
-            assert!(ClusterScan::decode(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn groups_keep_first_seen_order_and_duplicates() {
-        let keys = ["{a}1", "{b}1", "{a}2", "{a}1"];
-        let g = group_by_slot(&keys, SlotAddr::Master);
-        assert_eq!(g.len(), 2);
-        assert_eq!(g[0].1, vec![0, 2, 3]);
-        assert_eq!(g[1].1, vec![1]);
     }
 }

@@ -4,15 +4,15 @@
 //! with this crate's own `mobc::Manager`.
 //!
 //! ```no_run
-//! use cache_core::{Config, SetOptions, Store};
-//! use cache_redis::RedisStore;
+//! use cache_core::{Profile, SetOptions, Store};
+//! use cache_redis::{RedisConfig, RedisEndpoint, RedisStore};
 //! use std::time::Duration;
 //!
 //! # async fn demo() -> cache_core::Result<()> {
-//! let config = Config::builder()
-//!     .redis_url("redis://127.0.0.1:6379/0")
-//!     .key_prefix("shop")
-//!     .build()?;
+//! let config = RedisConfig::new(Profile::Production, RedisEndpoint::server("redis://127.0.0.1:6379/0"))
+//!     .with_key_prefix("shop");
+//! // Or from REDIS_URL / REDIS_CLUSTER_NODES and the other variables of docs/operations.md:
+//! // let config = RedisConfig::from_env(Profile::Production)?;
 //! let store = RedisStore::connect(&config).await?; // fails here on a wrong URL or password
 //! store.set("user:42", b"{}", SetOptions::ttl(Duration::from_secs(60))).await?;
 //! assert_eq!(store.get("user:42").await?.as_deref(), Some(&b"{}"[..]));
@@ -20,12 +20,46 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Configuration
+//!
+//! [`RedisConfig`] holds every setting of the backend: the [`RedisEndpoint`] (one server by URL, or
+//! a cluster by seed nodes), database, key prefix, connect and response timeouts, [`PoolConfig`],
+//! [`RetryConfig`], the number of shared connections, replica reads, the `SCAN` count and the
+//! largest value. [`RedisConfig::new`] gives a profile's defaults, [`RedisConfig::from_lookup`] /
+//! [`RedisConfig::from_env`] read the same environment variables as the rest of the workspace
+//! (`REDIS_URL`, `REDIS_CLUSTER_NODES`, `REDIS_DB`, `REDIS_*_TIMEOUT`, `REDIS_POOL_*`,
+//! `REDIS_RETRY_*`, `REDIS_SHARED_CONNECTIONS`, ...), `with_*` methods override, and
+//! [`RedisConfig::validate`] (also run by `connect`) names the setting that is wrong. `Debug`
+//! never shows a password. [`RedisConfig::from_core`] takes the Redis settings out of a
+//! workspace-wide [`cache_core::Config`].
+//!
+//! ## Where things are
+//!
+//! | file | what it does |
+//! |---|---|
+//! | `config.rs` | [`RedisConfig`], [`RedisEndpoint`], [`PoolConfig`], [`RetryConfig`]: defaults, environment, validation |
+//! | `builder.rs` | [`RedisStoreBuilder`]: URL and cluster seed parsing, the cluster client, TLS provider |
+//! | `store.rs` | [`RedisStore`]: constructors, accessors, and `impl Store` (one command per method) |
+//! | `route.rs` | where a command goes (one server, a slot, a node, any node) and the store's `query` helpers |
+//! | `batch.rs` | `get_many` / `set_many` / `delete`, split per hash slot on a cluster |
+//! | `scan.rs` | `scan` and `flush_prefix`, across every primary on a cluster (the cluster scan cursor) |
+//! | `cluster.rs` | `CLUSTER NODES` parsing, per-node `PING` / `INFO`, [`RedisStore::cluster_health`] |
+//! | `call.rs` | the call runner: fast path, outer timer, retry loop; the time limits |
+//! | `retry.rs` | the retry policy: what may be repeated, backoff with jitter, the one retry decision |
+//! | `slots.rs` | the shared connections: pool, slots, refill, retire, suspect, rotate, background task |
+//! | `manager.rs` | the `mobc::Manager`: open and check a connection, diagnose a failed connect |
+//! | `conn.rs` | `Conn`: one server's multiplexed connection or a cluster connection |
+//! | `scripts.rs` | the Lua scripts of compare-and-swap and `incr_by` with a TTL |
+//! | `error.rs` | redis-rs errors mapped into [`cache_core::Error`], and what they say about a connection |
+//! | `info.rs` | parsing of `INFO` into [`cache_core::BackendStats`] |
+//! | `health.rs` | [`RedisStore::connectivity`] and [`RedisStore::self_test`] |
+//!
 //! ## Why not mobc-redis
 //!
 //! `mobc-redis` 0.9 pins `redis = "^0.28"`; next to redis 1.x it compiles a second copy of redis
 //! whose types do not match ours, and redis 0.28 has no connect or response timeouts (a `GET`
 //! against a frozen server never returns). Its manager is ~35 lines (connect, `PING` on check), so
-//! this crate has its own (`conn::Manager`): connect with `AsyncConnectionConfig`'s connect and
+//! this crate has its own (`manager.rs`): connect with `AsyncConnectionConfig`'s connect and
 //! response timeouts, `PING` with a timeout on check, and `validate` that refuses connections found
 //! broken.
 //!
@@ -39,7 +73,7 @@
 //!   SELECT, TLS), enforces `REDIS_POOL_MAX_OPEN`, health-checks idle connections on checkout and
 //!   closes connections past `REDIS_CONN_MAX_LIFETIME` or marked broken.
 //! - **The store keeps a few long-lived checked-out connections in *slots*** (2 by default,
-//!   [`RedisStoreBuilder::with_shared_connections`]). A command picks a slot round-robin and clones
+//!   `REDIS_SHARED_CONNECTIONS`, [`RedisConfig::with_shared_connections`]). A command picks a slot round-robin and clones
 //!   its `MultiplexedConnection` (a few reference counts) under a read lock: no checkout, no `PING`,
 //!   and any number of concurrent commands pipeline on one socket.
 //! - **Replacement**: a connection-level error (reset, broken pipe, EOF, protocol error) retires
@@ -109,7 +143,7 @@
 //!
 //! ## Redis Cluster
 //!
-//! With [`BackendConfig::Cluster`](cache_core::BackendConfig::Cluster) (`REDIS_CLUSTER_NODES`)
+//! With [`RedisEndpoint::Cluster`] (`REDIS_CLUSTER_NODES`)
 //! the same [`RedisStore`] runs on redis-rs's async cluster connection
 //! (`redis::cluster_async::ClusterConnection`), under the same mobc manager, slots, timeouts,
 //! retries and error mapping as above. A cluster connection holds a multiplexed connection per node,
@@ -119,7 +153,7 @@
 //! opened first) only when that fails. Seeds, credentials and TLS come from the node URLs
 //! (`host:port`, or `redis://user:password@host:port`, `rediss://` for TLS; every node the same).
 //!
-//! What the store adds on top (module `cluster`):
+//! What the store adds on top (`scan.rs`, `batch.rs`, `cluster.rs`):
 //!
 //! - **scan** visits every primary: the primaries are listed (`CLUSTER NODES`), scanned one after
 //!   the other by address, and the opaque [`ScanCursor`](cache_core::ScanCursor) carries the node
@@ -153,14 +187,27 @@
 //! application installed a provider already. Server certificates are checked against the system
 //! roots.
 
+mod batch;
+mod builder;
+mod call;
 mod cluster;
+mod config;
 mod conn;
 mod error;
 mod health;
 pub mod info;
+mod introspect;
+mod manager;
+mod retry;
+mod route;
+mod scan;
 mod scripts;
+mod slots;
 mod store;
 
+pub use builder::RedisStoreBuilder;
 pub use cache_core::health::{Connectivity, SelfTestReport, SelfTestStep};
 pub use cluster::{NodeHealth, NodeRole};
-pub use store::{RedisStore, RedisStoreBuilder, DEFAULT_SHARED_CONNECTIONS};
+pub use config::{PoolConfig, RedisConfig, RedisEndpoint, RetryConfig, DEFAULT_SHARED_CONNECTIONS};
+pub use introspect::NodeInfo;
+pub use store::RedisStore;

@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::testing::{self, run_all, Capabilities};
-use cache_core::{Config, Error, Expiry, ScanCursor, SetOptions, Store, StoreExt};
-use cache_redis::{NodeRole, RedisStore};
+use cache_core::{Error, Expiry, Profile, ScanCursor, SetOptions, Store, StoreExt};
+use cache_redis::{NodeRole, RedisConfig, RedisEndpoint, RedisStore};
+use cache_testing::conformance::{self, run_all, Capabilities};
 use common::cluster_config;
 use test_redis::RedisCluster;
 
@@ -86,8 +86,8 @@ async fn cluster_store_passes_the_suite_as_dyn_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contention_checks_hold_on_the_cluster() {
     let (store, _, _) = stores("conf3").await;
-    testing::check_compare_and_swap_contention(&store).await;
-    testing::check_incr_by_concurrent(&store).await;
+    conformance::check_compare_and_swap_contention(&store).await;
+    conformance::check_incr_by_concurrent(&store).await;
 }
 
 #[tokio::test]
@@ -316,8 +316,10 @@ async fn connects_from_the_environment_form() {
         ("REDIS_CLUSTER_NODES", c.nodes_env()),
         ("CACHE_KEY_PREFIX", "envform".to_owned()),
     ];
-    let cfg =
-        Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+    let cfg = RedisConfig::from_lookup(Profile::Development, |k| {
+        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
     let store = RedisStore::connect(&cfg).await.unwrap();
     assert!(store.is_cluster());
     assert!(
@@ -329,11 +331,11 @@ async fn connects_from_the_environment_form() {
     assert_eq!(store.flush_prefix().await.unwrap(), 1);
 
     // One seed is enough: the client discovers the others.
-    let one = Config::builder()
-        .cluster_nodes([c.nodes()[4].addr()])
-        .key_prefix("envform")
-        .build()
-        .unwrap();
+    let one = RedisConfig::new(
+        Profile::Development,
+        RedisEndpoint::cluster([c.nodes()[4].addr()]),
+    )
+    .with_key_prefix("envform");
     assert!(RedisStore::connect(&one)
         .await
         .unwrap()
@@ -342,10 +344,10 @@ async fn connects_from_the_environment_form() {
         .is_ok());
 
     // A node list that is not a cluster node URL names the setting.
-    let bad = Config::builder()
-        .cluster_nodes(["redis://127.0.0.1:notaport"])
-        .build()
-        .unwrap();
+    let bad = RedisConfig::new(
+        Profile::Development,
+        RedisEndpoint::cluster(["redis://127.0.0.1:notaport"]),
+    );
     let err = RedisStore::connect(&bad).await.unwrap_err();
     assert!(
         matches!(&err, Error::Config { setting, .. } if setting == "REDIS_CLUSTER_NODES"),

@@ -1,4 +1,4 @@
-//! `RedisStore` passes the whole conformance suite of `cache_core::testing` against a real
+//! `RedisStore` passes the whole conformance suite of `cache_testing::conformance` against a real
 //! `redis-server` spawned by the test: directly, as `dyn Store`, and with the contention checks on a
 //! multi-threaded runtime.
 
@@ -6,9 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use cache_core::testing::{self, run_all, Capabilities};
 use cache_core::Store;
 use cache_redis::RedisStore;
+use cache_testing::conformance::{self, run_all, Capabilities};
 use common::config;
 use test_redis::RedisServer;
 
@@ -58,6 +58,6 @@ async fn redis_store_passes_the_suite_as_dyn_store() {
 async fn contention_checks_hold_on_a_multi_threaded_runtime() {
     let server = RedisServer::start();
     let (store, _, _) = stores(&server).await;
-    testing::check_compare_and_swap_contention(&store).await;
-    testing::check_incr_by_concurrent(&store).await;
+    conformance::check_compare_and_swap_contention(&store).await;
+    conformance::check_incr_by_concurrent(&store).await;
 }

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use cache_core::{Config, Error, ErrorKind, Profile, SetOptions, Store};
-use cache_redis::RedisStore;
+use cache_redis::{PoolConfig, RedisConfig, RedisEndpoint, RedisStore};
 use common::{config, store};
 use test_redis::RedisServer;
 
@@ -164,18 +164,14 @@ async fn connections_are_rotated_at_their_max_lifetime() {
 
 async fn rotation(max_open: u64) {
     let server = RedisServer::start();
-    let cfg = Config::builder()
-        .profile(Profile::Production)
-        .redis_url(server.url())
-        .key_prefix("t")
-        .pool(
-            cache_core::config::PoolConfig::default()
+    let cfg = RedisConfig::new(Profile::Production, RedisEndpoint::server(server.url()))
+        .with_key_prefix("t")
+        .with_pool(
+            PoolConfig::default()
                 .with_max_open(max_open)
                 .with_health_check_interval(Duration::from_millis(50))
                 .with_max_lifetime(Duration::from_millis(100)),
-        )
-        .build()
-        .unwrap();
+        );
     let s = RedisStore::connect(&cfg).await.unwrap();
     let before = s.connections_opened();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -260,7 +256,7 @@ async fn a_malformed_url_is_a_config_error_naming_redis_url() {
         "http://127.0.0.1:6379",
     ] {
         let mut cfg = config("redis://127.0.0.1:1");
-        cfg.backend = cache_core::BackendConfig::Redis { url: url.into() };
+        cfg.endpoint = RedisEndpoint::server(url);
         let e = RedisStore::connect(&cfg).await.unwrap_err();
         assert!(
             matches!(&e, Error::Config { setting, .. } if setting == "REDIS_URL"),
@@ -268,11 +264,12 @@ async fn a_malformed_url_is_a_config_error_naming_redis_url() {
         );
         assert!(!e.to_string().contains("s3cr3t"), "password leaked: {e}");
     }
-    // Not a Redis backend at all.
-    let e = RedisStore::connect(&Config::for_profile(Profile::Production))
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    // A workspace configuration that selects another backend.
+    let e = RedisConfig::from_core(&Config::for_profile(Profile::Production)).unwrap_err();
+    assert!(
+        matches!(&e, Error::Config { setting, .. } if setting == "CACHE_BACKEND"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

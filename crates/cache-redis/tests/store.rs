@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use cache_core::{CasOutcome, Error, Expiry, KeyTtl, SetOptions, Store, StoreExt};
-use cache_redis::RedisStore;
+use cache_core::{CasOutcome, Error, Expiry, KeyTtl, Profile, SetOptions, Store, StoreExt};
+use cache_redis::{PoolConfig, RedisConfig, RedisStore};
 use common::{config, dbsize, store};
 use test_redis::RedisServer;
 
@@ -520,6 +520,35 @@ async fn many_concurrent_commands_share_a_few_connections() {
     assert_eq!(pool.in_use, s.shared_connections() as u64);
     assert_eq!(pool.max_open, 8);
     assert_eq!(pool.timeouts, 0);
+}
+
+#[tokio::test]
+async fn the_shared_connection_count_comes_from_the_config() {
+    let server = RedisServer::start();
+    let env = [
+        ("REDIS_URL", server.url()),
+        ("REDIS_SHARED_CONNECTIONS", "3".to_owned()),
+    ];
+    let cfg = RedisConfig::from_lookup(Profile::Production, |k| {
+        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let s = RedisStore::connect(&cfg).await.unwrap();
+    assert_eq!(s.shared_connections(), 3);
+    // Every slot is filled (the first at connect, the others by their first commands).
+    for i in 0..6 {
+        s.set(&format!("k{i}"), b"v", SetOptions::ttl(MIN))
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.stats().await.unwrap().unwrap().pool.unwrap().open, 3);
+
+    // More than the pool may open is capped to the pool size.
+    let capped = config(&server.url())
+        .with_pool(PoolConfig::default().with_max_open(2))
+        .with_shared_connections(5);
+    let s = RedisStore::connect(&capped).await.unwrap();
+    assert_eq!(s.shared_connections(), 2);
 }
 
 #[tokio::test]

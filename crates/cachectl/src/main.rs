@@ -11,6 +11,7 @@
 
 mod demo;
 mod output;
+mod top;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,6 +64,9 @@ enum Command {
     Sessions(SessionsCmd),
     /// Delete cached keys by family (and id) or by pattern, SCAN + UNLINK in batches.
     Invalidate(InvalidateArgs),
+    /// Live view of the server (ops/s, hit ratio, memory, per-command latency) and of the library
+    /// instances publishing a fleet heartbeat; quit with `q`.
+    Top(top::TopArgs),
     /// Show a key's decoded value and its TTL.
     Get {
         /// The key, relative to the prefix (e.g. `user:42`).
@@ -193,10 +197,14 @@ async fn run(cli: Cli, out: &Out) -> anyhow::Result<u8> {
         // Health reports connection failures as an unhealthy verdict, not as an error.
         return health(&config, out).await;
     }
+    if let Command::Top(args) = cli.command {
+        // Top connects on its own: it needs the Redis store itself for per-node INFO.
+        return top::run(args, &config, describe_backend(&config), out).await;
+    }
     let store = cachekit::connect(&config).await?;
     match cli.command {
         Command::Demo => demo::run(&config, store, out).await,
-        Command::Health => unreachable!("handled above"),
+        Command::Health | Command::Top(_) => unreachable!("handled above"),
         Command::Stats => stats(&config, store, out).await,
         Command::Sessions(cmd) => sessions(cmd, &config, store, out).await,
         Command::Invalidate(args) => invalidate(args, &config, store, out).await,

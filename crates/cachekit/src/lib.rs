@@ -32,6 +32,7 @@
 use std::sync::Arc;
 
 pub mod blocking;
+pub mod fleet;
 pub mod health;
 
 /// The foundation: the `Store` trait, errors, key schema, codec, configuration.
@@ -48,12 +49,12 @@ pub use cache_core::{
 pub use cache_domain::CacheManager;
 pub use sessions::{Session, SessionManager, SessionToken};
 
-#[cfg(feature = "mock")]
-pub use cache_memory::mock::MockStore;
 #[cfg(feature = "memory")]
 pub use cache_memory::MemoryStore;
 #[cfg(any(feature = "redis", feature = "cluster"))]
-pub use cache_redis::RedisStore;
+pub use cache_redis::{RedisConfig, RedisStore};
+#[cfg(feature = "mock")]
+pub use cache_testing::MockStore;
 
 /// The store type services hold: any backend behind the trait.
 pub type DynStore = Arc<dyn Store>;
@@ -90,7 +91,9 @@ fn connect_memory(_: &Config) -> Result<DynStore> {
 
 #[cfg(feature = "redis")]
 async fn connect_redis(config: &Config) -> Result<DynStore> {
-    Ok(Arc::new(RedisStore::connect(config).await?))
+    Ok(Arc::new(
+        RedisStore::connect(&RedisConfig::from_core(config)?).await?,
+    ))
 }
 
 #[cfg(not(feature = "redis"))]
@@ -100,7 +103,9 @@ async fn connect_redis(_: &Config) -> Result<DynStore> {
 
 #[cfg(feature = "cluster")]
 async fn connect_cluster(config: &Config) -> Result<DynStore> {
-    Ok(Arc::new(RedisStore::connect(config).await?))
+    Ok(Arc::new(
+        RedisStore::connect(&RedisConfig::from_core(config)?).await?,
+    ))
 }
 
 #[cfg(not(feature = "cluster"))]
@@ -129,7 +134,15 @@ pub fn cache_manager<S: Store>(store: S, config: &Config) -> Result<CacheManager
 
 /// A [`SessionManager`] over `store` with the settings of `config`.
 pub fn session_manager<S: Store>(store: S, config: &Config) -> Result<SessionManager<S>> {
-    SessionManager::builder(store).with_config(config).build()
+    // `CACHE_TTL_SESSION` is still parsed by cache-core's `Config` (as the `session` family's TTL
+    // override); hand it to the sessions crate's own settings.
+    let mut settings = sessions::SessionConfig::default();
+    if let Some(ttl) = config.ttl_overrides.get(&Family::Session) {
+        settings = settings.with_idle_timeout(*ttl);
+    }
+    SessionManager::builder(store)
+        .with_config(&settings)
+        .build()
 }
 
 #[cfg(test)]

@@ -6,15 +6,15 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::config::{PoolConfig, Profile};
-use cache_core::{Config, KeySchema};
-use cache_redis::RedisStore;
+use cache_core::Config;
+use cache_redis::{RedisConfig, RedisStore};
 use common::*;
 use serde_json::json;
-use sessions::{Clock, CreateOptions, SessionManager, TokioClock};
+use sessions::keys::session_key;
+use sessions::{CreateOptions, SessionManager};
 use test_redis::RedisCluster;
 
 async fn connect(prefix: &str) -> RedisStore {
@@ -28,51 +28,35 @@ async fn connect(prefix: &str) -> RedisStore {
         .pool(PoolConfig::default().with_max_open(8))
         .build()
         .unwrap();
-    RedisStore::connect(&config).await.unwrap()
+    RedisStore::connect(&RedisConfig::from_core(&config).unwrap())
+        .await
+        .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lifecycle_and_no_resurrection_on_cluster() {
-    let m = SessionManager::new(connect("s_life").await);
-    lifecycle(&m).await;
-    no_resurrection(&m).await;
+/// The shared cluster under a key prefix of the test's own (`s_{test name}`); every store is a new
+/// connection.
+struct ClusterFixture {
+    prefix: String,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn races_on_cluster() {
-    let plain = SessionManager::new(connect("s_race").await);
-    let (gated_store, gate) = PausingStore::new(connect("s_race").await);
-    let gated = SessionManager::builder(gated_store)
-        .with_clock(Arc::clone(plain.clock()))
-        .build()
-        .unwrap();
-    late_update_does_not_resurrect(gated.clone(), Arc::clone(&gate), &plain).await;
-    update_during_rotation_is_kept(gated.clone(), Arc::clone(&gate), &plain).await;
-    delete_during_rotation_wins(gated, gate, &plain).await;
+impl Fixture for ClusterFixture {
+    type Store = RedisStore;
+
+    async fn connect(&self) -> RedisStore {
+        connect(&self.prefix).await
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_merges_on_cluster() {
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-    let a = SessionManager::builder(connect("s_merge").await)
-        .with_clock(Arc::clone(&clock))
-        .build()
-        .unwrap();
-    let b = SessionManager::builder(connect("s_merge").await)
-        .with_clock(clock)
-        .build()
-        .unwrap();
-    concurrent_merges(a, b).await;
+fn cluster_fixture(test: &str) -> ClusterFixture {
+    ClusterFixture {
+        prefix: format!("s_{test}"),
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn per_user_operations_on_cluster() {
-    per_user_operations(&SessionManager::new(connect("s_user").await)).await;
-    let m = SessionManager::builder(connect("s_max").await)
-        .with_max_sessions_per_user(2)
-        .build()
-        .unwrap();
-    max_sessions_rule(&m).await;
+common::session_scenarios! {
+    fixture: cluster_fixture,
+    sequential: #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
+    concurrent: #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
 }
 
 /// Sessions of one user spread over several slots (and so nodes), and the index still finds,
@@ -89,7 +73,7 @@ async fn cross_slot_index_and_no_token_on_cluster() {
             .create("zoe", CreateOptions::new().with_data(obj(json!({"k": 1}))))
             .await
             .unwrap();
-        let key = KeySchema::session(c.token.handle().as_str()).unwrap();
+        let key = session_key(c.token.handle()).unwrap();
         slots.insert(cluster.slot_of(&format!("s_slots:{key}")));
         tokens.push(c.token.expose().to_owned());
     }

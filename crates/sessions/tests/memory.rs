@@ -1,16 +1,17 @@
-//! The session manager on `MemoryStore`: the shared scenarios, and expiry on a paused tokio clock
-//! (the store's TTLs and the manager's clock both follow `tokio::time::advance`).
+//! The session manager on `MemoryStore`: the shared scenarios (on a paused tokio clock where they
+//! run on one task), and expiry on a paused tokio clock (the store's TTLs and the manager's clock
+//! both follow `tokio::time::advance`).
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::{codec, KeySchema, KeyTtl, Store};
+use cache_core::{codec, KeyTtl, Store};
 use cache_memory::MemoryStore;
 use common::*;
 use serde_json::json;
-use sessions::{Clock, CreateOptions, RevokeReason, SessionEvent, SessionManager, TokioClock};
+use sessions::keys::{index_key, session_key};
+use sessions::{CreateOptions, RevokeReason, SessionEvent, SessionManager};
 use tokio::time::advance;
 
 const MIN: Duration = Duration::from_secs(60);
@@ -28,85 +29,32 @@ fn store() -> MemoryStore {
     MemoryStore::builder().with_prefix("test").build().unwrap()
 }
 
-#[tokio::test(start_paused = true)]
-async fn lifecycle_on_memory() {
-    lifecycle(&manager(&store())).await;
+/// Every store of a test is a clone of one `MemoryStore`; the usual manager has the short timeouts
+/// of [`manager`].
+struct MemoryFixture {
+    store: MemoryStore,
 }
 
-#[tokio::test(start_paused = true)]
-async fn no_resurrection_on_memory() {
-    no_resurrection(&manager(&store())).await;
-}
+impl Fixture for MemoryFixture {
+    type Store = MemoryStore;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn late_update_and_rotation_races_on_memory() {
-    let s = store();
-    let plain = manager(&s);
-    let (gated_store, gate) = PausingStore::new(s.clone());
-    let gated = SessionManager::builder(gated_store)
-        .with_clock(Arc::clone(plain.clock()))
-        .build()
-        .unwrap();
-    late_update_does_not_resurrect(gated.clone(), Arc::clone(&gate), &plain).await;
-    update_during_rotation_is_kept(gated.clone(), Arc::clone(&gate), &plain).await;
-    delete_during_rotation_wins(gated, gate, &plain).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_merges_from_two_managers_on_memory() {
-    let s = store();
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-    let a = SessionManager::builder(s.clone())
-        .with_clock(Arc::clone(&clock))
-        .build()
-        .unwrap();
-    let b = SessionManager::builder(s.clone())
-        .with_clock(clock)
-        .build()
-        .unwrap();
-    concurrent_merges(a, b).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn per_user_operations_on_memory() {
-    per_user_operations(&manager(&store())).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn max_sessions_on_memory() {
-    let m = SessionManager::builder(store())
-        .with_max_sessions_per_user(2)
-        .build()
-        .unwrap();
-    max_sessions_rule(&m).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn malformed_tokens_on_memory() {
-    malformed_tokens_rejected(&manager(&store())).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn no_token_anywhere_in_the_store() {
-    let s = store();
-    let m = manager(&s);
-    let mut tokens = Vec::new();
-    for u in ["u1", "u2"] {
-        for _ in 0..3 {
-            let c = m
-                .create(u, CreateOptions::new().with_data(obj(json!({"k": "v"}))))
-                .await
-                .unwrap();
-            tokens.push(c.token.expose().to_owned());
-            let r = m.rotate(c.token.expose()).await.unwrap().unwrap();
-            tokens.push(r.token.expose().to_owned());
-            m.update(r.token.expose(), &obj(json!({"n": 1})))
-                .await
-                .unwrap()
-                .unwrap();
-        }
+    async fn connect(&self) -> MemoryStore {
+        self.store.clone()
     }
-    assert_no_token_in_store(&s, &tokens).await;
+
+    async fn manager(&self) -> SessionManager<MemoryStore> {
+        manager(&self.store)
+    }
+}
+
+fn memory_fixture(_test: &str) -> MemoryFixture {
+    MemoryFixture { store: store() }
+}
+
+common::session_scenarios! {
+    fixture: memory_fixture,
+    sequential: #[tokio::test(start_paused = true)],
+    concurrent: #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
 }
 
 /// A session used more often than its idle timeout lives on (sliding), one left alone ends, and no
@@ -117,7 +65,7 @@ async fn sliding_and_absolute_expiry() {
     let m = manager(&s); // idle 10 min, absolute 60 min
     let busy = m.create("u", CreateOptions::new()).await.unwrap();
     let idle = m.create("u", CreateOptions::new()).await.unwrap();
-    let busy_key = KeySchema::session(busy.token.handle().as_str()).unwrap();
+    let busy_key = session_key(busy.token.handle()).unwrap();
 
     // Sliding: touched every 9 minutes, alive at 54 minutes, far past the 10-minute idle timeout.
     for _ in 0..6 {
@@ -127,7 +75,7 @@ async fn sliding_and_absolute_expiry() {
     // The idle one ended at 10 minutes.
     assert!(m.get(idle.token.expose()).await.unwrap().is_none());
     assert!(!s
-        .exists(&KeySchema::session(idle.token.handle().as_str()).unwrap())
+        .exists(&session_key(idle.token.handle()).unwrap())
         .await
         .unwrap());
 
@@ -154,7 +102,7 @@ async fn library_checks_deadlines_not_the_store_ttl() {
     let s = store();
     let m = manager(&s);
     let c = m.create("u", CreateOptions::new()).await.unwrap();
-    let key = KeySchema::session(c.token.handle().as_str()).unwrap();
+    let key = session_key(c.token.handle()).unwrap();
     assert!(s.persist(&key).await.unwrap()); // an operator "fixes" the TTL
     advance(10 * MIN).await;
     assert!(s.exists(&key).await.unwrap());
@@ -177,7 +125,7 @@ async fn touch_interval_limits_rewrites() {
     let s = store();
     let m = manager(&s); // touch interval 1 min
     let c = m.create("u", CreateOptions::new()).await.unwrap();
-    let key = KeySchema::session(c.token.handle().as_str()).unwrap();
+    let key = session_key(c.token.handle()).unwrap();
     let raw0 = s.get(&key).await.unwrap().unwrap();
     advance(Duration::from_secs(30)).await;
     let got = m.get(c.token.expose()).await.unwrap().unwrap();
@@ -217,7 +165,7 @@ async fn per_session_idle_timeout_and_extend() {
         .create("u", CreateOptions::new().with_idle_timeout(2 * MIN))
         .await
         .unwrap();
-    let key = KeySchema::session(short.token.handle().as_str()).unwrap();
+    let key = session_key(short.token.handle()).unwrap();
     advance(MIN).await;
     assert!(m.get(short.token.expose()).await.unwrap().is_some());
     let ttl = s.ttl(&key).await.unwrap().remaining().unwrap();
@@ -241,7 +189,7 @@ async fn per_session_idle_timeout_and_extend() {
         .await
         .unwrap()
         .unwrap();
-    let key = KeySchema::session(c.token.handle().as_str()).unwrap();
+    let key = session_key(c.token.handle()).unwrap();
     let ttl = s.ttl(&key).await.unwrap().remaining().unwrap();
     assert!(ttl <= 35 * MIN, "never past the absolute deadline: {ttl:?}");
     advance(35 * MIN).await;
@@ -260,7 +208,7 @@ async fn listing_hides_expired_sessions_and_the_index_heals() {
         .with_clock_skew_tolerance(MIN)
         .build()
         .unwrap();
-    let index = KeySchema::session_index("u").unwrap();
+    let index = index_key("u").unwrap();
     let keep = m.create("u", CreateOptions::new()).await.unwrap();
     let _idle = m.create("u", CreateOptions::new()).await.unwrap();
     let _short = m
@@ -317,10 +265,10 @@ async fn listing_during_create_keeps_the_entry() {
     let s = store();
     let m = manager(&s);
     let c = m.create("u", CreateOptions::new()).await.unwrap();
-    let index = KeySchema::session_index("u").unwrap();
+    let index = index_key("u").unwrap();
     // A half-created session: index entry written, record not yet.
     let pending = sessions::SessionToken::generate().unwrap();
-    let pending_key = KeySchema::session(pending.handle().as_str()).unwrap();
+    let pending_key = session_key(pending.handle()).unwrap();
     s.zadd(&index, pending.handle().as_str(), 1e15)
         .await
         .unwrap();
@@ -334,7 +282,7 @@ async fn listing_during_create_keeps_the_entry() {
     // here we check the listing's own re-check by creating the record before the listing's removal
     // completes, i.e. a record that exists when the listing looks again.
     let raw = s
-        .get(&KeySchema::session(c.token.handle().as_str()).unwrap())
+        .get(&session_key(c.token.handle()).unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -358,7 +306,7 @@ async fn events_are_broadcast() {
     m.delete(r.token.expose()).await.unwrap();
     let e = m.create("u", CreateOptions::new()).await.unwrap();
     // Without a TTL on the key, only the library's own check can find it expired.
-    let key = KeySchema::session(e.token.handle().as_str()).unwrap();
+    let key = session_key(e.token.handle()).unwrap();
     assert!(m.store().persist(&key).await.unwrap());
     advance(11 * MIN).await;
     assert!(m.get(e.token.expose()).await.unwrap().is_none());
@@ -444,6 +392,29 @@ async fn bad_input_is_rejected_and_changes_nothing() {
         .with_absolute_lifetime(Duration::ZERO)
         .build()
         .is_err());
+}
+
+/// `CACHE_TTL_SESSION`, through `SessionConfig`, is the default idle timeout of new sessions; a later
+/// builder call still wins.
+#[tokio::test(start_paused = true)]
+async fn session_config_sets_the_default_idle_timeout() {
+    let config = sessions::SessionConfig::from_lookup(|k| {
+        (k == "CACHE_TTL_SESSION").then(|| "5m".to_owned())
+    })
+    .unwrap();
+    let m = SessionManager::builder(store())
+        .with_config(&config)
+        .build()
+        .unwrap();
+    let c = m.create("u", CreateOptions::new()).await.unwrap();
+    assert_eq!(c.session.idle_timeout, 5 * MIN);
+    let m = SessionManager::builder(store())
+        .with_config(&config)
+        .with_idle_timeout(7 * MIN)
+        .build()
+        .unwrap();
+    let c = m.create("u", CreateOptions::new()).await.unwrap();
+    assert_eq!(c.session.idle_timeout, 7 * MIN);
 }
 
 trait ScanLen {

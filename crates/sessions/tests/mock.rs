@@ -1,4 +1,4 @@
-//! Failure injection and call accounting with `cache_memory::mock::MockStore`: a mock without
+//! Failure injection and call accounting with `cache_testing::MockStore`: a mock without
 //! expectations panics on any call, so "this never reaches the store" is checked exactly.
 
 mod common;
@@ -6,11 +6,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::{CasOutcome, Error, KeySchema, Store};
-use cache_memory::mock::MockStore;
+use cache_core::{CasOutcome, Error, Store};
 use cache_memory::MemoryStore;
+use cache_testing::MockStore;
 use common::*;
 use serde_json::json;
+use sessions::keys::session_key;
 use sessions::{Clock, CreateOptions, SessionManager, TokioClock, DEFAULT_IDLE_TIMEOUT};
 
 fn connection_lost() -> Error {
@@ -32,7 +33,7 @@ async fn real_session(clock: &Arc<dyn Clock>) -> (String, String, Vec<u8>) {
         .create("u", CreateOptions::new().with_data(obj(json!({"a": 1}))))
         .await
         .unwrap();
-    let key = KeySchema::session(c.token.handle().as_str()).unwrap();
+    let key = session_key(c.token.handle()).unwrap();
     let raw = store.get(&key).await.unwrap().unwrap();
     (c.token.expose().to_owned(), key.into_string(), raw)
 }
@@ -41,7 +42,7 @@ async fn real_session(clock: &Arc<dyn Clock>) -> (String, String, Vec<u8>) {
 async fn malformed_tokens_never_reach_the_store() {
     // No expectations: any store call panics.
     let m = SessionManager::new(MockStore::new());
-    malformed_tokens_rejected(&m).await;
+    scenarios::assert_malformed_tokens_rejected(&m).await;
     // Bad user ids and bad TTLs are rejected before the store too.
     assert!(m.create("", CreateOptions::new()).await.is_err());
     assert!(m.list_user_sessions("").await.is_err());

@@ -1,4 +1,4 @@
-//! The session manager on a real `redis-server` started by the test (`test_redis`): the shared
+//! The session manager on a real `redis-server` started by each test (`test_redis`): the shared
 //! scenarios, expiry with short real TTLs, a scan of everything Redis holds and saw (`MONITOR`) for
 //! tokens, and a stopped server.
 
@@ -6,15 +6,15 @@ mod common;
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use cache_core::{Config, KeySchema, Store};
-use cache_redis::RedisStore;
+use cache_core::{Config, Store};
+use cache_redis::{RedisConfig, RedisStore};
 use common::*;
 use serde_json::json;
-use sessions::{Clock, CreateOptions, SessionManager, TokioClock};
+use sessions::keys::{index_key, session_key};
+use sessions::{CreateOptions, SessionManager};
 use test_redis::RedisServer;
 
 async fn connect(server: &RedisServer) -> RedisStore {
@@ -25,70 +25,38 @@ async fn connect(server: &RedisServer) -> RedisStore {
         .connect_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    RedisStore::connect(&config).await.unwrap()
+    RedisStore::connect(&RedisConfig::from_core(&config).unwrap())
+        .await
+        .unwrap()
 }
 
 async fn manager(server: &RedisServer) -> SessionManager<RedisStore> {
     SessionManager::new(connect(server).await)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lifecycle_on_redis() {
-    let server = RedisServer::start();
-    lifecycle(&manager(&server).await).await;
+/// A `redis-server` of the test's own; every store is a new connection to it.
+struct RedisFixture {
+    server: RedisServer,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_resurrection_on_redis() {
-    let server = RedisServer::start();
-    no_resurrection(&manager(&server).await).await;
+impl Fixture for RedisFixture {
+    type Store = RedisStore;
+
+    async fn connect(&self) -> RedisStore {
+        connect(&self.server).await
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn late_update_and_rotation_races_on_redis() {
-    let server = RedisServer::start();
-    let plain = manager(&server).await;
-    let (gated_store, gate) = PausingStore::new(connect(&server).await);
-    let gated = SessionManager::builder(gated_store)
-        .with_clock(Arc::clone(plain.clock()))
-        .build()
-        .unwrap();
-    late_update_does_not_resurrect(gated.clone(), Arc::clone(&gate), &plain).await;
-    update_during_rotation_is_kept(gated.clone(), Arc::clone(&gate), &plain).await;
-    delete_during_rotation_wins(gated, gate, &plain).await;
+fn redis_fixture(_test: &str) -> RedisFixture {
+    RedisFixture {
+        server: RedisServer::start(),
+    }
 }
 
-/// Two managers with their own connections, as two service instances would have.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_merges_from_two_managers_on_redis() {
-    let server = RedisServer::start();
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
-    let a = SessionManager::builder(connect(&server).await)
-        .with_clock(Arc::clone(&clock))
-        .build()
-        .unwrap();
-    let b = SessionManager::builder(connect(&server).await)
-        .with_clock(clock)
-        .build()
-        .unwrap();
-    concurrent_merges(a, b).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn per_user_operations_and_max_sessions_on_redis() {
-    let server = RedisServer::start();
-    per_user_operations(&manager(&server).await).await;
-    let m = SessionManager::builder(connect(&server).await)
-        .with_max_sessions_per_user(2)
-        .build()
-        .unwrap();
-    max_sessions_rule(&m).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_tokens_on_redis() {
-    let server = RedisServer::start();
-    malformed_tokens_rejected(&manager(&server).await).await;
+common::session_scenarios! {
+    fixture: redis_fixture,
+    sequential: #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
+    concurrent: #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
 }
 
 /// `redis-cli MONITOR`, recording every command the server receives into a file.
@@ -150,31 +118,7 @@ async fn no_token_in_redis_keys_values_or_commands() {
     let monitor = Monitor::start(&server);
     let store = connect(&server).await;
     let m = SessionManager::new(store.clone());
-    let mut tokens = Vec::new();
-    for u in ["u1", "u2"] {
-        for _ in 0..3 {
-            let c = m
-                .create(u, CreateOptions::new().with_data(obj(json!({"k": "v"}))))
-                .await
-                .unwrap();
-            tokens.push(c.token.expose().to_owned());
-            m.get(c.token.expose()).await.unwrap().unwrap();
-            let r = m.rotate(c.token.expose()).await.unwrap().unwrap();
-            tokens.push(r.token.expose().to_owned());
-            m.update(r.token.expose(), &obj(json!({"n": 1})))
-                .await
-                .unwrap()
-                .unwrap();
-            m.extend(r.token.expose(), Duration::from_secs(600))
-                .await
-                .unwrap()
-                .unwrap();
-        }
-        m.list_user_sessions(u).await.unwrap();
-    }
-    let last = tokens.last().unwrap().clone();
-    m.revoke_all_except("u1", &last).await.unwrap();
-    m.cleanup().await.unwrap();
+    let tokens = exercise_every_operation(&m).await;
 
     // Through the Store, and then raw, across the whole database.
     assert_no_token_in_store(&store, &tokens).await;
@@ -262,8 +206,8 @@ async fn sliding_and_absolute_expiry_on_redis() {
     let started = Instant::now();
     let busy = m.create("u", CreateOptions::new()).await.unwrap();
     let idle = m.create("u", CreateOptions::new()).await.unwrap();
-    let idle_key = KeySchema::session(idle.token.handle().as_str()).unwrap();
-    let busy_key = KeySchema::session(busy.token.handle().as_str()).unwrap();
+    let idle_key = session_key(idle.token.handle()).unwrap();
+    let busy_key = session_key(busy.token.handle()).unwrap();
 
     // Sliding: touched every 150 ms for 2 s, twice the idle timeout (generous margins, so that a
     // loaded CI machine cannot starve the touches past the idle timeout).
@@ -287,7 +231,7 @@ async fn sliding_and_absolute_expiry_on_redis() {
     let listed = m.list_user_sessions("u").await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].handle, *busy.token.handle());
-    let index = KeySchema::session_index("u").unwrap();
+    let index = index_key("u").unwrap();
     assert_eq!(store.zcard(&index).await.unwrap(), 1);
 
     // Absolute: however often it is used, the busy session ends at 3 s.

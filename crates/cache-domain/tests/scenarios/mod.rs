@@ -12,7 +12,7 @@ use std::time::Duration;
 use cache_core::config::{PoolConfig, RetryConfig};
 use cache_core::{Config, Family, Profile};
 use cache_domain::{CacheConfig, CacheManager, CrawlError, KeyMatch, LeaseConfig, LoadError};
-use cache_redis::RedisStore;
+use cache_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
 use test_redis::{RedisCluster, RedisServer};
 use tokio::sync::watch;
@@ -101,7 +101,7 @@ impl Target {
 
     /// A connected store.
     pub async fn store(&self) -> RedisStore {
-        RedisStore::connect(&self.config(&[]))
+        RedisStore::connect(&RedisConfig::from_core(&self.config(&[])).unwrap())
             .await
             .expect("connect to the test server")
     }
@@ -167,8 +167,13 @@ pub async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
 
 pub async fn every_family_with_its_default_ttl_and_the_overrides(t: &Target) {
     let core = t.config(&[("CACHE_TTL_KEYWORD_POSTS", "90s")]);
-    let cache =
-        CacheManager::from_config(RedisStore::connect(&core).await.unwrap(), &core).unwrap();
+    let cache = CacheManager::from_config(
+        RedisStore::connect(&RedisConfig::from_core(&core).unwrap())
+            .await
+            .unwrap(),
+        &core,
+    )
+    .unwrap();
 
     cache.cache_user("1", &user(1)).await.unwrap();
     cache.cache_user_keywords("1", &["rust"]).await.unwrap();

@@ -4,27 +4,22 @@
 
 use std::time::Duration;
 
-use cache_core::config::{PoolConfig, RetryConfig};
-use cache_core::{Config, Profile};
-use cache_redis::RedisStore;
+use cache_core::Profile;
+use cache_redis::{PoolConfig, RedisConfig, RedisEndpoint, RedisStore, RetryConfig};
 use test_redis::RedisServer;
 
 /// Production defaults with short timeouts, so fault tests finish quickly, and prefix `t`.
-pub fn config(url: &str) -> Config {
-    Config::builder()
-        .profile(Profile::Production)
-        .redis_url(url)
-        .key_prefix("t")
-        .connect_timeout(Duration::from_millis(500))
-        .response_timeout(Duration::from_millis(300))
-        .pool(
+pub fn config(url: &str) -> RedisConfig {
+    RedisConfig::new(Profile::Production, RedisEndpoint::server(url))
+        .with_key_prefix("t")
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_response_timeout(Duration::from_millis(300))
+        .with_pool(
             PoolConfig::default()
                 .with_max_open(8)
                 .with_health_check_interval(Duration::from_millis(200)),
         )
-        .retry(RetryConfig::default().with_budget(Duration::from_millis(800)))
-        .build()
-        .expect("test config is valid")
+        .with_retry(RetryConfig::default().with_budget(Duration::from_millis(800)))
 }
 
 /// A connected store with prefix `t` on `server`.
@@ -40,19 +35,18 @@ pub fn dbsize(server: &RedisServer) -> u64 {
 }
 
 /// The test configuration (short timeouts, prefix `t`) for a spawned cluster, by seed URLs.
-pub fn cluster_config(cluster: &test_redis::RedisCluster) -> Config {
-    Config::builder()
-        .profile(Profile::Production)
-        .cluster_nodes(cluster.seed_urls())
-        .key_prefix("t")
-        .connect_timeout(Duration::from_millis(500))
-        .response_timeout(Duration::from_millis(500))
-        .pool(
-            PoolConfig::default()
-                .with_max_open(8)
-                .with_health_check_interval(Duration::from_millis(200)),
-        )
-        .retry(RetryConfig::default().with_budget(Duration::from_millis(1000)))
-        .build()
-        .expect("test cluster config is valid")
+pub fn cluster_config(cluster: &test_redis::RedisCluster) -> RedisConfig {
+    RedisConfig::new(
+        Profile::Production,
+        RedisEndpoint::cluster(cluster.seed_urls()),
+    )
+    .with_key_prefix("t")
+    .with_connect_timeout(Duration::from_millis(500))
+    .with_response_timeout(Duration::from_millis(500))
+    .with_pool(
+        PoolConfig::default()
+            .with_max_open(8)
+            .with_health_check_interval(Duration::from_millis(200)),
+    )
+    .with_retry(RetryConfig::default().with_budget(Duration::from_millis(1000)))
 }

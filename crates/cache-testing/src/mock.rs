@@ -1,40 +1,4 @@
-//! [`MockStore`]: a [mockall](https://docs.rs/mockall) mock of [`cache_core::Store`] (feature
-//! `mock`), for tests of the layers above the trait that need a store to fail in a chosen way
-//! (timeouts, connection loss, capacity errors) or to check exactly which calls are made. Tests of
-//! storage behaviour use a real [`crate::MemoryStore`] or Redis instead.
-//!
-//! Set expectations with `expect_<method>()` (through `DerefMut` to [`MockStoreCalls`]), then use
-//! the mock as any store, `Arc<dyn Store>` included. Methods whose arguments nest references
-//! (`get_many`, `set_many`, `delete`, `zrem`, `compare_and_swap`) see them as owned values
-//! (`Vec<String>`, `Vec<(String, Vec<u8>)>`, `Option<Vec<u8>>`): mockall cannot mock nested
-//! references under `async_trait`. `prefix()` and `backend_name()` are not mocked: they answer the
-//! prefix given to [`MockStore::with_prefix`] (empty by default) and `"mock"`.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use std::time::Duration;
-//! use cache_core::{Error, Store};
-//! use cache_memory::mock::MockStore;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let mut mock = MockStore::new();
-//! mock.expect_get().returning(|_| {
-//!     Err(Error::Timeout {
-//!         operation: "GET".into(),
-//!         elapsed: Duration::from_millis(500),
-//!         setting: "REDIS_RESPONSE_TIMEOUT",
-//!     })
-//! });
-//! mock.expect_delete()
-//!     .withf(|keys| *keys == ["a", "b"])
-//!     .times(1)
-//!     .returning(|_| Ok(2));
-//! let store: Arc<dyn Store> = Arc::new(mock);
-//! assert!(store.get("user:1").await.unwrap_err().is_transient());
-//! assert_eq!(store.delete(&["a", "b"]).await.unwrap(), 2);
-//! # }
-//! ```
+//! [`MockStore`]: a mockall mock of the `Store` trait, for failure injection (documented on the type).
 
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
@@ -105,7 +69,52 @@ mockall::mock! {
     }
 }
 
-/// A mock [`Store`]. See the [module documentation](self).
+/// A [mockall](https://docs.rs/mockall) mock of [`cache_core::Store`], for tests of
+/// the layers above the trait that need a store to fail in a chosen way (timeouts, connection loss,
+/// capacity errors) or to check exactly which calls are made. Tests of storage behaviour use a real
+/// `cache_memory::MemoryStore` or Redis instead; a store that should only *sometimes* fail or
+/// pause is a real store wrapped in [`cache_core::layer::Layered`] with a hook.
+///
+/// Set expectations with `expect_<method>()` (through `DerefMut` to [`MockStoreCalls`]), then use
+/// the mock as any store, `Arc<dyn Store>` included. Methods whose arguments nest references
+/// (`get_many`, `set_many`, `delete`, `zrem`, `compare_and_swap`) see them as owned values
+/// (`Vec<String>`, `Vec<(String, Vec<u8>)>`, `Option<Vec<u8>>`): mockall cannot mock nested
+/// references under `async_trait`. `prefix()` and `backend_name()` are not mocked: they answer the
+/// prefix given to [`MockStore::with_prefix`] (empty by default) and `"mock"`.
+///
+/// # Why this is a hand-written forwarder
+///
+/// Every other type that hands `Store` calls to something else is written from the one method list
+/// in `cache_core` (the `Arc` / `Box` impls and [`cache_core::layer::Layered`]). This one cannot be:
+/// it forwards to mockall's `MockStoreCalls`, which is not a `Store` (`#[automock]` cannot mock the
+/// trait's nested references such as `&[&str]` or `Option<&[u8]>` under `async_trait`), and each
+/// method converts those arguments to owned values on the way.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use cache_core::{Error, Store};
+/// use cache_testing::MockStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut mock = MockStore::new();
+/// mock.expect_get().returning(|_| {
+///     Err(Error::Timeout {
+///         operation: "GET".into(),
+///         elapsed: Duration::from_millis(500),
+///         setting: "REDIS_RESPONSE_TIMEOUT",
+///     })
+/// });
+/// mock.expect_delete()
+///     .withf(|keys| *keys == ["a", "b"])
+///     .times(1)
+///     .returning(|_| Ok(2));
+/// let store: Arc<dyn Store> = Arc::new(mock);
+/// assert!(store.get("user:1").await.unwrap_err().is_transient());
+/// assert_eq!(store.delete(&["a", "b"]).await.unwrap(), 2);
+/// # }
+/// ```
 #[derive(Default)]
 pub struct MockStore {
     prefix: String,

@@ -1,11 +1,10 @@
-//! The `mock` feature: [`MockStore`] works as `Arc<dyn Store>` and injects errors.
-#![cfg(feature = "mock")]
+//! [`MockStore`] works as `Arc<dyn Store>` and injects errors.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{CasOutcome, Error, ErrorKind, Expiry, SetOptions, Store};
-use cache_memory::mock::MockStore;
+use cache_testing::MockStore;
 
 #[tokio::test]
 async fn mock_injects_errors_through_dyn_store() {

@@ -1,0 +1,653 @@
+//! [`RedisConfig`]: every setting of the Redis backend in one place, with the profile defaults, the
+//! environment variables that override them, `with_*` builder methods and [`RedisConfig::validate`].
+//!
+//! Precedence, lowest first: the profile's defaults ([`RedisConfig::new`]), then the environment
+//! ([`RedisConfig::from_lookup`] / [`RedisConfig::from_env`]), then `with_*` calls. Every error names
+//! the setting to fix (the environment variable). `docs/operations.md` lists every setting.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cache_core::Profile;
+//! use cache_redis::{RedisConfig, RedisEndpoint};
+//!
+//! let config = RedisConfig::new(Profile::Production, RedisEndpoint::server("redis://127.0.0.1:6379/0"))
+//!     .with_key_prefix("shop")
+//!     .with_response_timeout(Duration::from_millis(250));
+//! config.validate().unwrap();
+//! assert_eq!(config.pool.max_open, 20);
+//!
+//! let env = |name: &str| (name == "REDIS_CLUSTER_NODES").then(|| "10.0.0.1:7000,10.0.0.2:7000".to_owned());
+//! let cluster = RedisConfig::from_lookup(Profile::Production, env).unwrap();
+//! assert_eq!(cluster.endpoint, RedisEndpoint::cluster(["10.0.0.1:7000", "10.0.0.2:7000"]));
+//! ```
+//!
+//! `Debug` never prints a password: URLs are shown through [`cache_core::config::redact_url`].
+//!
+//! (Slightly over 600 lines on purpose: each setting's type, default, environment variable, builder
+//! method and check are kept in this one file, so that adding a setting touches one place.)
+
+use std::fmt;
+use std::time::Duration;
+
+use cache_core::config::{parse_duration, redact_url};
+use cache_core::keys::validate_prefix;
+use cache_core::{BackendConfig, Config, Error, Profile, Result};
+
+/// How many shared multiplexed connections a store keeps by default
+/// ([`RedisConfig::shared_connections`], `REDIS_SHARED_CONNECTIONS`).
+pub const DEFAULT_SHARED_CONNECTIONS: usize = 2;
+
+/// Where the Redis data lives: one server, or a Redis Cluster by its seed nodes.
+///
+/// `Debug` redacts passwords in the URLs.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisEndpoint {
+    /// One Redis server (standalone, or a primary behind a proxy), by URL (`REDIS_URL`):
+    /// `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, `redis+unix:///path` or
+    /// `unix:///path` for a socket.
+    Server {
+        /// The connection URL.
+        url: String,
+    },
+    /// A Redis Cluster, by seed node URLs (`REDIS_CLUSTER_NODES`):
+    /// `redis://[user:password@]host:port`, or `rediss://` for TLS; every seed the same scheme,
+    /// user and password.
+    Cluster {
+        /// Seed node URLs.
+        nodes: Vec<String>,
+    },
+}
+
+impl RedisEndpoint {
+    /// One server at `url`.
+    pub fn server(url: impl Into<String>) -> Self {
+        RedisEndpoint::Server { url: url.into() }
+    }
+
+    /// A cluster with these seed nodes, each `host:port` (taken as `redis://host:port`) or a URL.
+    /// Empty entries are left out; [`RedisConfig::validate`] refuses an empty list.
+    pub fn cluster<I, S>(nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        RedisEndpoint::Cluster {
+            nodes: nodes
+                .into_iter()
+                .map(|n| n.as_ref().trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .map(|n| {
+                    if n.contains("://") {
+                        n
+                    } else {
+                        format!("redis://{n}")
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether this is a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisEndpoint::Cluster { .. })
+    }
+}
+
+impl fmt::Debug for RedisEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisEndpoint::Server { url } => f
+                .debug_struct("Server")
+                .field("url", &redact_url(url))
+                .finish(),
+            RedisEndpoint::Cluster { nodes } => f
+                .debug_struct("Cluster")
+                .field(
+                    "nodes",
+                    &nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>(),
+                )
+                .finish(),
+        }
+    }
+}
+
+/// Connection pool settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// Maximum open connections (`REDIS_POOL_MAX_OPEN`, default 20; 5 in development). The shared
+    /// connections count against it.
+    pub max_open: u64,
+    /// Maximum idle connections kept (`REDIS_POOL_MAX_IDLE`, default = `max_open`).
+    pub max_idle: u64,
+    /// How long replacing a connection may wait for a free place in the pool
+    /// (`REDIS_POOL_WAIT_TIMEOUT`, default 1 s; 2 s in development).
+    pub wait_timeout: Duration,
+    /// How often the shared connections are checked with `PING` in the background
+    /// (`REDIS_HEALTH_CHECK_INTERVAL`, default 15 s).
+    pub health_check_interval: Duration,
+    /// Maximum lifetime of a connection before it is replaced (`REDIS_CONN_MAX_LIFETIME`, default
+    /// 30 min).
+    pub max_lifetime: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_open: 20,
+            max_idle: 20,
+            wait_timeout: Duration::from_secs(1),
+            health_check_interval: Duration::from_secs(15),
+            max_lifetime: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// Sets the maximum open connections (and caps max idle to it).
+    pub fn with_max_open(mut self, n: u64) -> Self {
+        self.max_open = n;
+        self.max_idle = self.max_idle.min(n);
+        self
+    }
+
+    /// Sets the maximum idle connections.
+    pub fn with_max_idle(mut self, n: u64) -> Self {
+        self.max_idle = n;
+        self
+    }
+
+    /// Sets the pool wait timeout.
+    pub fn with_wait_timeout(mut self, d: Duration) -> Self {
+        self.wait_timeout = d;
+        self
+    }
+
+    /// Sets the health-check interval.
+    pub fn with_health_check_interval(mut self, d: Duration) -> Self {
+        self.health_check_interval = d;
+        self
+    }
+
+    /// Sets the maximum connection lifetime.
+    pub fn with_max_lifetime(mut self, d: Duration) -> Self {
+        self.max_lifetime = d;
+        self
+    }
+}
+
+/// Retry policy (exponential backoff with full jitter within a budget; see
+/// [the crate documentation](crate#retries) for what may be repeated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryConfig {
+    /// Attempts in all, including the first (`REDIS_RETRY_ATTEMPTS`, default 3; 1 disables retries).
+    pub max_attempts: u32,
+    /// First backoff ceiling (`REDIS_RETRY_BASE_DELAY`, default 20 ms), doubled per attempt; also
+    /// the first reconnect backoff.
+    pub base_delay: Duration,
+    /// Largest backoff ceiling (`REDIS_RETRY_MAX_DELAY`, default 200 ms).
+    pub max_delay: Duration,
+    /// Total time budget of one call including retries (`REDIS_RETRY_BUDGET`, default 1 s; 3 s in
+    /// development).
+    pub budget: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            budget: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// No retries at all.
+    pub fn none() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the number of attempts.
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// Sets the first backoff ceiling.
+    pub fn with_base_delay(mut self, d: Duration) -> Self {
+        self.base_delay = d;
+        self
+    }
+
+    /// Sets the largest backoff ceiling.
+    pub fn with_max_delay(mut self, d: Duration) -> Self {
+        self.max_delay = d;
+        self
+    }
+
+    /// Sets the total budget.
+    pub fn with_budget(mut self, d: Duration) -> Self {
+        self.budget = d;
+        self
+    }
+}
+
+/// Every setting of a [`RedisStore`](crate::RedisStore). Start from [`RedisConfig::new`] (a
+/// profile's defaults), [`RedisConfig::from_env`] or [`RedisConfig::from_lookup`].
+///
+/// `Debug` redacts passwords.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// The profile the defaults came from.
+    pub profile: Profile,
+    /// One server or a cluster (`REDIS_URL`, `REDIS_CLUSTER_NODES`, `CACHE_BACKEND`).
+    pub endpoint: RedisEndpoint,
+    /// Global key prefix (`CACHE_KEY_PREFIX`; `dev` in development, `staging` in staging, none in
+    /// production); empty means none.
+    pub key_prefix: String,
+    /// Database number (`REDIS_DB`; overrides the URL's `/db`). Not allowed with a cluster.
+    pub database: Option<i64>,
+    /// Connect timeout: TCP, TLS, `AUTH` and `SELECT` together (`REDIS_CONNECT_TIMEOUT`, default
+    /// 1 s; 2 s in development).
+    pub connect_timeout: Duration,
+    /// Response timeout of one command (`REDIS_RESPONSE_TIMEOUT`, default 500 ms; 2 s in
+    /// development).
+    pub response_timeout: Duration,
+    /// Pool settings.
+    pub pool: PoolConfig,
+    /// Retry settings.
+    pub retry: RetryConfig,
+    /// How many long-lived multiplexed connections carry the commands (`REDIS_SHARED_CONNECTIONS`,
+    /// default [`DEFAULT_SHARED_CONNECTIONS`]; at least 1, more than `REDIS_POOL_MAX_OPEN` is capped
+    /// to it). One connection pipelines any number of concurrent commands; a second one spreads the
+    /// client-side work over two I/O tasks and keeps a spare while one is being replaced.
+    pub shared_connections: usize,
+    /// Let the view [`RedisStore::replica_reads`](crate::RedisStore::replica_reads) read from
+    /// replicas in a cluster (`REDIS_READ_FROM_REPLICAS`, default false).
+    pub read_from_replicas: bool,
+    /// `COUNT` hint of the `SCAN` behind `flush_prefix` (`REDIS_SCAN_COUNT`, default 500).
+    pub scan_count: u32,
+    /// Largest value the store accepts, in bytes (`CACHE_MAX_VALUE_BYTES`, default 8 MiB).
+    pub max_value_bytes: usize,
+}
+
+impl RedisConfig {
+    /// The defaults of `profile` for `endpoint`.
+    pub fn new(profile: Profile, endpoint: RedisEndpoint) -> Self {
+        let production = RedisConfig {
+            profile,
+            endpoint,
+            key_prefix: String::new(),
+            database: None,
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_millis(500),
+            pool: PoolConfig::default(),
+            retry: RetryConfig::default(),
+            shared_connections: DEFAULT_SHARED_CONNECTIONS,
+            read_from_replicas: false,
+            scan_count: 500,
+            max_value_bytes: 8 * 1024 * 1024,
+        };
+        match profile {
+            Profile::Development => RedisConfig {
+                key_prefix: "dev".into(),
+                connect_timeout: Duration::from_secs(2),
+                response_timeout: Duration::from_secs(2),
+                pool: PoolConfig {
+                    max_open: 5,
+                    max_idle: 5,
+                    wait_timeout: Duration::from_secs(2),
+                    ..PoolConfig::default()
+                },
+                retry: RetryConfig {
+                    budget: Duration::from_secs(3),
+                    ..RetryConfig::default()
+                },
+                ..production
+            },
+            Profile::Staging => RedisConfig {
+                key_prefix: "staging".into(),
+                ..production
+            },
+            // Production, and the production values for any profile added later.
+            _ => production,
+        }
+    }
+
+    /// [`RedisConfig::from_lookup`] over the process environment.
+    pub fn from_env(profile: Profile) -> Result<RedisConfig> {
+        Self::from_lookup(profile, |name| std::env::var(name).ok())
+    }
+
+    /// The defaults of `profile`, overridden by the environment variables `lookup` finds (empty
+    /// values count as unset), validated.
+    ///
+    /// The endpoint: `CACHE_BACKEND=redis` takes `REDIS_URL`, `CACHE_BACKEND=cluster` takes
+    /// `REDIS_CLUSTER_NODES`; without `CACHE_BACKEND`, `REDIS_CLUSTER_NODES` wins over `REDIS_URL`.
+    /// One of them must be set (there is no default server: a store never guesses where production
+    /// data lives).
+    pub fn from_lookup(
+        profile: Profile,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<RedisConfig> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut c = RedisConfig::new(profile, endpoint_from(&get)?);
+        if let Some(p) = get("CACHE_KEY_PREFIX") {
+            c.key_prefix = p.trim().to_owned();
+        }
+        if let Some(v) = get("REDIS_DB") {
+            c.database = Some(parse_num("REDIS_DB", &v)?);
+        }
+        let durations = [
+            ("REDIS_CONNECT_TIMEOUT", &mut c.connect_timeout),
+            ("REDIS_RESPONSE_TIMEOUT", &mut c.response_timeout),
+            ("REDIS_POOL_WAIT_TIMEOUT", &mut c.pool.wait_timeout),
+            (
+                "REDIS_HEALTH_CHECK_INTERVAL",
+                &mut c.pool.health_check_interval,
+            ),
+            ("REDIS_CONN_MAX_LIFETIME", &mut c.pool.max_lifetime),
+            ("REDIS_RETRY_BASE_DELAY", &mut c.retry.base_delay),
+            ("REDIS_RETRY_MAX_DELAY", &mut c.retry.max_delay),
+            ("REDIS_RETRY_BUDGET", &mut c.retry.budget),
+        ];
+        for (name, slot) in durations {
+            if let Some(v) = get(name) {
+                *slot = parse_duration(name, &v)?;
+            }
+        }
+        if let Some(v) = get("REDIS_POOL_MAX_OPEN") {
+            // Caps max idle too, unless REDIS_POOL_MAX_IDLE sets it below.
+            c.pool = c.pool.with_max_open(parse_num("REDIS_POOL_MAX_OPEN", &v)?);
+        }
+        if let Some(v) = get("REDIS_POOL_MAX_IDLE") {
+            c.pool.max_idle = parse_num("REDIS_POOL_MAX_IDLE", &v)?;
+        }
+        if let Some(v) = get("REDIS_RETRY_ATTEMPTS") {
+            c.retry.max_attempts = parse_num("REDIS_RETRY_ATTEMPTS", &v)?;
+        }
+        if let Some(v) = get("REDIS_SHARED_CONNECTIONS") {
+            c.shared_connections = parse_num("REDIS_SHARED_CONNECTIONS", &v)?;
+        }
+        if let Some(v) = get("REDIS_READ_FROM_REPLICAS") {
+            c.read_from_replicas = parse_bool("REDIS_READ_FROM_REPLICAS", &v)?;
+        }
+        if let Some(v) = get("REDIS_SCAN_COUNT") {
+            c.scan_count = parse_num("REDIS_SCAN_COUNT", &v)?;
+        }
+        if let Some(v) = get("CACHE_MAX_VALUE_BYTES") {
+            c.max_value_bytes = parse_num("CACHE_MAX_VALUE_BYTES", &v)?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The Redis settings of a workspace-wide [`Config`] (its backend must be `redis` or
+    /// `cluster`), with [`DEFAULT_SHARED_CONNECTIONS`].
+    ///
+    /// A bridge while `cache_core::Config` still carries the Redis settings.
+    pub fn from_core(config: &Config) -> Result<RedisConfig> {
+        let endpoint = match &config.backend {
+            BackendConfig::Redis { url } => RedisEndpoint::Server { url: url.clone() },
+            BackendConfig::Cluster { nodes } => RedisEndpoint::Cluster {
+                nodes: nodes.clone(),
+            },
+            other => {
+                return Err(Error::config(
+                    "CACHE_BACKEND",
+                    format!(
+                        "RedisStore needs the redis backend (REDIS_URL) or a cluster \
+                         (REDIS_CLUSTER_NODES), the configuration selects {}",
+                        other.name()
+                    ),
+                ))
+            }
+        };
+        let (pool, retry) = (&config.pool, &config.retry);
+        Ok(RedisConfig {
+            profile: config.profile,
+            endpoint,
+            key_prefix: config.key_prefix.clone(),
+            database: config.database,
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
+            pool: PoolConfig {
+                max_open: pool.max_open,
+                max_idle: pool.max_idle,
+                wait_timeout: pool.wait_timeout,
+                health_check_interval: pool.health_check_interval,
+                max_lifetime: pool.max_lifetime,
+            },
+            retry: RetryConfig {
+                max_attempts: retry.max_attempts,
+                base_delay: retry.base_delay,
+                max_delay: retry.max_delay,
+                budget: retry.budget,
+            },
+            shared_connections: DEFAULT_SHARED_CONNECTIONS,
+            read_from_replicas: config.read_from_replicas,
+            scan_count: config.scan_count,
+            max_value_bytes: config.max_value_bytes,
+        })
+    }
+
+    /// Uses one server at `url`.
+    pub fn with_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = RedisEndpoint::server(url);
+        self
+    }
+
+    /// Uses a cluster with these seed nodes (see [`RedisEndpoint::cluster`]).
+    pub fn with_cluster_nodes<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.endpoint = RedisEndpoint::cluster(nodes);
+        self
+    }
+
+    /// Sets the global key prefix.
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets the database number.
+    pub fn with_database(mut self, db: i64) -> Self {
+        self.database = Some(db);
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Sets the response timeout of one command.
+    pub fn with_response_timeout(mut self, d: Duration) -> Self {
+        self.response_timeout = d;
+        self
+    }
+
+    /// Replaces the pool settings.
+    pub fn with_pool(mut self, pool: PoolConfig) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// Replaces the retry settings.
+    pub fn with_retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets how many shared multiplexed connections carry the commands.
+    pub fn with_shared_connections(mut self, n: usize) -> Self {
+        self.shared_connections = n;
+        self
+    }
+
+    /// Lets the replica-reads view read from replicas (cluster only).
+    pub fn with_read_from_replicas(mut self, yes: bool) -> Self {
+        self.read_from_replicas = yes;
+        self
+    }
+
+    /// Sets the `SCAN` `COUNT` hint of `flush_prefix`.
+    pub fn with_scan_count(mut self, n: u32) -> Self {
+        self.scan_count = n;
+        self
+    }
+
+    /// Sets the largest accepted value size.
+    pub fn with_max_value_bytes(mut self, n: usize) -> Self {
+        self.max_value_bytes = n;
+        self
+    }
+
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        validate_prefix(&self.key_prefix)?;
+        match &self.endpoint {
+            RedisEndpoint::Server { url } => {
+                let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+                if !schemes.iter().any(|s| url.starts_with(s)) {
+                    return Err(Error::config(
+                        "REDIS_URL",
+                        format!(
+                            "{:?} is not a Redis URL; expected redis://[user:password@]host:port[/db] \
+                             or rediss:// for TLS",
+                            redact_url(url)
+                        ),
+                    ));
+                }
+            }
+            RedisEndpoint::Cluster { nodes } => {
+                if nodes.is_empty() {
+                    return Err(Error::config(
+                        "REDIS_CLUSTER_NODES",
+                        "at least one node is needed",
+                    ));
+                }
+                if self.database.is_some_and(|db| db != 0) {
+                    return Err(Error::config(
+                        "REDIS_DB",
+                        "Redis Cluster has only database 0",
+                    ));
+                }
+            }
+        }
+        if self.database.is_some_and(|db| db < 0) {
+            return Err(Error::config("REDIS_DB", "must be 0 or more"));
+        }
+        let positive = [
+            ("REDIS_CONNECT_TIMEOUT", self.connect_timeout),
+            ("REDIS_RESPONSE_TIMEOUT", self.response_timeout),
+            ("REDIS_POOL_WAIT_TIMEOUT", self.pool.wait_timeout),
+            (
+                "REDIS_HEALTH_CHECK_INTERVAL",
+                self.pool.health_check_interval,
+            ),
+            ("REDIS_CONN_MAX_LIFETIME", self.pool.max_lifetime),
+            ("REDIS_RETRY_BUDGET", self.retry.budget),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
+            return Err(Error::config(*name, "must be greater than zero"));
+        }
+        let at_least_one = [
+            ("REDIS_POOL_MAX_OPEN", self.pool.max_open == 0, ""),
+            (
+                "REDIS_RETRY_ATTEMPTS",
+                self.retry.max_attempts == 0,
+                " (1 disables retries)",
+            ),
+            ("REDIS_SHARED_CONNECTIONS", self.shared_connections == 0, ""),
+            ("REDIS_SCAN_COUNT", self.scan_count == 0, ""),
+            ("CACHE_MAX_VALUE_BYTES", self.max_value_bytes == 0, ""),
+        ];
+        if let Some((name, _, note)) = at_least_one.iter().find(|(_, zero, _)| *zero) {
+            return Err(Error::config(*name, format!("must be at least 1{note}")));
+        }
+        if self.pool.max_idle > self.pool.max_open {
+            return Err(Error::config(
+                "REDIS_POOL_MAX_IDLE",
+                format!(
+                    "{} is more than REDIS_POOL_MAX_OPEN ({})",
+                    self.pool.max_idle, self.pool.max_open
+                ),
+            ));
+        }
+        if self.retry.base_delay > self.retry.max_delay {
+            return Err(Error::config(
+                "REDIS_RETRY_BASE_DELAY",
+                "must not exceed REDIS_RETRY_MAX_DELAY",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The endpoint the environment names (see [`RedisConfig::from_lookup`]).
+fn endpoint_from(get: &dyn Fn(&str) -> Option<String>) -> Result<RedisEndpoint> {
+    let cluster = |nodes: String| {
+        let endpoint = RedisEndpoint::cluster(nodes.split(','));
+        match &endpoint {
+            RedisEndpoint::Cluster { nodes } if nodes.is_empty() => Err(Error::config(
+                "REDIS_CLUSTER_NODES",
+                "expected host:port[,host:port...]",
+            )),
+            _ => Ok(endpoint),
+        }
+    };
+    let (url, nodes) = (get("REDIS_URL"), get("REDIS_CLUSTER_NODES"));
+    match get("CACHE_BACKEND").as_deref().map(str::trim) {
+        None => match (nodes, url) {
+            (Some(nodes), _) => cluster(nodes),
+            (None, Some(url)) => Ok(RedisEndpoint::Server { url }),
+            (None, None) => Err(Error::config(
+                "REDIS_URL",
+                "the Redis backend needs REDIS_URL (one server) or REDIS_CLUSTER_NODES (a cluster)",
+            )),
+        },
+        Some("redis") => url
+            .map(RedisEndpoint::server)
+            .ok_or_else(|| Error::config("REDIS_URL", "CACHE_BACKEND=redis needs REDIS_URL")),
+        Some("cluster") => cluster(nodes.ok_or_else(|| {
+            Error::config(
+                "REDIS_CLUSTER_NODES",
+                "CACHE_BACKEND=cluster needs REDIS_CLUSTER_NODES",
+            )
+        })?),
+        Some(other) => Err(Error::config(
+            "CACHE_BACKEND",
+            format!("{other:?} does not select Redis; use redis or cluster"),
+        )),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(setting: &str, v: &str) -> Result<T> {
+    v.trim()
+        .parse()
+        .map_err(|_| Error::config(setting, format!("{v:?} is not a valid number")))
+}
+
+fn parse_bool(setting: &str, v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::config(
+            setting,
+            format!("{v:?} is not true or false"),
+        )),
+    }
+}

@@ -1,0 +1,227 @@
+//! The project's own `mobc::Manager` for redis 1.x: how a connection is opened (with the connect
+//! timeout) and checked (`PING` with a timeout), and what a failed connect means (a `rediss://` URL
+//! pointing at a plain server is diagnosed here).
+//!
+//! mobc-redis pins redis 0.28 (see the [crate documentation](crate#why-not-mobc-redis)); this manager
+//! is what it would be on redis 1.x, plus timeouts and `validate` refusing connections found broken.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use cache_core::Error;
+use redis::cluster::ClusterClient;
+use redis::{AsyncConnectionConfig, RedisError};
+
+use crate::conn::Conn;
+use crate::error::{self, Ctx};
+use crate::route::Target;
+
+/// Margin of the outer timeouts over the inner redis-rs ones, so the inner ones (with the better
+/// message) normally fire first.
+pub(crate) const BACKSTOP: Duration = Duration::from_millis(50);
+
+/// What the mobc pool holds: a connection and whether it was found broken (then `validate` refuses
+/// it on check-in and the pool closes it).
+pub(crate) struct Pooled {
+    pub(crate) conn: Conn,
+    pub(crate) broken: bool,
+}
+
+/// What a [`Manager`] connects with.
+#[allow(clippy::large_enum_variant)] // One per store, built once and never moved on a hot path.
+pub(crate) enum Client {
+    /// One server.
+    Single(redis::Client),
+    /// A cluster (timeouts, retries, TLS, credentials and read routing are set on the client).
+    Cluster(ClusterClient),
+}
+
+/// The project's own `mobc::Manager` for redis 1.x.
+pub(crate) struct Manager {
+    client: Client,
+    config: AsyncConnectionConfig,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    target: String,
+}
+
+impl Manager {
+    pub(crate) fn new(
+        client: Client,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+        target: String,
+    ) -> Self {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(response_timeout));
+        Self {
+            client,
+            config,
+            connect_timeout,
+            response_timeout,
+            target,
+        }
+    }
+
+    /// `host:port` of one server reached over TLS, for [`connect_error`]'s diagnosis.
+    pub(crate) fn tls_addr(&self) -> Option<(String, u16)> {
+        match &self.client {
+            Client::Single(c) => match c.get_connection_info().addr() {
+                redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+                _ => None,
+            },
+            Client::Cluster(_) => None,
+        }
+    }
+
+    /// Whether this manager opens cluster connections.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.client, Client::Cluster(_))
+    }
+
+    /// Opens a connection, bounded by the connect timeout (TCP, TLS, AUTH and SELECT included).
+    /// A cluster connection also reads the slot map (`CLUSTER SLOTS`) and connects to every node,
+    /// so it gets the response timeout on top.
+    async fn open(&self) -> Result<Conn, RedisError> {
+        match &self.client {
+            Client::Single(client) => {
+                let fut = client.get_multiplexed_async_connection_with_config(&self.config);
+                // redis-rs applies the connect timeout itself; the outer one is a backstop.
+                match tokio::time::timeout(self.connect_timeout + BACKSTOP, fut).await {
+                    Ok(r) => r.map(Conn::Single),
+                    Err(_) => Err(timed_out()),
+                }
+            }
+            Client::Cluster(client) => {
+                let limit = self.connect_timeout + self.response_timeout + BACKSTOP;
+                match tokio::time::timeout(limit, client.get_async_connection()).await {
+                    Ok(r) => r.map(Conn::Cluster),
+                    Err(_) => Err(timed_out()),
+                }
+            }
+        }
+    }
+
+    /// The redacted address of the server.
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+}
+
+#[async_trait::async_trait]
+impl mobc::Manager for Manager {
+    type Connection = Pooled;
+    type Error = RedisError;
+
+    fn spawn_task<T>(&self, task: T)
+    where
+        T: Future + Send + 'static,
+        T::Output: Send + 'static,
+    {
+        // mobc returns connections to the pool from a spawned task. Outside a runtime (a store
+        // dropped after its runtime) there is nothing to return them to: dropping the task closes
+        // the connection, instead of the panic `tokio::spawn` would raise.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(task);
+        }
+    }
+
+    async fn connect(&self) -> Result<Pooled, RedisError> {
+        let conn = self.open().await?;
+        tracing::debug!(target: "cache_redis", server = %self.target, "opened a Redis connection");
+        Ok(Pooled {
+            conn,
+            broken: false,
+        })
+    }
+
+    async fn check(&self, mut conn: Pooled) -> Result<Pooled, RedisError> {
+        probe(&mut conn.conn, self.response_timeout).await?;
+        Ok(conn)
+    }
+
+    fn validate(&self, conn: &mut Pooled) -> bool {
+        !conn.broken
+    }
+}
+
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
+/// `PING` sent to `target`, bounded by `timeout`; returns the round-trip time.
+async fn ping_at(
+    conn: &mut Conn,
+    target: Target<'_>,
+    timeout: Duration,
+) -> Result<Duration, RedisError> {
+    let start = Instant::now();
+    let cmd = redis::cmd("PING");
+    match tokio::time::timeout(timeout + BACKSTOP, conn.query::<String>(&cmd, target)).await {
+        Ok(r) => r.map(|_| start.elapsed()),
+        Err(_) => Err(timed_out()),
+    }
+}
+
+/// `PING` on one server, bounded by `timeout`; returns the round-trip time.
+pub(crate) async fn ping(conn: &mut Conn, timeout: Duration) -> Result<Duration, RedisError> {
+    ping_at(conn, Target::Auto, timeout).await
+}
+
+/// Whether a connection object still works: `PING` on a single connection; on a cluster
+/// connection a `PING` to any one node (the cluster connection reconnects to nodes by itself, so
+/// one node being down does not make the connection object bad; `ping` of the store checks every
+/// primary instead).
+pub(crate) async fn probe(conn: &mut Conn, timeout: Duration) -> Result<Duration, RedisError> {
+    let target = match conn {
+        Conn::Single(_) => Target::Auto,
+        Conn::Cluster(_) => Target::AnyNode,
+    };
+    ping_at(conn, target, timeout).await
+}
+
+/// Maps an error of opening a connection to `target`. A TLS connect that timed out is first
+/// checked against a plain-text `PING` (`tls_addr`): a plain Redis waits for the end of a line that
+/// a TLS ClientHello never sends, so `rediss://` against a server without TLS otherwise looks like a
+/// timeout.
+pub(crate) async fn connect_error(
+    e: RedisError,
+    tls_addr: Option<&(String, u16)>,
+    target: &str,
+    elapsed: Duration,
+    response_timeout: Duration,
+) -> Error {
+    if let (Some((host, port)), true) = (tls_addr, e.is_timeout()) {
+        let limit = response_timeout.min(Duration::from_millis(300));
+        if speaks_plain_redis(host, *port, limit).await {
+            return Error::Tls(format!(
+                "{target} answers plain-text Redis but not TLS: use redis:// instead of \
+                 rediss:// in REDIS_URL, or enable TLS on the server"
+            ));
+        }
+    }
+    error::map(
+        e,
+        Ctx {
+            op: "connect",
+            key: None,
+            target,
+            elapsed,
+            connecting: true,
+        },
+    )
+}
+
+/// Whether the server at `host:port` answers a plain-text `PING` within `limit`.
+async fn speaks_plain_redis(host: &str, port: u16, limit: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        s.write_all(b"PING\r\n").await.ok()?;
+        let mut first = [0u8; 1];
+        s.read_exact(&mut first).await.ok()?;
+        Some(matches!(first[0], b'+' | b'-'))
+    };
+    matches!(tokio::time::timeout(limit, probe).await, Ok(Some(true)))
+}

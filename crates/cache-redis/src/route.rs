@@ -1,0 +1,161 @@
+//! Where a command goes: [`Target`], the one function that sends a command there ([`Conn::query`]),
+//! and the store's ways to run a command through the call runner (`query`, `read`, `on_node`).
+//!
+//! On one server every target is that server. On a cluster redis-rs routes a command by its key
+//! ([`Target::Auto`]); the store names the target itself when the key alone does not say it: a read
+//! of a [`RedisStore::replica_reads`] view (a replica of the key's slot), a part of a batch split per
+//! slot, and the per-node commands (`SCAN`, `PING`, `INFO`) whose errors then name the node.
+
+use cache_core::{Error, Result};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, FromRedisValue, RedisError};
+
+use crate::conn::Conn;
+use crate::retry::Idempotency;
+use crate::store::RedisStore;
+
+/// Where a command goes on a cluster (every target is the one server otherwise).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target<'a> {
+    /// Where the connection routes it: on a cluster, the primary of the command's key.
+    Auto,
+    /// The node that serves a slot (its primary, or a replica for replica reads).
+    Slot(Route),
+    /// The cluster node at `host:port`.
+    Node {
+        /// Host as the cluster announces it.
+        host: &'a str,
+        /// Port.
+        port: u16,
+    },
+    /// Any one node (the topology, the connection check).
+    AnyNode,
+}
+
+impl Target<'_> {
+    /// The cluster routing of this target; `None` leaves it to the connection.
+    fn routing(self) -> Option<RoutingInfo> {
+        let node = match self {
+            Target::Auto => return None,
+            Target::Slot(route) => SingleNodeRoutingInfo::SpecificNode(route),
+            Target::Node { host, port } => SingleNodeRoutingInfo::ByAddress {
+                host: host.to_owned(),
+                port,
+            },
+            Target::AnyNode => SingleNodeRoutingInfo::Random,
+        };
+        Some(RoutingInfo::SingleNode(node))
+    }
+}
+
+impl Conn {
+    /// Sends `cmd` to `target` and converts the reply (a server error in the reply is an error).
+    pub(crate) async fn query<T: FromRedisValue>(
+        &mut self,
+        cmd: &Cmd,
+        target: Target<'_>,
+    ) -> std::result::Result<T, RedisError> {
+        let value = match (self, target.routing()) {
+            (Conn::Cluster(c), Some(routing)) => c.route_command(cmd.clone(), routing).await?,
+            (c, _) => redis::aio::ConnectionLike::req_packed_command(c, cmd).await?,
+        };
+        Ok(redis::from_redis_value(value.extract_error()?)?)
+    }
+}
+
+impl RedisStore {
+    /// Runs one command through the call runner, routed by the connection (by its key on a
+    /// cluster).
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: Option<&str>,
+        idempotency: Idempotency,
+        cmd: Cmd,
+    ) -> Result<T> {
+        self.query_at(op, key, Target::Auto, idempotency, &cmd)
+            .await
+    }
+
+    /// Where reads of this view go in a cluster.
+    pub(crate) fn read_addr(&self) -> SlotAddr {
+        if self.replica_reads {
+            SlotAddr::ReplicaOptional
+        } else {
+            SlotAddr::Master
+        }
+    }
+
+    /// Runs a read of one key (`full` is its full key); in a cluster it goes to the key's primary,
+    /// or to a replica for a [`RedisStore::replica_reads`] view.
+    pub(crate) async fn read<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: &str,
+        full: &str,
+        cmd: Cmd,
+    ) -> Result<T> {
+        let target = if self.is_cluster() {
+            Target::Slot(Route::with_key(full.as_bytes(), self.read_addr()))
+        } else {
+            Target::Auto
+        };
+        self.query_at(op, Some(key), target, Idempotency::Repeatable, &cmd)
+            .await
+    }
+
+    /// Runs `cmd` on `target` through the call runner (timeouts and retries); `op` and `key` are
+    /// for error messages, and a cluster node's errors name the node.
+    pub(crate) async fn query_at<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        key: Option<&str>,
+        target: Target<'_>,
+        idempotency: Idempotency,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        let result = self
+            .conns
+            .run(op, key, idempotency, |mut c| async move {
+                c.query::<T>(cmd, target).await
+            })
+            .await;
+        match target {
+            Target::Node { host, port } => result.map_err(|e| name_node(e, host, port)),
+            _ => result,
+        }
+    }
+}
+
+/// Names the cluster node in an error of a command sent to that node.
+fn name_node(e: Error, host: &str, port: u16) -> Error {
+    let node = format!("{host}:{port}");
+    match e {
+        Error::Connection {
+            message, source, ..
+        } => Error::Connection {
+            message: format!("cluster node {node}: {message}"),
+            target: node,
+            source,
+        },
+        Error::Timeout {
+            operation,
+            elapsed,
+            setting,
+        } => Error::Timeout {
+            operation: format!("{operation} (cluster node {node})"),
+            elapsed,
+            setting,
+        },
+        Error::Backend {
+            message,
+            transient,
+            source,
+        } => Error::Backend {
+            message: format!("cluster node {node}: {message}"),
+            transient,
+            source,
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,93 @@
+//! [`SessionConfig`]: the session settings that come from the environment.
+//!
+//! The sessions crate reads one variable, `CACHE_TTL_SESSION` (the default idle timeout, see
+//! [`crate::keys::SESSION`]). Every other setting is code: the `with_*` methods of
+//! [`crate::SessionManagerBuilder`]. [`SessionConfig::from_lookup`] takes the lookup function rather
+//! than reading the process environment itself, so that a facade reads one environment (or a test a
+//! map) for every crate.
+
+use std::time::Duration;
+
+use cache_core::config::parse_duration;
+use cache_core::{Error, Result};
+
+use crate::keys::SESSION;
+
+/// Session settings from the environment; apply with
+/// [`SessionManagerBuilder::with_config`](crate::SessionManagerBuilder::with_config).
+///
+/// ```
+/// use std::time::Duration;
+/// use sessions::SessionConfig;
+///
+/// let config = SessionConfig::from_lookup(|k| (k == "CACHE_TTL_SESSION").then(|| "30m".into()))?;
+/// assert_eq!(config.idle_timeout, Some(Duration::from_secs(30 * 60)));
+/// let manager = sessions::SessionManager::builder(cache_memory::MemoryStore::default())
+///     .with_config(&config)
+///     .build()?;
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionConfig {
+    /// The default idle timeout of new sessions (`CACHE_TTL_SESSION`); `None` leaves the builder's.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl SessionConfig {
+    /// Reads `CACHE_TTL_SESSION` from the process environment.
+    pub fn from_env() -> Result<SessionConfig> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`SessionConfig::from_env`], over any lookup function. A variable that is unset or blank
+    /// is ignored; one that does not parse, or a zero TTL, is [`Error::Config`] naming it.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<SessionConfig> {
+        let mut config = SessionConfig::default();
+        if let Some(var) = SESSION.ttl_env {
+            if let Some(v) = lookup(var).filter(|v| !v.trim().is_empty()) {
+                let ttl = parse_duration(var, &v)?;
+                if ttl.is_zero() {
+                    return Err(Error::config(var, "TTL must be greater than zero"));
+                }
+                config.idle_timeout = Some(ttl);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Sets the default idle timeout of new sessions.
+    pub fn with_idle_timeout(mut self, ttl: Duration) -> Self {
+        self.idle_timeout = Some(ttl);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lookup that knows one variable.
+    fn only(var: &'static str, value: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |k| (k == var).then(|| value.to_owned())
+    }
+
+    #[test]
+    fn reads_the_session_ttl() {
+        let c = SessionConfig::from_lookup(only("CACHE_TTL_SESSION", "2h")).unwrap();
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(7200)));
+        let c = SessionConfig::from_lookup(only("CACHE_TTL_SESSION", " ")).unwrap();
+        assert_eq!(c, SessionConfig::default());
+        let c = SessionConfig::from_lookup(only("CACHE_TTL_USER", "2h")).unwrap();
+        assert_eq!(c.idle_timeout, None);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for bad in ["0s", "soon", "-1"] {
+            let err = SessionConfig::from_lookup(only("CACHE_TTL_SESSION", bad)).unwrap_err();
+            assert!(matches!(err, Error::Config { .. }), "{err}");
+            assert!(err.to_string().contains("CACHE_TTL_SESSION"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Reading a session: [`SessionManager::get`], one `GETEX` that also slides the idle expiry, the
+//! occasional touch of `last_accessed`, and the clean-up of a record found past its deadline.
+
+use cache_core::keys::Key;
+use cache_core::{codec, CasOutcome, Expiry, Result, Store};
+
+use crate::events::SessionEvent;
+use crate::keys::{index_key, session_key};
+use crate::manager::{duration_ms, SessionManager};
+use crate::record::{Record, Session};
+use crate::token::{SessionHandle, SessionToken};
+
+impl<S: Store> SessionManager<S> {
+    /// The session of `token`, with its idle expiry slid forward; `None` when there is no such live
+    /// session.
+    ///
+    /// One round trip in the common case: `GETEX key PX idle` reads the record and slides its TTL at
+    /// once. A second call happens only when `last_accessed` is older than the touch interval (a
+    /// compare-and-swap that rewrites it, so it never overwrites a concurrent update), or when the
+    /// session's TTL must differ from the default idle timeout (a per-session idle timeout, or the
+    /// last idle window before the absolute deadline, where the TTL is clamped to the deadline).
+    ///
+    /// The idle and absolute deadlines are checked here against the manager's clock; the store's TTL
+    /// only collects garbage. A malformed token is [`cache_core::Error::InvalidInput`] before any
+    /// store call; a store failure is an error, never `None`.
+    pub async fn get(&self, token: &str) -> Result<Option<Session>> {
+        let token = SessionToken::parse(token)?;
+        let handle = token.handle();
+        let key = session_key(handle)?;
+        let store = &self.inner.store;
+        let Some(bytes) = store.get_ex(&key, self.default_idle()).await? else {
+            return Ok(None);
+        };
+        let Some((record, now)) = self.live_record(handle, &key, &bytes).await? else {
+            return Ok(None);
+        };
+        let Some(ttl) = record.ttl_at(now) else {
+            // Unreachable: not expired implies now < absolute deadline. Treat as expired anyway.
+            self.expired_on_access(handle, &key, &record).await;
+            return Ok(None);
+        };
+        let ttl_differs = duration_ms(ttl) != self.inner.idle_ms;
+        let touch_after = self
+            .inner
+            .settings
+            .touch_interval
+            .as_millis()
+            .min(u128::from(record.idle_timeout_ms.unsigned_abs() / 2));
+        let stale = u128::from(
+            now.saturating_sub(record.last_accessed_ms)
+                .max(0)
+                .unsigned_abs(),
+        ) >= touch_after;
+        if stale {
+            let mut touched = record.clone();
+            touched.last_accessed_ms = now;
+            let new = self.encode(&touched)?;
+            match store
+                .compare_and_swap(&key, Some(&bytes), Some(&new), Expiry::In(ttl))
+                .await?
+            {
+                CasOutcome::Swapped => {}
+                // Deleted (logout, rotation, revocation) since our read: it is gone now.
+                CasOutcome::Conflict { current: None } => return Ok(None),
+                // A concurrent writer won; our touch is dropped (theirs is newer). Still clamp.
+                CasOutcome::Conflict { current: Some(_) } => {
+                    if ttl_differs && !store.expire(&key, ttl).await? {
+                        return Ok(None);
+                    }
+                }
+            }
+        } else if ttl_differs && !store.expire(&key, ttl).await? {
+            return Ok(None);
+        }
+        let mut session = record.into_session(handle.clone());
+        session.last_accessed = crate::record::ms_to_datetime(now);
+        Ok(Some(session))
+    }
+
+    /// Decodes the record read under `key` and checks it against the clock: `None` when it is past
+    /// its idle or absolute deadline (it is removed on the way, see `expired_on_access`), else the
+    /// record and the time it was checked at. Every operation on a token reads through here.
+    pub(crate) async fn live_record(
+        &self,
+        handle: &SessionHandle,
+        key: &Key,
+        bytes: &[u8],
+    ) -> Result<Option<(Record, i64)>> {
+        let record: Record = codec::decode(bytes)?;
+        let now = self.now_ms();
+        if record.is_expired_at(now) {
+            self.expired_on_access(handle, key, &record).await;
+            return Ok(None);
+        }
+        Ok(Some((record, now)))
+    }
+
+    async fn expired_on_access(&self, handle: &SessionHandle, key: &Key, record: &Record) {
+        // The answer ("no session") is right whatever happens here; a failure only delays garbage
+        // collection (the key's TTL and the index pruning catch it), so it is logged, not returned.
+        let store = &self.inner.store;
+        if let Err(e) = store.delete(&[key]).await {
+            tracing::warn!(%handle, error = %e, "could not delete an expired session");
+            return;
+        }
+        if let Ok(index) = index_key(&record.user_id) {
+            if let Err(e) = store.zrem(&index, &[handle.as_str()]).await {
+                tracing::warn!(%handle, error = %e, "could not unindex an expired session");
+            }
+        }
+        self.emit(SessionEvent::ExpiredOnAccess {
+            handle: handle.clone(),
+            user_id: record.user_id.clone(),
+        });
+    }
+}

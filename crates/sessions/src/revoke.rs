@@ -1,0 +1,135 @@
+//! Ending sessions on purpose: [`SessionManager::delete`] (logout), revocation by handle (with or
+//! without an owner check), [`SessionManager::revoke_all`] ("sign out everywhere"), and the one
+//! removal routine that deletes records before their index entries.
+
+use cache_core::keys::Key;
+use cache_core::{codec, Result, Store};
+
+use crate::events::{RevokeReason, SessionEvent};
+use crate::keys::{index_key, session_key};
+use crate::manager::{SessionManager, BATCH};
+use crate::record::Record;
+use crate::token::{SessionHandle, SessionToken};
+
+impl<S: Store> SessionManager<S> {
+    /// Deletes the session of `token` (logout). `true`: a stored session was deleted.
+    pub async fn delete(&self, token: &str) -> Result<bool> {
+        let token = SessionToken::parse(token)?;
+        self.revoke_handle(token.handle(), None, RevokeReason::Deleted)
+            .await
+    }
+
+    /// Revokes a session by its handle (from a listing or an admin tool). `true`: a stored session
+    /// was deleted. Does not check who owns it: for handles that come from end users, use
+    /// [`SessionManager::revoke_for_user`].
+    pub async fn revoke(&self, handle: &SessionHandle) -> Result<bool> {
+        self.revoke_handle(handle, None, RevokeReason::Revoked)
+            .await
+    }
+
+    /// Revokes a session by handle only if it belongs to `user_id` (for "sign out that device" pages,
+    /// where the handle comes from the user). `false`: no such session of this user; nothing changed.
+    pub async fn revoke_for_user(&self, user_id: &str, handle: &SessionHandle) -> Result<bool> {
+        // Validates the user id (empty, too long) before any store call.
+        index_key(user_id)?;
+        self.revoke_handle(handle, Some(user_id), RevokeReason::Revoked)
+            .await
+    }
+
+    async fn revoke_handle(
+        &self,
+        handle: &SessionHandle,
+        owner: Option<&str>,
+        reason: RevokeReason,
+    ) -> Result<bool> {
+        let key = session_key(handle)?;
+        let store = &self.inner.store;
+        let Some(bytes) = store.get(&key).await? else {
+            return Ok(false);
+        };
+        let user_id = match codec::decode::<Record>(&bytes) {
+            Ok(rec) => Some(rec.user_id),
+            Err(e) => {
+                // A record we cannot read still gets deleted (a logout must work); its index entry
+                // is healed by the next listing or cleanup.
+                tracing::warn!(%handle, error = %e, "deleting an undecodable session");
+                None
+            }
+        };
+        if let Some(owner) = owner {
+            if user_id.as_deref() != Some(owner) {
+                return Ok(false);
+            }
+        }
+        // Session first, index entry second: the index stays a superset of live sessions.
+        let deleted = store.delete(&[&key]).await? > 0;
+        if let Some(user_id) = &user_id {
+            store.zrem(&index_key(user_id)?, &[handle.as_str()]).await?;
+        }
+        if deleted {
+            tracing::debug!(%handle, ?reason, "session revoked");
+            self.emit(SessionEvent::Revoked {
+                handle: handle.clone(),
+                user_id,
+                reason,
+            });
+        }
+        Ok(deleted)
+    }
+
+    /// Revokes every session of `user_id` ("sign out everywhere") and returns how many were deleted.
+    /// Sessions created concurrently with this call may survive it.
+    pub async fn revoke_all(&self, user_id: &str) -> Result<u64> {
+        self.revoke_all_inner(user_id, None).await
+    }
+
+    /// Revokes every session of `user_id` except the one of `current_token` ("sign out other
+    /// devices"). A malformed token is [`cache_core::Error::InvalidInput`] and revokes
+    /// nothing.
+    pub async fn revoke_all_except(&self, user_id: &str, current_token: &str) -> Result<u64> {
+        let keep = SessionToken::parse(current_token)?;
+        self.revoke_all_inner(user_id, Some(keep.handle())).await
+    }
+
+    async fn revoke_all_inner(&self, user_id: &str, keep: Option<&SessionHandle>) -> Result<u64> {
+        let index = index_key(user_id)?;
+        let store = &self.inner.store;
+        self.prune(&index, self.now_ms()).await?;
+        let handles: Vec<SessionHandle> = store
+            .zrange_by_score(&index, f64::NEG_INFINITY, f64::INFINITY, None)
+            .await?
+            .into_iter()
+            .filter_map(|(member, _)| SessionHandle::parse(&member).ok())
+            .filter(|h| Some(h) != keep)
+            .collect();
+        let deleted = self.remove_sessions(&index, &handles).await?;
+        for handle in handles {
+            self.emit(SessionEvent::Revoked {
+                handle,
+                user_id: Some(user_id.to_owned()),
+                reason: RevokeReason::RevokedAll,
+            });
+        }
+        tracing::debug!(user_id, deleted, "all sessions of a user revoked");
+        Ok(deleted)
+    }
+
+    /// Deletes sessions, then their index entries (in that order), in batches. Returns how many
+    /// session keys existed.
+    pub(crate) async fn remove_sessions(
+        &self,
+        index: &Key,
+        handles: &[SessionHandle],
+    ) -> Result<u64> {
+        let store = &self.inner.store;
+        let mut deleted = 0;
+        for chunk in handles.chunks(BATCH) {
+            let keys = chunk.iter().map(session_key).collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&str> = keys.iter().map(Key::as_str).collect();
+            deleted += store.delete(&refs).await?;
+            let members: Vec<&str> = chunk.iter().map(SessionHandle::as_str).collect();
+            store.zrem(index, &members).await?;
+        }
+        Ok(deleted)
+    }
+}

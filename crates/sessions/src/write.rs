@@ -1,0 +1,211 @@
+//! Changing a session: [`SessionManager::update`], [`SessionManager::replace`] and
+//! [`SessionManager::extend`] (one compare-and-swap loop) and [`SessionManager::rotate`] (a new token,
+//! the old one retired by compare-and-swap so no concurrent update is lost).
+
+use std::time::Duration;
+
+use cache_core::keys::Key;
+use cache_core::{codec, CasOutcome, Error, Expiry, Result, SetOptions, Store};
+
+use crate::create::NewSession;
+use crate::events::SessionEvent;
+use crate::keys::{index_key, session_key};
+use crate::manager::{positive_ms, SessionManager};
+use crate::record::{merge_patch, Record, Session, SessionData};
+use crate::token::SessionToken;
+
+impl<S: Store> SessionManager<S> {
+    /// Merges `patch` into the session's data (JSON merge patch, RFC 7386: members replace, `null`
+    /// removes, objects merge recursively) and returns the session as written. `None`: no live
+    /// session (nothing is written, nothing is created).
+    ///
+    /// Atomic and lossless under concurrency: a compare-and-swap loop against the exact bytes read,
+    /// where a conflict hands back the current value so a retry costs one round trip. The TTL is kept
+    /// (`KEEPTTL`): an update does not count as an access.
+    pub async fn update(&self, token: &str, patch: &SessionData) -> Result<Option<Session>> {
+        self.modify(token, |rec, _now| {
+            merge_patch(&mut rec.data, patch);
+            Ok(Expiry::Keep)
+        })
+        .await
+    }
+
+    /// Replaces the session's data wholesale (same guarantees as [`SessionManager::update`]).
+    pub async fn replace(&self, token: &str, data: SessionData) -> Result<Option<Session>> {
+        self.modify(token, move |rec, _now| {
+            rec.data.clone_from(&data);
+            Ok(Expiry::Keep)
+        })
+        .await
+    }
+
+    /// Sets the session's idle timeout to `idle_timeout` and restarts its idle countdown now. The
+    /// absolute deadline is never moved: the store TTL is clamped to it. `None`: no live session.
+    pub async fn extend(&self, token: &str, idle_timeout: Duration) -> Result<Option<Session>> {
+        let idle_ms = positive_ms("session idle timeout", idle_timeout)?;
+        self.modify(token, move |rec, now| {
+            rec.idle_timeout_ms = idle_ms;
+            rec.last_accessed_ms = now;
+            rec.ttl_at(now)
+                .map(Expiry::In)
+                .ok_or_else(|| Error::invalid_input("session is past its absolute deadline"))
+        })
+        .await
+    }
+
+    /// The compare-and-swap loop behind update, replace and extend.
+    async fn modify<F>(&self, token: &str, mut change: F) -> Result<Option<Session>>
+    where
+        F: FnMut(&mut Record, i64) -> Result<Expiry>,
+    {
+        let token = SessionToken::parse(token)?;
+        let handle = token.handle();
+        let key = session_key(handle)?;
+        let store = &self.inner.store;
+        let mut current = store.get(&key).await?;
+        for _ in 0..self.inner.settings.max_update_attempts {
+            // Absent: never created, deleted, or expired. A CAS against "absent" would create the
+            // key, so we stop here: an update never resurrects a session.
+            let Some(bytes) = current else {
+                return Ok(None);
+            };
+            let Some((mut next, now)) = self.live_record(handle, &key, &bytes).await? else {
+                return Ok(None);
+            };
+            let expiry = change(&mut next, now)?;
+            let new = self.encode(&next)?;
+            match store
+                .compare_and_swap(&key, Some(&bytes), Some(&new), expiry)
+                .await?
+            {
+                CasOutcome::Swapped => return Ok(Some(next.into_session(handle.clone()))),
+                CasOutcome::Conflict { current: c } => current = c,
+            }
+        }
+        Err(Error::Backend {
+            message: format!(
+                "session update gave up after {} conflicting attempts (too many concurrent writers)",
+                self.inner.settings.max_update_attempts
+            ),
+            transient: true,
+            source: None,
+        })
+    }
+
+    /// Gives the session a new token and returns it; the old token stops working before this
+    /// returns. Data, user, creation time, idle timeout and absolute deadline carry over (rotation never
+    /// extends a session's life). `None`: no live session. Call it whenever privileges change (login,
+    /// sudo mode): it defeats session fixation.
+    ///
+    /// Order: the new record is written first (under a token nobody knows yet), then the old key is
+    /// deleted by compare-and-swap against the bytes that were copied. If a concurrent update changed
+    /// the old record in between, the delete fails, the newer record is copied over and the delete is
+    /// retried, so no acknowledged update is lost; updates that arrive after the delete find no session
+    /// and say so. If the old session vanishes meanwhile (logout, revocation), the new one is removed
+    /// and `None` returned: rotation never resurrects a session.
+    pub async fn rotate(&self, token: &str) -> Result<Option<NewSession>> {
+        let old = SessionToken::parse(token)?;
+        let old_key = session_key(old.handle())?;
+        let store = &self.inner.store;
+        let Some(bytes) = store.get(&old_key).await? else {
+            return Ok(None);
+        };
+        let Some((record, now)) = self.live_record(old.handle(), &old_key, &bytes).await? else {
+            return Ok(None);
+        };
+        let index = index_key(&record.user_id)?;
+        let mut next = record;
+        next.last_accessed_ms = now;
+        let Some(ttl) = next.ttl_at(now) else {
+            return Ok(None);
+        };
+        let new_token = self
+            .insert_new(&index, &next, &self.encode(&next)?, ttl)
+            .await?;
+        let new_key = session_key(new_token.handle())?;
+        match self
+            .retire_old(&old_key, &new_key, bytes, &mut next, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                // The old session is gone (or the new one was revoked): undo, report no session.
+                self.remove_sessions(&index, &[old.handle().clone(), new_token.handle().clone()])
+                    .await?;
+                return Ok(None);
+            }
+            Err(e) => {
+                // Best effort: the new token was never handed out, so its record is dead weight.
+                let _ = self
+                    .remove_sessions(&index, &[new_token.handle().clone()])
+                    .await;
+                return Err(e);
+            }
+        }
+        // The old entry is now stale, which the index tolerates: a failure here must not turn a
+        // completed rotation (old token dead, new one live) into an error that loses the new token.
+        if let Err(e) = store.zrem(&index, &[old.handle().as_str()]).await {
+            tracing::warn!(handle = %old.handle(), error = %e, "could not unindex a rotated-out token");
+        }
+        tracing::debug!(old = %old.handle(), new = %new_token.handle(), "session rotated");
+        self.emit(SessionEvent::Rotated {
+            old: old.handle().clone(),
+            new: new_token.handle().clone(),
+            user_id: next.user_id.clone(),
+        });
+        let session = next.into_session(new_token.handle().clone());
+        Ok(Some(NewSession {
+            token: new_token,
+            session,
+        }))
+    }
+
+    /// Deletes the old key of a rotation by CAS, copying concurrent updates to the new key. `false`:
+    /// the old session disappeared, or the new key was revoked, meanwhile.
+    async fn retire_old(
+        &self,
+        old_key: &Key,
+        new_key: &Key,
+        mut expected: Vec<u8>,
+        next: &mut Record,
+        now: i64,
+    ) -> Result<bool> {
+        let store = &self.inner.store;
+        for _ in 0..self.inner.settings.max_update_attempts {
+            match store
+                .compare_and_swap(old_key, Some(&expected), None, Expiry::Keep)
+                .await?
+            {
+                CasOutcome::Swapped => return Ok(true),
+                CasOutcome::Conflict { current: None } => return Ok(false),
+                CasOutcome::Conflict {
+                    current: Some(newer),
+                } => {
+                    let rec: Record = codec::decode(&newer)?;
+                    *next = Record {
+                        last_accessed_ms: now,
+                        ..rec
+                    };
+                    let Some(ttl) = next.ttl_at(now) else {
+                        return Ok(false);
+                    };
+                    let bytes = self.encode(next)?;
+                    // XX: the new key must still exist (nobody but a revocation touches it).
+                    if !store
+                        .set(new_key, &bytes, SetOptions::ttl(ttl).if_present())
+                        .await?
+                    {
+                        return Ok(false);
+                    }
+                    expected = newer;
+                }
+            }
+        }
+        Err(Error::Backend {
+            message: "session rotation gave up: the session changes faster than it can be copied"
+                .into(),
+            transient: true,
+            source: None,
+        })
+    }
+}
