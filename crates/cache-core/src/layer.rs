@@ -98,6 +98,10 @@ pub enum Method {
     FlushPrefix,
     /// [`Store::stats`](crate::Store::stats).
     Stats,
+    /// [`Store::get_with_ttl`](crate::Store::get_with_ttl).
+    GetWithTtl,
+    /// [`Store::track_changes`](crate::Store::track_changes).
+    TrackChanges,
 }
 
 impl Method {
@@ -126,6 +130,8 @@ impl Method {
             Method::Ping => "ping",
             Method::FlushPrefix => "flush_prefix",
             Method::Stats => "stats",
+            Method::GetWithTtl => "get_with_ttl",
+            Method::TrackChanges => "track_changes",
         }
     }
 }

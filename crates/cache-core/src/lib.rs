@@ -39,6 +39,7 @@ pub mod health;
 pub mod keys;
 pub mod layer;
 pub mod store;
+pub mod tracking;
 
 pub use config::{BackendConfig, Config, Profile};
 pub use error::{BoxError, Error, ErrorKind, Result};

@@ -5,7 +5,9 @@
 //! `CLIENT TRACKING`). A hit costs no round trip and no decode: it is a hash lookup and an `Arc`
 //! clone. The cache knows nothing of Redis: whatever watches the server calls the
 //! [`InvalidationListener`] methods, and the layer that reads the store (the cache manager, the
-//! session manager) follows the read protocol below.
+//! session manager) follows the read protocol below. The listener trait is
+//! `cache_core::tracking::InvalidationListener` (re-exported here), which a store that can watch its
+//! server feeds through `Store::track_changes`.
 //!
 //! # The read protocol
 //!
@@ -79,20 +81,7 @@ use tokio::time::Instant;
 /// Number of invalidation stripes per cache (a power of two).
 pub const STRIPES: usize = 1024;
 
-/// Receives what a tracker learns from the server. Implemented by [`NearCache`]; a tracker holds
-/// listeners for the key prefixes they registered and calls them from its connection task, so the
-/// methods must be quick and must not block on I/O.
-pub trait InvalidationListener: Send + Sync + 'static {
-    /// `key` (relative to the store's prefix) was modified, deleted, expired or evicted.
-    fn invalidate(&self, key: &str);
-    /// Every key may have changed (`FLUSHDB`, `FLUSHALL`), tracking goes on.
-    fn flush(&self);
-    /// Tracking is lost: invalidations may have been missed and more may be missed until
-    /// [`InvalidationListener::tracking_ready`].
-    fn tracking_lost(&self);
-    /// The server tracks the listener's keys (again): from now on every change is reported.
-    fn tracking_ready(&self);
-}
+pub use cache_core::tracking::InvalidationListener;
 
 /// Limits of a [`NearCache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

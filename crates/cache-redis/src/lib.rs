@@ -204,6 +204,7 @@ mod scan;
 mod scripts;
 mod slots;
 mod store;
+mod tracking;
 
 pub use builder::RedisStoreBuilder;
 pub use cache_core::health::{Connectivity, SelfTestReport, SelfTestStep};
@@ -211,3 +212,4 @@ pub use cluster::{NodeHealth, NodeRole};
 pub use config::{PoolConfig, RedisConfig, RedisEndpoint, RetryConfig, DEFAULT_SHARED_CONNECTIONS};
 pub use introspect::NodeInfo;
 pub use store::RedisStore;
+pub use tracking::TrackingStats;

@@ -75,6 +75,19 @@ impl Manager {
         }
     }
 
+    /// The client of one server (for the near-cache tracker's own connection); `None` on a cluster.
+    pub(crate) fn single_client(&self) -> Option<redis::Client> {
+        match &self.client {
+            Client::Single(c) => Some(c.clone()),
+            Client::Cluster(_) => None,
+        }
+    }
+
+    /// The connect and response timeouts.
+    pub(crate) fn timeouts(&self) -> (Duration, Duration) {
+        (self.connect_timeout, self.response_timeout)
+    }
+
     /// Whether this manager opens cluster connections.
     pub(crate) fn is_cluster(&self) -> bool {
         matches!(self.client, Client::Cluster(_))

@@ -68,6 +68,8 @@ pub(crate) struct Connections {
     /// Consecutive failed reconnects, for the log level.
     down_streak: AtomicU32,
     maintenance: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The near-cache trackers (`Store::track_changes`), per store prefix.
+    pub(crate) trackers: crate::tracking::Trackers,
 }
 
 impl std::fmt::Debug for Connections {
@@ -99,6 +101,12 @@ impl Connections {
         let target = manager.target().to_owned();
         let tls_addr = manager.tls_addr();
         let cluster = manager.is_cluster();
+        let (connect_timeout, response_timeout) = manager.timeouts();
+        let trackers = crate::tracking::Trackers::new(
+            manager.single_client(),
+            connect_timeout,
+            response_timeout,
+        );
         let pool = mobc::Pool::builder()
             .max_open(max_open)
             // mobc treats 0 as "unlimited"; keep at least one idle connection allowed.
@@ -136,6 +144,7 @@ impl Connections {
             reconnects: AtomicU64::new(0),
             down_streak: AtomicU32::new(0),
             maintenance: parking_lot::Mutex::new(None),
+            trackers,
         })
     }
 

@@ -154,6 +154,12 @@ impl RedisStore {
         self.conns.reconnects()
     }
 
+    /// What the near-cache tracking of this store's prefix has seen, once a near cache registered
+    /// (`None` before, and on a cluster).
+    pub fn tracking_stats(&self) -> Option<crate::TrackingStats> {
+        self.conns.trackers.stats(&self.prefix)
+    }
+
     /// The full Redis key of a relative key.
     pub fn full_key(&self, key: &str) -> Result<String> {
         check_key(key)?;
@@ -296,6 +302,53 @@ impl Store for RedisStore {
         cmd.arg(&full);
         let n: u64 = self.read("EXISTS", key, &full, cmd).await?;
         Ok(n > 0)
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
+        let full = self.full_key(key)?;
+        let full = &full;
+        let reply: Vec<Value> = self
+            .conns
+            .run(
+                "GET+PTTL (script)",
+                Some(key),
+                Idempotency::Repeatable,
+                |mut c| async move { scripts::GET_WITH_TTL.invoke(&mut c, full, |_| {}).await },
+            )
+            .await?;
+        let mut it = reply.into_iter();
+        let (Some(value), Some(ms)) = (it.next(), it.next()) else {
+            return Ok(None);
+        };
+        let value = Vec::<u8>::from_redis_value(value)
+            .map_err(|e| Error::backend(format!("unexpected GET+PTTL value: {e}")))?;
+        let ms = i64::from_redis_value(ms)
+            .map_err(|e| Error::backend(format!("unexpected GET+PTTL TTL: {e}")))?;
+        let ttl = match ms {
+            -1 => KeyTtl::Persistent,
+            ms if ms >= 0 => KeyTtl::ExpiresIn(Duration::from_millis(ms.unsigned_abs())),
+            // -2: expired between the two commands of the script (cannot happen inside one
+            // script, but the answer is well-defined).
+            _ => KeyTtl::Missing,
+        };
+        Ok(Some((value, ttl)))
+    }
+
+    async fn track_changes(
+        &self,
+        prefix: &str,
+        listener: std::sync::Weak<dyn cache_core::tracking::InvalidationListener>,
+    ) -> Result<()> {
+        let Some(tracker) = self.conns.trackers.get_or_start(&self.prefix) else {
+            return Err(Error::Unsupported(
+                "near caches need server-assisted invalidation, which cachekit implements for one \
+                 Redis server, not for Redis Cluster (per-node tracking): turn the near cache off \
+                 on a cluster"
+                    .to_owned(),
+            ));
+        };
+        tracker.register(prefix, listener).await;
+        Ok(())
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {

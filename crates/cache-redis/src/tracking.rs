@@ -1,6 +1,7 @@
 //! Server-assisted invalidation for near caches: one dedicated RESP3 connection per server with
 //! `CLIENT TRACKING ON BCAST PREFIX <store prefix><key prefix> ...`, whose invalidation pushes are
-//! routed to the registered [`TrackingListener`]s.
+//! routed to the registered `InvalidationListener`s (the near caches), behind
+//! `Store::track_changes` of a [`RedisStore`](crate::RedisStore) on one server.
 //!
 //! # Why broadcast mode on a connection of its own
 //!
@@ -23,54 +24,41 @@
 //!
 //! # When tracking is lost
 //!
-//! The listeners are told [`TrackingListener::tracking_lost`] (and empty themselves) **from the
+//! The listeners are told [`InvalidationListener::tracking_lost`] (and empty themselves) **from the
 //! connection's own task**, as soon as redis-rs reports the disconnection: a closed or killed
 //! connection (`CLIENT KILL`), a server restart or crash, a failover that drops clients. A
 //! connection that silently stops answering (a partition, a frozen server) is caught by a `PING`
 //! every [`TrackingOptions::health_interval`] bounded by [`TrackingOptions::response_timeout`];
 //! that sum bounds how long a partition can go unnoticed. The background task then reconnects with
 //! backoff, re-issues `CLIENT TRACKING` and only then tells the listeners
-//! [`TrackingListener::tracking_ready`]. `FLUSHDB`/`FLUSHALL` arrive as an invalidation without keys
-//! and become [`TrackingListener::flush`].
+//! [`InvalidationListener::tracking_ready`]. `FLUSHDB`/`FLUSHALL` arrive as an invalidation without keys
+//! and become [`InvalidationListener::flush`].
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use cache_core::tracking::InvalidationListener;
+use parking_lot::{Mutex, RwLock};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisResult, Value};
+use std::collections::HashMap;
 use tokio::sync::Notify;
-
-/// Receives what the tracker learns from the server (the near cache implements it). Called from
-/// the tracking connection's task: implementations must be quick and must not block on I/O.
-pub trait TrackingListener: Send + Sync + 'static {
-    /// `key` (relative to the store's prefix) was modified, deleted, expired or evicted.
-    fn invalidate(&self, key: &str);
-    /// Every key may have changed (`FLUSHDB`, `FLUSHALL`); tracking goes on.
-    fn flush(&self);
-    /// Tracking is lost: changes may have been missed and may be missed until
-    /// [`TrackingListener::tracking_ready`].
-    fn tracking_lost(&self);
-    /// The server tracks the listener's prefix (again): every change from now on is reported.
-    fn tracking_ready(&self);
-}
 
 /// Timing of a [`Tracker`].
 #[derive(Debug, Clone, Copy)]
-pub struct TrackingOptions {
+pub(crate) struct TrackingOptions {
     /// How often the tracking connection is checked with `PING`.
-    pub health_interval: Duration,
+    pub(crate) health_interval: Duration,
     /// Connect timeout of the tracking connection.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Response timeout of its commands (`CLIENT TRACKING`, `PING`).
-    pub response_timeout: Duration,
+    pub(crate) response_timeout: Duration,
     /// First delay before reconnecting after a failure (doubled up to `max_backoff`).
-    pub min_backoff: Duration,
+    pub(crate) min_backoff: Duration,
     /// Longest delay between reconnection attempts.
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
 }
 
 impl Default for TrackingOptions {
@@ -85,9 +73,12 @@ impl Default for TrackingOptions {
     }
 }
 
-/// What a [`Tracker`] has seen.
+/// What the near-cache tracking of a store has seen ([`RedisStore::tracking_stats`]).
+///
+/// [`RedisStore::tracking_stats`]: crate::RedisStore::tracking_stats
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TrackerStats {
+#[non_exhaustive]
+pub struct TrackingStats {
     /// Invalidation messages received.
     pub messages: u64,
     /// Keys they named (a broadcast message may name several).
@@ -105,7 +96,7 @@ pub struct TrackerStats {
 struct Registration {
     /// The key prefix relative to the store's prefix.
     prefix: String,
-    listener: Weak<dyn TrackingListener>,
+    listener: Weak<dyn InvalidationListener>,
 }
 
 /// The live tracking connection and the prefixes it tracks.
@@ -143,7 +134,7 @@ struct Shared {
 
 /// Tracks the keys of one Redis server for the near caches of one store. Dropping it stops the
 /// background task and closes the connection.
-pub struct Tracker {
+pub(crate) struct Tracker {
     shared: Arc<Shared>,
     task: tokio::task::AbortHandle,
 }
@@ -167,7 +158,11 @@ impl Tracker {
     /// A tracker of the server `client` points at, for keys under `store_prefix` (empty: none).
     /// The connection is RESP3 whatever `client` says. Must be called inside a tokio runtime: it
     /// spawns the task that connects (once a listener registers), checks and reconnects.
-    pub fn start(client: &redis::Client, store_prefix: &str, options: TrackingOptions) -> Self {
+    pub(crate) fn start(
+        client: &redis::Client,
+        store_prefix: &str,
+        options: TrackingOptions,
+    ) -> Self {
         let info = client.get_connection_info().clone();
         let redis_settings = info
             .redis_settings()
@@ -197,10 +192,10 @@ impl Tracker {
     }
 
     /// Registers `listener` for the keys starting with `prefix` (relative to the store's prefix).
-    /// The listener is told [`TrackingListener::tracking_ready`] once the server tracks the prefix:
+    /// The listener is told [`InvalidationListener::tracking_ready`] once the server tracks the prefix:
     /// before this returns when tracking is up and the prefix could be added, otherwise when the
     /// background task (re)connects. The tracker holds the listener weakly.
-    pub async fn register(&self, prefix: &str, listener: Weak<dyn TrackingListener>) {
+    pub(crate) async fn register(&self, prefix: &str, listener: Weak<dyn InvalidationListener>) {
         let shared = &self.shared;
         let full = format!("{}{prefix}", shared.key_base);
         let mut conn = shared.conn.lock().await;
@@ -261,14 +256,14 @@ impl Tracker {
     }
 
     /// Whether the server tracks the registered prefixes now.
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.shared.up.load(Ordering::Acquire)
     }
 
     /// What the tracker has seen.
-    pub fn stats(&self) -> TrackerStats {
+    pub(crate) fn stats(&self) -> TrackingStats {
         let c = &self.shared.counters;
-        TrackerStats {
+        TrackingStats {
             messages: c.messages.load(Ordering::Relaxed),
             keys: c.keys.load(Ordering::Relaxed),
             flushes: c.flushes.load(Ordering::Relaxed),
@@ -276,17 +271,6 @@ impl Tracker {
             connects: c.connects.load(Ordering::Relaxed),
             up: self.is_up(),
         }
-    }
-
-    /// The server's id of the tracking connection (`CLIENT ID`), when connected: lets tests and
-    /// operators find it in `CLIENT LIST`.
-    pub async fn client_id(&self) -> Option<i64> {
-        let mut c = self.shared.conn.lock().await.conn.clone()?;
-        redis::cmd("CLIENT")
-            .arg("ID")
-            .query_async(&mut c)
-            .await
-            .ok()
     }
 }
 
@@ -316,7 +300,7 @@ fn minimal_prefixes(mut prefixes: Vec<String>) -> Vec<String> {
 }
 
 impl Shared {
-    fn listeners(&self) -> Vec<(String, Arc<dyn TrackingListener>)> {
+    fn listeners(&self) -> Vec<(String, Arc<dyn InvalidationListener>)> {
         self.registrations
             .read()
             .iter()
@@ -458,6 +442,48 @@ async fn run(shared: Arc<Shared>) {
                 shared.lose("the tracking connection failed its health check");
             }
         }
+    }
+}
+
+/// The trackers of a store's connections, one per key prefix (clones and scoped views of a store
+/// share them), started on the first registration.
+pub(crate) struct Trackers {
+    /// The client of a standalone server; `None` on a cluster (not supported).
+    client: Option<redis::Client>,
+    options: TrackingOptions,
+    by_prefix: Mutex<HashMap<String, Arc<Tracker>>>,
+}
+
+impl Trackers {
+    pub(crate) fn new(
+        client: Option<redis::Client>,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            options: TrackingOptions {
+                connect_timeout,
+                response_timeout,
+                ..TrackingOptions::default()
+            },
+            by_prefix: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tracker of `store_prefix`, started if needed; `None` on a cluster.
+    pub(crate) fn get_or_start(&self, store_prefix: &str) -> Option<Arc<Tracker>> {
+        let client = self.client.as_ref()?;
+        let mut map = self.by_prefix.lock();
+        let tracker = map
+            .entry(store_prefix.to_owned())
+            .or_insert_with(|| Arc::new(Tracker::start(client, store_prefix, self.options)));
+        Some(Arc::clone(tracker))
+    }
+
+    /// The statistics of `store_prefix`'s tracker, if one was started.
+    pub(crate) fn stats(&self, store_prefix: &str) -> Option<TrackingStats> {
+        self.by_prefix.lock().get(store_prefix).map(|t| t.stats())
     }
 }
 

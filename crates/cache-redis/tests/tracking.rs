@@ -1,23 +1,23 @@
-//! The near-cache tracker (`src/tracking.rs`) against real `redis-server` processes: writes,
+//! The near-cache tracking of `RedisStore` (`Store::track_changes`, `src/tracking.rs`) against
+//! real `redis-server` processes: writes,
 //! deletes and expiry through another connection and through `redis-cli` are reported; `FLUSHDB`
 //! is a flush; `CLIENT KILL` of the tracking connection and a server restart are reported as lost
 //! and tracking comes back by itself.
 //!
 //! Waits are bounded waits for an event (never sleeps asserting time).
 
-// The module is compiled into this test until the store exposes it.
-#[allow(dead_code, unreachable_pub, missing_docs)]
-#[path = "../src/tracking.rs"]
-mod tracking;
+mod common;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use cache_core::tracking::InvalidationListener;
+use cache_core::{KeyTtl, SetOptions, Store};
+use cache_redis::RedisStore;
 use parking_lot::Mutex;
 use redis::AsyncCommands;
 use test_redis::RedisServer;
 use tokio::sync::Notify;
-use tracking::{Tracker, TrackingListener, TrackingOptions};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
@@ -63,7 +63,7 @@ impl Recorder {
     }
 }
 
-impl TrackingListener for Recorder {
+impl InvalidationListener for Recorder {
     fn invalidate(&self, key: &str) {
         self.push(Event::Key(key.to_owned()));
     }
@@ -78,23 +78,37 @@ impl TrackingListener for Recorder {
     }
 }
 
-fn options() -> TrackingOptions {
-    TrackingOptions {
-        health_interval: Duration::from_millis(200),
-        ..TrackingOptions::default()
-    }
+/// A store with prefix `app` and a recorder registered for `prefix`, tracking.
+async fn setup(server: &RedisServer, prefix: &str) -> (RedisStore, Arc<Recorder>) {
+    let store = RedisStore::connect(&common::config(&server.url()).with_key_prefix("app"))
+        .await
+        .unwrap();
+    let rec = Arc::new(Recorder::default());
+    register(&store, prefix, &rec).await;
+    rec.wait(0, "ready", |e| *e == Event::Ready).await;
+    assert!(store.tracking_stats().unwrap().up);
+    (store, rec)
 }
 
-async fn setup(server: &RedisServer, prefix: &str) -> (Tracker, Arc<Recorder>) {
-    let client = redis::Client::open(server.url()).unwrap();
-    let tracker = Tracker::start(&client, "app", options());
-    let rec = Arc::new(Recorder::default());
-    let weak: Weak<dyn TrackingListener> =
-        Arc::downgrade(&(rec.clone() as Arc<dyn TrackingListener>));
-    tracker.register(prefix, weak).await;
-    rec.wait(0, "ready", |e| *e == Event::Ready).await;
-    assert!(tracker.is_up());
-    (tracker, rec)
+async fn register(store: &RedisStore, prefix: &str, rec: &Arc<Recorder>) {
+    let weak: Weak<dyn InvalidationListener> =
+        Arc::downgrade(&(rec.clone() as Arc<dyn InvalidationListener>));
+    store.track_changes(prefix, weak).await.unwrap();
+}
+
+/// The server's id of the tracking connection: the client with the `t` (tracking) flag.
+fn tracking_client_id(server: &RedisServer) -> Option<String> {
+    server.cli(["CLIENT", "LIST"]).lines().find_map(|line| {
+        let field = |name: &str| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+        };
+        if field("flags")?.contains('t') {
+            field("id").map(str::to_owned)
+        } else {
+            None
+        }
+    })
 }
 
 async fn other_connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
@@ -112,7 +126,7 @@ fn key(k: &str) -> impl Fn(&Event) -> bool + '_ {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_deletes_and_expiry_elsewhere_are_reported() {
     let server = RedisServer::start();
-    let (tracker, rec) = setup(&server, "user:").await;
+    let (store, rec) = setup(&server, "user:").await;
     let mut other = other_connection(&server).await;
 
     let from = rec.len();
@@ -158,34 +172,34 @@ async fn writes_deletes_and_expiry_elsewhere_are_reported() {
     let from = rec.len();
     server.cli(["FLUSHDB"]);
     rec.wait(from, "flush", |e| *e == Event::Flush).await;
-    assert!(tracker.is_up(), "a flush does not stop tracking");
-    let stats = tracker.stats();
+    let stats = store.tracking_stats().unwrap();
+    assert!(stats.up, "a flush does not stop tracking");
     assert!(stats.keys >= 25 && stats.flushes == 1, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_tracking_connection_is_lost_then_tracked_again() {
     let server = RedisServer::start();
-    let (tracker, rec) = setup(&server, "user:").await;
-    let id = tracker.client_id().await.expect("connected");
+    let (store, rec) = setup(&server, "user:").await;
+    let id = tracking_client_id(&server).expect("a tracking connection");
     let from = rec.len();
-    server.cli(["CLIENT", "KILL", "ID", &id.to_string()]);
+    server.cli(["CLIENT", "KILL", "ID", &id]);
     let lost = rec.wait(from, "lost", |e| *e == Event::Lost).await;
     let ready = rec.wait(lost, "ready again", |e| *e == Event::Ready).await;
     assert!(ready > lost);
     // And it reports changes again, on a new connection.
-    assert_ne!(tracker.client_id().await, Some(id));
+    assert_ne!(tracking_client_id(&server), Some(id));
     let mut other = other_connection(&server).await;
     let from = rec.len();
     let _: () = other.set("app:user:9", "x").await.unwrap();
     rec.wait(from, "SET after reconnect", key("user:9")).await;
-    assert_eq!(tracker.stats().losses, 1);
+    assert_eq!(store.tracking_stats().unwrap().losses, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_is_lost_then_tracked_again() {
     let server = RedisServer::start();
-    let (tracker, rec) = setup(&server, "session:").await;
+    let (store, rec) = setup(&server, "session:").await;
     let from = rec.len();
     server.restart();
     let lost = rec.wait(from, "lost", |e| *e == Event::Lost).await;
@@ -195,13 +209,13 @@ async fn a_server_restart_is_lost_then_tracked_again() {
     let _: () = other.set("app:session:abc", "x").await.unwrap();
     rec.wait(from, "SET after restart", key("session:abc"))
         .await;
-    assert!(tracker.stats().connects >= 2);
+    assert!(store.tracking_stats().unwrap().connects >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_server_fails_the_health_check() {
     let server = RedisServer::start();
-    let (_tracker, rec) = setup(&server, "user:").await;
+    let (_store, rec) = setup(&server, "user:").await;
     let from = rec.len();
     server.freeze();
     rec.wait(from, "lost", |e| *e == Event::Lost).await;
@@ -212,18 +226,16 @@ async fn a_frozen_server_fails_the_health_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefixes_registered_later_are_added_to_the_live_connection() {
     let server = RedisServer::start();
-    let (tracker, users) = setup(&server, "user:").await;
-    let id = tracker.client_id().await;
+    let (store, users) = setup(&server, "user:").await;
+    let id = tracking_client_id(&server);
     let sessions = Arc::new(Recorder::default());
-    let weak: Weak<dyn TrackingListener> =
-        Arc::downgrade(&(sessions.clone() as Arc<dyn TrackingListener>));
-    tracker.register("session:", weak).await;
+    register(&store, "session:", &sessions).await;
     assert_eq!(
         sessions.events.lock().as_slice(),
         &[Event::Ready],
         "ready at once"
     );
-    assert_eq!(tracker.client_id().await, id, "same connection");
+    assert_eq!(tracking_client_id(&server), id, "same connection");
     let mut other = other_connection(&server).await;
     let (fu, fs) = (users.len(), sessions.len());
     let _: () = other.set("app:session:1", "x").await.unwrap();
@@ -234,4 +246,29 @@ async fn prefixes_registered_later_are_added_to_the_live_connection() {
         !users.events.lock()[fu..at].contains(&Event::Key("session:1".into())),
         "each listener hears its own prefix"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_with_ttl_reads_value_and_ttl_in_one_call() {
+    let server = RedisServer::start();
+    let store = common::store(&server).await;
+    assert_eq!(store.get_with_ttl("k").await.unwrap(), None);
+    store.set("k", b"v", SetOptions::new()).await.unwrap();
+    assert_eq!(
+        store.get_with_ttl("k").await.unwrap(),
+        Some((b"v".to_vec(), KeyTtl::Persistent))
+    );
+    store
+        .set("k", b"w", SetOptions::ttl(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let (value, ttl) = store.get_with_ttl("k").await.unwrap().unwrap();
+    assert_eq!(value, b"w");
+    let left = ttl.remaining().expect("a TTL");
+    assert!(
+        left <= Duration::from_secs(60) && left > Duration::from_secs(50),
+        "{left:?}"
+    );
+    store.zadd("z", "m", 1.0).await.unwrap();
+    assert!(store.get_with_ttl("z").await.is_err(), "WRONGTYPE");
 }
