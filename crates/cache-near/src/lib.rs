@@ -129,6 +129,21 @@ impl NearConfig {
         self
     }
 
+    /// Parses an on/off switch as the near-cache environment variables take it: `off`, `false`,
+    /// `no`, `0` or blank is off (`None`), `on`, `true` or `yes` the default bounds, a positive
+    /// number that many entries (default byte bound).
+    pub fn from_switch(value: &str) -> Result<Option<NearConfig>, InvalidConfig> {
+        let v = value.trim().to_ascii_lowercase();
+        match v.as_str() {
+            "" | "off" | "false" | "no" | "0" => Ok(None),
+            "on" | "true" | "yes" => Ok(Some(NearConfig::default())),
+            n => n
+                .parse::<usize>()
+                .map(|entries| Some(NearConfig::default().with_max_entries(entries)))
+                .map_err(|_| InvalidConfig("expected on, off or a number of entries")),
+        }
+    }
+
     /// Sets [`NearConfig::max_age`].
     pub fn with_max_age(mut self, max: Duration) -> Self {
         self.max_age = Some(max);

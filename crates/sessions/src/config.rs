@@ -32,7 +32,13 @@ use crate::keys::SESSION;
 pub struct SessionConfig {
     /// The default idle timeout of new sessions (`CACHE_TTL_SESSION`); `None` leaves the builder's.
     pub idle_timeout: Option<Duration>,
+    /// The near cache of session records (`CACHE_NEAR_SESSIONS`): `None` is off (the default).
+    pub near_cache: Option<cache_near::NearConfig>,
 }
+
+/// The variable that turns the session near cache on: `off` (default), `on` (default bounds), or a
+/// number of entries.
+const NEAR_ENV: &str = "CACHE_NEAR_SESSIONS";
 
 impl SessionConfig {
     /// Reads `CACHE_TTL_SESSION` from the process environment.
@@ -53,7 +59,17 @@ impl SessionConfig {
                 config.idle_timeout = Some(ttl);
             }
         }
+        if let Some(v) = lookup(NEAR_ENV) {
+            config.near_cache = cache_near::NearConfig::from_switch(&v)
+                .map_err(|e| Error::config(NEAR_ENV, e.to_string()))?;
+        }
         Ok(config)
+    }
+
+    /// Sets the near cache (`None`: off).
+    pub fn with_near_cache(mut self, near: Option<cache_near::NearConfig>) -> Self {
+        self.near_cache = near;
+        self
     }
 
     /// Sets the default idle timeout of new sessions.
@@ -80,6 +96,20 @@ mod tests {
         assert_eq!(c, SessionConfig::default());
         let c = SessionConfig::from_lookup(only("CACHE_TTL_USER", "2h")).unwrap();
         assert_eq!(c.idle_timeout, None);
+    }
+
+    #[test]
+    fn reads_the_near_cache_switch() {
+        let c = SessionConfig::from_lookup(only("CACHE_NEAR_SESSIONS", "on")).unwrap();
+        assert_eq!(c.near_cache, Some(cache_near::NearConfig::default()));
+        let c = SessionConfig::from_lookup(only("CACHE_NEAR_SESSIONS", "5000")).unwrap();
+        assert_eq!(c.near_cache.unwrap().max_entries, 5000);
+        for off in ["off", "0", " ", "false"] {
+            let c = SessionConfig::from_lookup(only("CACHE_NEAR_SESSIONS", off)).unwrap();
+            assert_eq!(c.near_cache, None, "{off:?}");
+        }
+        let err = SessionConfig::from_lookup(only("CACHE_NEAR_SESSIONS", "lots")).unwrap_err();
+        assert!(err.to_string().contains("CACHE_NEAR_SESSIONS"), "{err}");
     }
 
     #[test]

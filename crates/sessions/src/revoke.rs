@@ -63,6 +63,7 @@ impl<S: Store> SessionManager<S> {
         }
         // Session first, index entry second: the index stays a superset of live sessions.
         let deleted = store.delete(&[&key]).await? > 0;
+        self.near_forget(&[key.as_str()]);
         if let Some(user_id) = &user_id {
             store.zrem(&index_key(user_id)?, &[handle.as_str()]).await?;
         }
@@ -127,6 +128,7 @@ impl<S: Store> SessionManager<S> {
             let keys = chunk.iter().map(session_key).collect::<Result<Vec<_>>>()?;
             let refs: Vec<&str> = keys.iter().map(Key::as_str).collect();
             deleted += store.delete(&refs).await?;
+            self.near_forget(&refs);
             let members: Vec<&str> = chunk.iter().map(SessionHandle::as_str).collect();
             store.zrem(index, &members).await?;
         }

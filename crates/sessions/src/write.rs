@@ -78,7 +78,10 @@ impl<S: Store> SessionManager<S> {
                 .compare_and_swap(&key, Some(&bytes), Some(&new), expiry)
                 .await?
             {
-                CasOutcome::Swapped => return Ok(Some(next.into_session(handle.clone()))),
+                CasOutcome::Swapped => {
+                    self.near_forget(&[key.as_str()]);
+                    return Ok(Some(next.into_session(handle.clone())));
+                }
                 CasOutcome::Conflict { current: c } => current = c,
             }
         }
@@ -172,10 +175,11 @@ impl<S: Store> SessionManager<S> {
     ) -> Result<bool> {
         let store = &self.inner.store;
         for _ in 0..self.inner.settings.max_update_attempts {
-            match store
+            let outcome = store
                 .compare_and_swap(old_key, Some(&expected), None, Expiry::Keep)
-                .await?
-            {
+                .await?;
+            self.near_forget(&[old_key.as_str(), new_key.as_str()]);
+            match outcome {
                 CasOutcome::Swapped => return Ok(true),
                 CasOutcome::Conflict { current: None } => return Ok(false),
                 CasOutcome::Conflict {
