@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use cachekit::core::{Config, Family, Store, StoreExt};
+use cachekit::core::{Config, Store, StoreExt};
 use cachekit::sessions::CreateOptions;
 use cachekit::DynStore;
 use serde_json::{json, Value};
@@ -23,20 +23,23 @@ async fn script(store: DynStore, config: &Config) -> BTreeMap<&'static str, Valu
     let sessions = cachekit::session_manager(store.clone(), config).expect("sessions");
 
     cache
-        .cache_user("1", &json!({"n": 1}))
+        .user()
+        .set("1", &json!({"n": 1}))
         .await
         .expect("cache");
     cache
-        .cache_keyword_posts("k", &json!(["p1", "p2"]))
+        .keyword_posts()
+        .set("k", &json!(["p1", "p2"]))
         .await
         .expect("cache");
     cache
-        .cache_trend_data("k", &json!({"t": 0.5}))
+        .keyword_trends()
+        .set("k", &json!({"t": 0.5}))
         .await
         .expect("cache");
     seen.insert(
         "user",
-        json!(cache.get_user::<Value>("1").await.expect("get")),
+        json!(cache.user().get::<Value>("1").await.expect("get")),
     );
     seen.insert(
         "invalidate_keyword",
@@ -44,15 +47,15 @@ async fn script(store: DynStore, config: &Config) -> BTreeMap<&'static str, Valu
     );
     seen.insert(
         "posts_after",
-        json!(cache.get_keyword_posts::<Value>("k").await.expect("get")),
+        json!(cache.keyword_posts().get::<Value>("k").await.expect("get")),
     );
     seen.insert(
         "bump",
-        json!(cache.bump_version(Family::User).await.expect("bump")),
+        json!(cache.user().bump_version().await.expect("bump")),
     );
     seen.insert(
         "user_after_bump",
-        json!(cache.get_user::<Value>("1").await.expect("get")),
+        json!(cache.user().get::<Value>("1").await.expect("get")),
     );
 
     let a = sessions
@@ -157,7 +160,7 @@ async fn configuration_from_the_environment_reaches_redis() {
     let store = cachekit::connect(&config).await.unwrap();
     assert_eq!(store.backend_name(), "redis");
     let cache = cachekit::cache_manager(store.clone(), &config).unwrap();
-    cache.cache_user("9", &json!(1)).await.unwrap();
+    cache.user().set("9", &json!(1)).await.unwrap();
     let ttl = store
         .ttl("user:9")
         .await

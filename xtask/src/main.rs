@@ -3,7 +3,9 @@
 //! - `cargo xtask ci`: everything CI runs, in order: formatting, clippy with `-D warnings` on all targets
 //!   and features, the feature matrix of the facade crate, every test (unit, integration against
 //!   `redis-server` processes the tests spawn themselves, doc tests), `cargo doc` with
-//!   `RUSTDOCFLAGS=-D warnings`, then the benchmark and chaos runs in smoke mode.
+//!   `RUSTDOCFLAGS=-D warnings`, the browser test, then the benchmark and chaos runs in smoke mode.
+//! - `cargo xtask browser`: the example service's session pages in headless Chromium (WebDriver via
+//!   chromedriver) against a real `redis-server`; fails when chromium or chromedriver is missing.
 //! - `cargo xtask bench [--smoke]`: the benchmark against raw redis-rs (release build).
 //! - `cargo xtask chaos [--smoke]`: the resilience scenarios (release build).
 
@@ -23,8 +25,11 @@ fn main() -> Result<()> {
         "ci" => ci(rest),
         "bench" => bench(rest),
         "chaos" => chaos(rest),
+        "browser" => browser(),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <ci [--quick] | bench [--smoke] | chaos [--smoke]>");
+            println!(
+                "usage: cargo xtask <ci [--quick] | bench [--smoke] | chaos [--smoke] | browser>"
+            );
             Ok(())
         }
         other => bail!("unknown task {other:?}; try `cargo xtask help`"),
@@ -118,6 +123,7 @@ fn ci(args: &[String]) -> Result<()> {
         cargo(&["doc", "--workspace", "--no-deps", "--all-features"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
+    browser()?;
     if !quick && Path::new("crates/bench").exists() {
         bench(&["--smoke".to_string()])?;
         chaos(&["--smoke".to_string()])?;
@@ -155,6 +161,37 @@ fn feature_matrix() -> Result<()> {
         step(&format!("facade: {label}"), &mut c)?;
     }
     Ok(())
+}
+
+/// The end-to-end browser test (`examples/axum-service/tests/browser.rs`, `test = false` so that the
+/// workspace test step does not run it without this check). A missing browser is an error, never a
+/// skip: CI installs `chromium` and `chromium-driver` in `.ci/run`.
+fn browser() -> Result<()> {
+    require_redis_tools()?;
+    for (var, tool, package) in [
+        ("CHROMIUM_BIN", "chromium", "chromium"),
+        ("CHROMEDRIVER_BIN", "chromedriver", "chromium-driver"),
+    ] {
+        let bin = std::env::var(var).unwrap_or_else(|_| tool.to_string());
+        let ok = Command::new(&bin)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok {
+            bail!(
+                "{tool} is not installed (or {var} does not point at it); the browser test needs it. \
+                 Install it (Debian: `apt-get install -y {package}`) and rerun `cargo xtask browser`."
+            );
+        }
+    }
+    // Same packages and features as the workspace test step, so that `ci` reuses its build instead
+    // of compiling the dependency tree again with other features.
+    step(
+        "browser (headless Chromium against the example service on redis-server)",
+        cargo(&["test", "--workspace", "--all-features", "--test", "browser"])
+            .env("RUST_BACKTRACE", "1"),
+    )
 }
 
 fn bench(args: &[String]) -> Result<()> {

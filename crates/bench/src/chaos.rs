@@ -4,9 +4,9 @@
 //!
 //! # What is measured
 //!
-//! - Every library call (`SessionManager::create` / `update`, `CacheManager::get` / `set`) is
-//!   timed; so is every store call underneath it, through [`Instrumented`], a [`Store`] wrapper
-//!   between the managers and the `RedisStore`.
+//! - Every library call (`SessionManager::create` / `update`, `get` / `set` on the cache's content
+//!   family) is timed; so is every store call underneath it, through [`Instrumented`], a [`Store`]
+//!   wrapper between the managers and the `RedisStore`.
 //! - A call is **ok** when it returned `Ok` *and* no store call under it failed: the cache manager
 //!   fails open (a store error on read is a miss, on write a counted `Ok`), and such a degraded
 //!   answer must not count as served. The task-local counter [`STORE_FAILURES`] carries that
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use cache_core::layer::{Layered, Op, StoreHook};
-use cache_core::{Config, Error, Family, Profile, Store};
+use cache_core::{Config, Error, Profile, Store};
 use cache_domain::CacheManager;
 use cache_redis::{RedisConfig, RedisStore};
 use serde::Serialize;
@@ -478,11 +478,11 @@ async fn load_task(
         } else if choice < 80 {
             kind = 2;
             let key = format!("doc-{}", rng.below(scenario.cache_keys));
-            cache.get::<Doc>(Family::Content, &key).await.is_ok()
+            cache.content().get::<Doc>(&key).await.is_ok()
         } else {
             kind = 3;
             let key = format!("doc-{}", rng.below(scenario.cache_keys));
-            cache.set(Family::Content, &key, &doc).await.is_ok()
+            cache.content().set(&key, &doc).await.is_ok()
         };
         let t1 = Instant::now();
         r.longest[kind] = r.longest[kind].max(t1 - t0);
@@ -584,7 +584,7 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
         .map(|i| (format!("doc-{i}"), Doc::sample(i)))
         .collect();
     for chunk in docs.chunks(500) {
-        cache.set_many(Family::Content, chunk).await?;
+        cache.content().set_many(chunk).await?;
     }
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cache_core::{Config, Family, Profile, SetOptions, Store};
+use cache_core::{Config, Profile, SetOptions, Store};
 use cache_domain::CacheManager;
 use cache_memory::MemoryStore;
 use cache_redis::{RedisConfig, RedisStore};
@@ -165,11 +165,13 @@ impl Client for Cache {
     async fn op(&self, r: u64) -> anyhow::Result<()> {
         let id = doc_id((r >> 8) % self.keys);
         if is_get(r) {
-            let doc: Option<Doc> = self.cache.get(Family::Content, &id).await?;
+            let doc: Option<Doc> = self.cache.content().get(&id).await?;
             std::hint::black_box(doc);
         } else {
             self.cache
-                .set_with_ttl(Family::Content, &id, &self.doc, SET_TTL)
+                .content()
+                .with_ttl(SET_TTL)
+                .set(&id, &self.doc)
                 .await?;
         }
         Ok(())
@@ -362,7 +364,7 @@ pub async fn setup(
         while start < keys {
             let end = (start + chunk).min(keys);
             let batch: Vec<(String, &Doc)> = (start..end).map(|i| (doc_id(i), &doc)).collect();
-            cache.set_many(Family::Content, &batch).await?;
+            cache.content().set_many(&batch).await?;
             start = end;
         }
     }

@@ -2,81 +2,17 @@
 //! errors, how often the namespace versions are re-read, and the optional features (cross-process
 //! lease, negative caching, early refresh), all off by default.
 //!
-//! | family | key | default TTL | why |
-//! |---|---|---:|---|
-//! | [`Family::User`] | `user:{user_id}` | 1 h | seed |
-//! | [`Family::UserKeywords`] | `keyword:user:{user_id}` | 30 min | seed |
-//! | [`Family::KeywordPosts`] | `post:keyword:{keyword_id}` | 15 min | seed |
-//! | [`Family::KeywordTrends`] | `trend:keyword:{keyword_id}` | 30 min | seed (requirement 5.3) |
-//! | [`Family::CrawlStatus`] | `crawl:status:{task_id}` | 1 h | seed (requirement 3.4); refreshed by every update |
-//! | [`Family::Content`] | `content:{content_id}` | 2 h | seed |
-//! | [`Family::DeployStatus`] | `deploy:status:{deployment_id}` | 24 h | a deployment is written at every step and read long after it ends ("did last night's deploy go through?"); a day covers that at the cost of a few small keys |
-//! | [`Family::Metrics`] | `metrics:{type}:{date}` | 5 min | today's figures change all the time, so dashboards must not lag by more than a few minutes; past days are cheap to recompute |
-//!
-//! Precedence of a TTL, lowest first: the table above, [`cache_core::Config::ttl_overrides`] (the
-//! `CACHE_TTL_<FAMILY>` environment variables, e.g. `CACHE_TTL_USER=2h`, applied by
-//! [`CacheConfig::from_config`]), [`CacheConfig::with_ttl`], and finally a per-call TTL
-//! ([`FamilyCache::with_ttl`](crate::FamilyCache::with_ttl),
-//! [`CacheManager::set_with_ttl`](crate::CacheManager::set_with_ttl)).
+//! Precedence of a TTL, lowest first: the family's default ([`Family::default_ttl`], see the
+//! [family table](crate::family)), its environment variable (`CACHE_TTL_<FAMILY>`, e.g.
+//! `CACHE_TTL_USER=2h`, read by [`CacheConfig::from_lookup`] / [`CacheConfig::from_env`]),
+//! [`CacheConfig::with_ttl`], and finally a per-call TTL
+//! ([`FamilyCache::with_ttl`](crate::FamilyCache::with_ttl)).
 
 use std::time::Duration;
 
-use cache_core::{Error, Family, Result};
+use cache_core::{Error, Result};
 
-/// The families the cache manager serves, in schema order. Sessions and their index belong to the
-/// session manager and are refused here, so that a cache call can never overwrite a session.
-pub const CACHE_FAMILIES: [Family; 8] = [
-    Family::User,
-    Family::UserKeywords,
-    Family::KeywordPosts,
-    Family::KeywordTrends,
-    Family::CrawlStatus,
-    Family::Content,
-    Family::DeployStatus,
-    Family::Metrics,
-];
-
-/// The index of a cache family in [`CACHE_FAMILIES`], `None` for the session families.
-pub(crate) fn slot(family: Family) -> Option<usize> {
-    match family {
-        Family::User => Some(0),
-        Family::UserKeywords => Some(1),
-        Family::KeywordPosts => Some(2),
-        Family::KeywordTrends => Some(3),
-        Family::CrawlStatus => Some(4),
-        Family::Content => Some(5),
-        Family::DeployStatus => Some(6),
-        Family::Metrics => Some(7),
-        _ => None,
-    }
-}
-
-pub(crate) fn not_a_cache_family(family: Family) -> Error {
-    Error::invalid_input(format!(
-        "family {family} is not cached by the cache manager (sessions belong to the session \
-         manager); cache families are: user, user_keywords, keyword_posts, keyword_trends, \
-         crawl_status, content, deploy_status, metrics"
-    ))
-}
-
-/// The default TTL of a cache family (see the [module table](self)); `None` for the session
-/// families.
-pub fn default_ttl(family: Family) -> Option<Duration> {
-    const MIN: u64 = 60;
-    const HOUR: u64 = 60 * MIN;
-    let secs = match family {
-        Family::User => HOUR,
-        Family::UserKeywords => 30 * MIN,
-        Family::KeywordPosts => 15 * MIN,
-        Family::KeywordTrends => 30 * MIN,
-        Family::CrawlStatus => HOUR,
-        Family::Content => 2 * HOUR,
-        Family::DeployStatus => 24 * HOUR,
-        Family::Metrics => 5 * MIN,
-        _ => return None,
-    };
-    Some(Duration::from_secs(secs))
-}
+use crate::family::Family;
 
 /// What a cache write does with a store error (the store is down, timed out, refused the write).
 ///
@@ -94,7 +30,7 @@ pub enum WritePolicy {
     Propagate,
 }
 
-/// The optional cross-process lease of [`CacheManager::get_or_load`](crate::CacheManager::get_or_load):
+/// The optional cross-process lease of [`FamilyCache::get_or_load`](crate::FamilyCache::get_or_load):
 /// before running its loader, the in-process leader of a key takes `lease:{key}` with
 /// `SET NX PX ttl`. An instance that finds the lease taken polls the cache every `poll_interval`
 /// for at most `wait`, and loads itself when nothing arrived by then (so a crashed lease holder
@@ -140,72 +76,88 @@ impl LeaseConfig {
     }
 }
 
-/// Settings of a [`CacheManager`](crate::CacheManager). Start from [`CacheConfig::default`] or
-/// [`CacheConfig::from_config`] and change with the `with_*` methods; the manager validates on
-/// construction.
+/// Settings of a [`CacheManager`](crate::CacheManager). Start from [`CacheConfig::default`],
+/// [`CacheConfig::from_env`] or [`CacheConfig::from_lookup`] and change with the `with_*` methods;
+/// the manager validates on construction.
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_core::Family;
-/// use cache_domain::{CacheConfig, WritePolicy};
+/// use cache_domain::{CacheConfig, Family, WritePolicy};
 ///
-/// let config = CacheConfig::default()
+/// let config = CacheConfig::from_lookup(|var| (var == "CACHE_TTL_USER").then(|| "2h".into()))?
 ///     .with_ttl(Family::KeywordPosts, Duration::from_secs(300))
 ///     .with_write_policy(WritePolicy::Propagate);
-/// assert_eq!(config.ttl(Family::KeywordPosts), Some(Duration::from_secs(300)));
-/// assert_eq!(config.ttl(Family::User), Some(Duration::from_secs(3600)));
+/// assert_eq!(config.ttl(Family::User), Duration::from_secs(7200));
+/// assert_eq!(config.ttl(Family::KeywordPosts), Duration::from_secs(300));
+/// assert_eq!(config.ttl(Family::Content), Duration::from_secs(7200));
+/// # Ok::<(), cache_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheConfig {
-    ttls: [Duration; CACHE_FAMILIES.len()],
+    ttls: [Duration; Family::COUNT],
     write_policy: WritePolicy,
     version_refresh: Duration,
     lease: Option<LeaseConfig>,
     negative_ttl: Option<Duration>,
     early_refresh: Option<f64>,
     scan_count: u32,
-    problems: Vec<String>,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
-            ttls: CACHE_FAMILIES.map(|f| {
-                // Invariant: every family of CACHE_FAMILIES has a default TTL (see default_ttl).
-                default_ttl(f).expect("every cache family has a default TTL")
-            }),
+            ttls: Family::ALL.map(Family::default_ttl),
             write_policy: WritePolicy::default(),
             version_refresh: Duration::from_secs(1),
             lease: None,
             negative_ttl: None,
             early_refresh: None,
             scan_count: 500,
-            problems: Vec::new(),
         }
     }
 }
 
 impl CacheConfig {
-    /// The defaults plus what the library-wide [`cache_core::Config`] says: its per-family TTL
-    /// overrides (`CACHE_TTL_<FAMILY>`) and its `SCAN` count (`REDIS_SCAN_COUNT`). Overrides of the
-    /// session families are ignored here (they belong to the session manager).
+    /// The defaults with the TTL overrides found by `lookup`: for each family its
+    /// [`Family::ttl_env_var`] (`CACHE_TTL_USER=2h`, `CACHE_TTL_METRICS=90s`; durations as
+    /// [`cache_core::config::parse_duration`] reads them). Blank values are ignored; a value that is
+    /// not a duration is an [`Error::Config`] naming the variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut c = Self::default();
+        for family in Family::ALL {
+            let var = family.ttl_env_var();
+            if let Some(v) = lookup(var).filter(|v| !v.trim().is_empty()) {
+                c.ttls[family.index()] = cache_core::config::parse_duration(var, &v)?;
+            }
+        }
+        Ok(c)
+    }
+
+    /// [`CacheConfig::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// The defaults plus what the library-wide [`cache_core::Config`] says: its `SCAN` count
+    /// (`REDIS_SCAN_COUNT`) and its per-family TTL overrides, matched to cache families by name
+    /// (overrides of the session families are the session manager's and are ignored here).
+    ///
+    /// Kept while `cache_core::Config` still carries the TTL overrides; new code reads them with
+    /// [`CacheConfig::from_lookup`] or [`CacheConfig::from_env`].
     pub fn from_config(config: &cache_core::Config) -> Self {
         let mut c = Self::default().with_scan_count(config.scan_count);
         for (family, ttl) in &config.ttl_overrides {
-            if let Some(i) = slot(*family) {
-                c.ttls[i] = *ttl;
+            if let Ok(f) = Family::from_name(family.name()) {
+                c.ttls[f.index()] = *ttl;
             }
         }
         c
     }
 
-    /// Overrides the TTL of one family. A session family or a zero TTL is reported by
-    /// [`CacheConfig::validate`] (and so by the manager's constructor).
+    /// Overrides the TTL of one family. A TTL below 1 ms is reported by [`CacheConfig::validate`]
+    /// (and so by the manager's constructor).
     pub fn with_ttl(mut self, family: Family, ttl: Duration) -> Self {
-        match slot(family) {
-            Some(i) => self.ttls[i] = ttl,
-            None => self.problems.push(not_a_cache_family(family).to_string()),
-        }
+        self.ttls[family.index()] = ttl;
         self
     }
 
@@ -217,7 +169,7 @@ impl CacheConfig {
 
     /// Sets how long a namespace version read from the store is trusted before it is read again
     /// (default 1 s). This bounds how long *another* process keeps reading a family after
-    /// [`CacheManager::bump_version`](crate::CacheManager::bump_version); the process that bumps
+    /// [`FamilyCache::bump_version`](crate::FamilyCache::bump_version); the process that bumps
     /// sees the new version at once. The re-read is done by one caller per family and interval,
     /// the others keep using the known version, so the cost is one `GET` per family per interval.
     pub fn with_version_refresh(mut self, interval: Duration) -> Self {
@@ -232,7 +184,7 @@ impl CacheConfig {
     }
 
     /// Enables negative caching (off by default): when the loader of
-    /// [`CacheManager::get_or_load_optional`](crate::CacheManager::get_or_load_optional) finds
+    /// [`FamilyCache::get_or_load_optional`](crate::FamilyCache::get_or_load_optional) finds
     /// nothing, a small marker is cached for `ttl`, so repeated lookups of a missing id do not reach
     /// the database. Keep it short: an id created meanwhile stays "missing" for up to `ttl` unless
     /// it is invalidated.
@@ -258,13 +210,9 @@ impl CacheConfig {
         self
     }
 
-    /// The TTL of a family (`None` for the session families).
-    pub fn ttl(&self, family: Family) -> Option<Duration> {
-        slot(family).map(|i| self.ttls[i])
-    }
-
-    pub(crate) fn ttl_at(&self, slot: usize) -> Duration {
-        self.ttls[slot]
+    /// The TTL of a family.
+    pub fn ttl(&self, family: Family) -> Duration {
+        self.ttls[family.index()]
     }
 
     /// The write policy.
@@ -299,13 +247,10 @@ impl CacheConfig {
 
     /// Checks the settings; the error names the one that is wrong.
     pub fn validate(&self) -> Result<()> {
-        if let Some(p) = self.problems.first() {
-            return Err(Error::config("CacheConfig::with_ttl", p.clone()));
-        }
-        for (family, ttl) in CACHE_FAMILIES.iter().zip(self.ttls) {
+        for (family, ttl) in Family::ALL.iter().zip(self.ttls) {
             if ttl < Duration::from_millis(1) {
                 return Err(Error::config(
-                    cache_core::config::ttl_env_var(*family),
+                    family.ttl_env_var(),
                     "TTL must be at least 1 ms",
                 ));
             }
@@ -358,36 +303,41 @@ mod tests {
     #[test]
     fn seed_ttls_are_the_defaults() {
         let c = CacheConfig::default();
-        let min = |m: u64| Some(Duration::from_secs(m * 60));
-        assert_eq!(c.ttl(Family::User), min(60));
-        assert_eq!(c.ttl(Family::UserKeywords), min(30));
-        assert_eq!(c.ttl(Family::KeywordPosts), min(15));
-        assert_eq!(c.ttl(Family::KeywordTrends), min(30));
-        assert_eq!(c.ttl(Family::CrawlStatus), min(60));
-        assert_eq!(c.ttl(Family::Content), min(120));
-        assert_eq!(c.ttl(Family::DeployStatus), min(24 * 60));
-        assert_eq!(c.ttl(Family::Metrics), min(5));
-        assert_eq!(c.ttl(Family::Session), None);
-        assert!(c.validate().is_ok());
-        for (i, f) in CACHE_FAMILIES.iter().enumerate() {
-            assert_eq!(slot(*f), Some(i));
+        for family in Family::ALL {
+            assert_eq!(c.ttl(family), family.default_ttl());
         }
+        assert_eq!(c.ttl(Family::KeywordTrends), Duration::from_secs(30 * 60));
+        assert!(c.validate().is_ok());
     }
 
     #[test]
-    fn overrides_from_env_config_and_builder() {
-        let core = cache_core::Config::from_lookup(|k| match k {
+    fn overrides_from_the_environment_the_core_config_and_the_builder() {
+        let env = |k: &str| match k {
             "CACHE_TTL_USER" => Some("2h".into()),
+            "CACHE_TTL_METRICS" => Some("  ".into()),
             "CACHE_TTL_SESSION" => Some("10m".into()),
-            "REDIS_SCAN_COUNT" => Some("77".into()),
             _ => None,
+        };
+        let c = CacheConfig::from_lookup(env)
+            .unwrap()
+            .with_ttl(Family::Content, Duration::from_secs(9));
+        assert_eq!(c.ttl(Family::User), Duration::from_secs(7200));
+        assert_eq!(c.ttl(Family::Content), Duration::from_secs(9));
+        assert_eq!(c.ttl(Family::Metrics), Family::Metrics.default_ttl());
+        assert!(c.validate().is_ok());
+        let err = CacheConfig::from_lookup(|k| (k == "CACHE_TTL_CONTENT").then(|| "soon".into()))
+            .unwrap_err();
+        assert!(matches!(err, Error::Config { setting, .. } if setting == "CACHE_TTL_CONTENT"));
+
+        // The bridge from cache_core::Config (its TTL overrides and SCAN count).
+        let core = cache_core::Config::from_lookup(|k| match k {
+            "REDIS_SCAN_COUNT" => Some("77".into()),
+            k => env(k),
         })
         .unwrap();
-        let c = CacheConfig::from_config(&core).with_ttl(Family::Content, Duration::from_secs(9));
-        assert_eq!(c.ttl(Family::User), Some(Duration::from_secs(7200)));
-        assert_eq!(c.ttl(Family::Content), Some(Duration::from_secs(9)));
+        let c = CacheConfig::from_config(&core);
+        assert_eq!(c.ttl(Family::User), Duration::from_secs(7200));
         assert_eq!(c.scan_count(), 77);
-        assert!(c.validate().is_ok());
     }
 
     #[test]
@@ -399,10 +349,6 @@ mod tests {
         assert_eq!(
             setting(CacheConfig::default().with_ttl(Family::User, Duration::ZERO)),
             "CACHE_TTL_USER"
-        );
-        assert_eq!(
-            setting(CacheConfig::default().with_ttl(Family::Session, Duration::from_secs(1))),
-            "CacheConfig::with_ttl"
         );
         assert_eq!(
             setting(CacheConfig::default().with_early_refresh(1.5)),

@@ -1,4 +1,4 @@
-//! The error of the cache-aside calls ([`CacheManager::get_or_load`](crate::CacheManager::get_or_load)
+//! The error of the cache-aside calls ([`FamilyCache::get_or_load`](crate::FamilyCache::get_or_load)
 //! and friends): either the caller's loader failed, or the cache refused the call itself.
 
 use std::fmt;

@@ -4,7 +4,7 @@
 //! # Metrics
 //!
 //! Every counter is also published as a `metrics` counter with a `family` label (the family's
-//! [name](cache_core::Family::name)), so any exporter (Prometheus, StatsD, ...) can publish them:
+//! [name](crate::Family::name)), so any exporter (Prometheus, StatsD, ...) can publish them:
 //!
 //! | metric | counts |
 //! |---|---|
@@ -25,9 +25,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cache_core::Family;
-
-use crate::config::CACHE_FAMILIES;
+use crate::family::Family;
 
 /// One counter: an atomic for snapshots, and the `metrics` handle for exporters.
 #[derive(Debug)]
@@ -177,22 +175,21 @@ impl FamilyStats {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 #[non_exhaustive]
 pub struct CacheStats {
-    /// Counters per cache family (every family of [`CACHE_FAMILIES`] is present).
+    /// Counters per cache family (every family of [`Family::ALL`] is present).
     pub families: BTreeMap<Family, FamilyStats>,
 }
 
 impl CacheStats {
     pub(crate) fn from_counters<'a>(counters: impl Iterator<Item = &'a FamilyCounters>) -> Self {
         Self {
-            families: CACHE_FAMILIES
-                .iter()
-                .copied()
+            families: Family::ALL
+                .into_iter()
                 .zip(counters.map(FamilyCounters::snapshot))
                 .collect(),
         }
     }
 
-    /// One family's counters (all zero for a family the manager does not serve).
+    /// One family's counters.
     pub fn family(&self, family: Family) -> FamilyStats {
         self.families.get(&family).copied().unwrap_or_default()
     }
@@ -222,6 +219,6 @@ mod tests {
         let all = CacheStats::from_counters(std::iter::once(&c));
         assert_eq!(all.family(Family::User).hits, 3);
         assert_eq!(all.total().misses, 1);
-        assert_eq!(all.family(Family::Session), FamilyStats::default());
+        assert_eq!(all.family(Family::Content), FamilyStats::default());
     }
 }

@@ -1,24 +1,31 @@
-//! The typed surface: a [`FamilyCache`] handle per family, and one named cache / get pair per data
-//! family of the seed on [`CacheManager`].
+//! [`FamilyCache`]: the one way to read, write, load and invalidate the values of a family. Get it
+//! from the manager's named accessors (`cache.user()`, `cache.keyword_trends()`, ...) or, in tools
+//! that take the family as data, from [`CacheManager::family`](crate::CacheManager::family).
+//!
+//! The handle checks ids against the family's rule ([`crate::family`]) and calls into the engine
+//! ([`crate::engine`], [`crate::loading`], [`crate::invalidate`], [`crate::versions`]); it never
+//! calls back into the manager.
 
 use std::future::Future;
 use std::time::Duration;
 
-use cache_core::{Family, Result, Store};
+use cache_core::keys::Key;
+use cache_core::{Result, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::config::CACHE_FAMILIES;
-use crate::crawl::CrawlStatus;
+use crate::engine::Inner;
 use crate::error::LoadError;
-use crate::manager::{CacheManager, Id, KeyMatch};
+use crate::family::{Family, Id, KeyMatch};
 use crate::stats::FamilyStats;
 
-/// One family of a [`CacheManager`]: the generic calls without repeating the family, and a per-call
-/// TTL with [`FamilyCache::with_ttl`]. Get one with [`CacheManager::family`] or the named
-/// accessors ([`CacheManager::users`], [`CacheManager::keyword_trends`], ...). Copying it is free.
+/// One family of a [`CacheManager`](crate::CacheManager): typed reads and writes, bulk calls,
+/// cache-aside loading, invalidation and the family's statistics, with an optional per-call TTL
+/// ([`FamilyCache::with_ttl`]). Copying it is free.
 ///
-/// For [`Family::Metrics`] ids are `TYPE:DATE` (split at the first `:`).
+/// Ids follow the family's [`IdRule`](crate::IdRule): one id of 1 to 256 bytes, or for
+/// [`Family::Metrics`] `TYPE:DATE` (split at the first `:`). An id that breaks the rule is an
+/// [`Error::InvalidInput`](cache_core::Error::InvalidInput) before any store call.
 ///
 /// ```
 /// # async fn demo(cache: cache_domain::CacheManager<cache_memory::MemoryStore>) -> anyhow::Result<()> {
@@ -35,8 +42,8 @@ use crate::stats::FamilyStats;
 /// ```
 #[derive(Debug)]
 pub struct FamilyCache<'a, S: Store> {
-    mgr: &'a CacheManager<S>,
-    slot: usize,
+    inner: &'a Inner<S>,
+    family: Family,
     ttl: Option<Duration>,
 }
 
@@ -49,17 +56,21 @@ impl<S: Store> Clone for FamilyCache<'_, S> {
 impl<S: Store> Copy for FamilyCache<'_, S> {}
 
 impl<'a, S: Store> FamilyCache<'a, S> {
-    pub(crate) fn new(mgr: &'a CacheManager<S>, slot: usize) -> Self {
+    pub(crate) fn new(inner: &'a Inner<S>, family: Family) -> Self {
         Self {
-            mgr,
-            slot,
+            inner,
+            family,
             ttl: None,
         }
     }
 
+    fn id<'i>(&self, id: &'i str) -> Result<Id<'i>> {
+        self.family.parse_id(id)
+    }
+
     /// The family.
     pub fn family(&self) -> Family {
-        CACHE_FAMILIES[self.slot]
+        self.family
     }
 
     /// The same handle, writing with this TTL instead of the family's (for `set`, `set_many` and
@@ -69,47 +80,66 @@ impl<'a, S: Store> FamilyCache<'a, S> {
         self
     }
 
-    /// See [`CacheManager::get`].
+    /// Reads the value of `id`. `Ok(None)`: not cached, expired, undecodable (then deleted), or the
+    /// store failed (counted, logged). `Err` only for invalid input.
     pub async fn get<T: DeserializeOwned + Send>(&self, id: &str) -> Result<Option<T>> {
-        let id = Id::parse(self.family(), id)?;
-        self.mgr.inner.get_one(self.slot, id).await
+        self.inner.get_one(self.family, self.id(id)?).await
     }
 
-    /// See [`CacheManager::set`].
+    /// Caches a value with the handle's TTL (the family's unless [`FamilyCache::with_ttl`]). Store
+    /// errors follow the [`WritePolicy`](crate::WritePolicy).
     pub async fn set<T: Serialize + Sync + ?Sized>(&self, id: &str, value: &T) -> Result<()> {
-        let id = Id::parse(self.family(), id)?;
-        self.mgr.inner.set_one(self.slot, id, value, self.ttl).await
+        self.inner
+            .set_one(self.family, self.id(id)?, value, self.ttl)
+            .await
     }
 
-    /// See [`CacheManager::get_many`].
+    /// Reads many ids in one round trip (`MGET`). One entry per id, in order; misses as in
+    /// [`FamilyCache::get`].
     pub async fn get_many<T, K>(&self, ids: &[K]) -> Result<Vec<Option<T>>>
     where
         T: DeserializeOwned + Send,
         K: AsRef<str> + Sync,
     {
-        let family = self.family();
         let ids = ids
             .iter()
-            .map(|k| Id::parse(family, k.as_ref()))
+            .map(|k| self.id(k.as_ref()))
             .collect::<Result<Vec<_>>>()?;
-        self.mgr.inner.get_many(self.slot, &ids).await
+        self.inner.get_many(self.family, &ids).await
     }
 
-    /// See [`CacheManager::set_many`].
+    /// Caches many values in one round trip. Not atomic across keys; store errors follow the
+    /// [`WritePolicy`](crate::WritePolicy).
     pub async fn set_many<T, K>(&self, entries: &[(K, T)]) -> Result<()>
     where
         T: Serialize + Sync,
         K: AsRef<str> + Sync,
     {
-        let family = self.family();
         let entries = entries
             .iter()
-            .map(|(k, v)| Ok((Id::parse(family, k.as_ref())?, v)))
+            .map(|(k, v)| Ok((self.id(k.as_ref())?, v)))
             .collect::<Result<Vec<_>>>()?;
-        self.mgr.inner.set_many(self.slot, &entries, self.ttl).await
+        self.inner.set_many(self.family, &entries, self.ttl).await
     }
 
-    /// See [`CacheManager::get_or_load`].
+    /// Cache-aside: returns the cached value, or runs `loader`, caches its result and returns it.
+    ///
+    /// - **Single-flight**: concurrent calls for one key in this process run the loader once; the
+    ///   others wait and get its result. A loader error reaches every waiter of that load and is
+    ///   not cached. If the loading caller panics or is cancelled, the waiters retry and one of
+    ///   them loads.
+    /// - **Cross-process lease** when configured
+    ///   ([`CacheConfig::with_lease`](crate::CacheConfig::with_lease)).
+    /// - **Early refresh** when configured
+    ///   ([`CacheConfig::with_early_refresh`](crate::CacheConfig::with_early_refresh)).
+    /// - **Outages**: a failed read is a miss, so the loader runs and the caller gets the data.
+    ///
+    /// A hit is one `GET`. On a miss the loading caller reads the cache once more before running
+    /// the loader (a load that finished between its first read and its turn may have filled it),
+    /// then writes the value: two reads and a write around one loader run.
+    ///
+    /// The loader is not bounded in time by the cache; wrap it in `tokio::time::timeout` if the
+    /// database may hang, since waiters wait as long as it runs.
     pub async fn get_or_load<T, E, F, Fut>(&self, id: &str, loader: F) -> Result<T, LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send,
@@ -117,13 +147,15 @@ impl<'a, S: Store> FamilyCache<'a, S> {
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = Result<T, E>> + Send,
     {
-        let id = Id::parse(self.family(), id)?;
         let loaded = self
-            .mgr
             .inner
-            .load(self.slot, id, self.ttl, false, move || async move {
-                loader().await.map(Some)
-            })
+            .load(
+                self.family,
+                self.id(id)?,
+                self.ttl,
+                false,
+                move || async move { loader().await.map(Some) },
+            )
             .await?;
         // With `optional == false` nothing produces `Ok(None)`: the loader's value is always
         // wrapped in `Some`, and "absent" outcomes make such callers retry.
@@ -134,7 +166,11 @@ impl<'a, S: Store> FamilyCache<'a, S> {
         })
     }
 
-    /// See [`CacheManager::get_or_load_optional`].
+    /// Like [`FamilyCache::get_or_load`] for a loader that may find nothing (`Ok(None)`). With
+    /// negative caching enabled
+    /// ([`CacheConfig::with_negative_caching`](crate::CacheConfig::with_negative_caching))
+    /// "nothing" is cached for the negative TTL, and later calls return `Ok(None)` without running
+    /// the loader.
     pub async fn get_or_load_optional<T, E, F, Fut>(
         &self,
         id: &str,
@@ -146,188 +182,76 @@ impl<'a, S: Store> FamilyCache<'a, S> {
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = Result<Option<T>, E>> + Send,
     {
-        let id = Id::parse(self.family(), id)?;
-        self.mgr
-            .inner
-            .load(self.slot, id, self.ttl, true, loader)
+        self.inner
+            .load(self.family, self.id(id)?, self.ttl, true, loader)
             .await
     }
 
-    /// See [`CacheManager::invalidate`].
+    /// Deletes the cached value of `id` under the family's current version (read fresh from the
+    /// store). `true` when there was one. Store errors are returned.
     pub async fn invalidate(&self, id: &str) -> Result<bool> {
-        let id = Id::parse(self.family(), id)?;
-        Ok(self.mgr.inner.invalidate_ids(&[(self.slot, id)]).await? > 0)
+        let deleted = self
+            .inner
+            .invalidate_ids(&[(self.family, self.id(id)?)])
+            .await?;
+        Ok(deleted > 0)
     }
 
-    /// See [`CacheManager::invalidate_many`].
+    /// Deletes the cached values of many ids in one `UNLINK`; how many existed.
     pub async fn invalidate_many<K: AsRef<str> + Sync>(&self, ids: &[K]) -> Result<u64> {
         let items = ids
             .iter()
-            .map(|k| Ok((self.slot, Id::parse(self.family(), k.as_ref())?)))
+            .map(|k| Ok((self.family, self.id(k.as_ref())?)))
             .collect::<Result<Vec<_>>>()?;
-        self.mgr.inner.invalidate_ids(&items).await
+        self.inner.invalidate_ids(&items).await
     }
 
-    /// See [`CacheManager::invalidate_matching`].
+    /// Deletes the keys `selection` names, with `SCAN` and `UNLINK` in batches (never `KEYS`);
+    /// how many were deleted. Not atomic: keys written during the run may survive. To drop a whole
+    /// family at once prefer [`FamilyCache::bump_version`], which is O(1).
     pub async fn invalidate_matching(&self, selection: KeyMatch) -> Result<u64> {
-        self.mgr.invalidate_matching(self.family(), selection).await
+        self.invalidate_matching_with_progress(selection, &|_, _| {})
+            .await
     }
 
-    /// See [`CacheManager::bump_version`].
+    /// Like [`FamilyCache::invalidate_matching`], calling `progress(scanned, deleted)` after each
+    /// batch, for long runs.
+    pub async fn invalidate_matching_with_progress(
+        &self,
+        selection: KeyMatch,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<u64> {
+        self.inner
+            .invalidate_matching(self.family, &selection, progress)
+            .await
+    }
+
+    /// How many keys `selection` names right now (what [`FamilyCache::invalidate_matching`] would
+    /// delete), counted with `SCAN`.
+    pub async fn count_matching(&self, selection: KeyMatch) -> Result<u64> {
+        self.inner.count_matching(self.family, &selection).await
+    }
+
+    /// Makes every cached value of the family unreachable at once by raising its namespace version
+    /// (one `INCRBY`); old keys age out by their TTL. Returns the new version. Other processes
+    /// follow within [`CacheConfig::version_refresh`](crate::CacheConfig::version_refresh).
     pub async fn bump_version(&self) -> Result<u64> {
-        self.mgr.bump_version(self.family()).await
+        self.inner.bump(self.family).await
+    }
+
+    /// The family's namespace version as this process knows it (`None` before the first use).
+    pub fn cached_version(&self) -> Option<u64> {
+        self.inner.fs(self.family).version.known()
+    }
+
+    /// The store key that holds `id` now: under the family's current namespace version, read fresh
+    /// from the store. For tools and tests; the typed calls build it themselves.
+    pub async fn key_of(&self, id: &str) -> Result<Key> {
+        self.inner.live_key(self.family, self.id(id)?).await
     }
 
     /// This family's counters.
     pub fn stats(&self) -> FamilyStats {
-        self.mgr.inner.fs(self.slot).stats.snapshot()
-    }
-}
-
-macro_rules! family_pair {
-    (
-        $family:ident, $accessor:ident, $cache:ident, $get:ident, $id:ident, $what:literal, $key:literal
-    ) => {
-        #[doc = concat!("The handle on ", $what, " (`", $key, "`).")]
-        pub fn $accessor(&self) -> FamilyCache<'_, S> {
-            // Invariant: the family is one of CACHE_FAMILIES.
-            FamilyCache::new(self, crate::config::slot(Family::$family).unwrap_or_default())
-        }
-
-        #[doc = concat!("Caches ", $what, " (`", $key, "`) with the family's TTL. Store errors follow the [`WritePolicy`](crate::WritePolicy).")]
-        pub async fn $cache<T: Serialize + Sync + ?Sized>(&self, $id: &str, value: &T) -> Result<()> {
-            self.$accessor().set($id, value).await
-        }
-
-        #[doc = concat!("Reads cached ", $what, " (`", $key, "`); `Ok(None)` on a miss or a store error (see [`CacheManager::get`]).")]
-        pub async fn $get<T: DeserializeOwned + Send>(&self, $id: &str) -> Result<Option<T>> {
-            self.$accessor().get($id).await
-        }
-    };
-}
-
-/// The seed's data families by name.
-impl<S: Store> CacheManager<S> {
-    family_pair!(
-        User,
-        users,
-        cache_user,
-        get_user,
-        user_id,
-        "a user's data",
-        "user:{user_id}"
-    );
-    family_pair!(
-        UserKeywords,
-        user_keywords,
-        cache_user_keywords,
-        get_user_keywords,
-        user_id,
-        "a user's keywords",
-        "keyword:user:{user_id}"
-    );
-    family_pair!(
-        KeywordPosts,
-        keyword_posts,
-        cache_keyword_posts,
-        get_keyword_posts,
-        keyword_id,
-        "a keyword's posts",
-        "post:keyword:{keyword_id}"
-    );
-    family_pair!(
-        KeywordTrends,
-        keyword_trends,
-        cache_trend_data,
-        get_trend_data,
-        keyword_id,
-        "a keyword's trend analysis (TF-IDF results)",
-        "trend:keyword:{keyword_id}"
-    );
-    family_pair!(
-        Content,
-        content,
-        cache_content,
-        get_content,
-        content_id,
-        "generated content",
-        "content:{content_id}"
-    );
-    family_pair!(
-        DeployStatus,
-        deploy_status,
-        cache_deploy_status,
-        get_deploy_status,
-        deployment_id,
-        "a deployment's status",
-        "deploy:status:{deployment_id}"
-    );
-
-    /// The handle on crawl task statuses (`crawl:status:{task_id}`).
-    pub fn crawl_status(&self) -> FamilyCache<'_, S> {
-        // Invariant: the family is one of CACHE_FAMILIES.
-        FamilyCache::new(
-            self,
-            crate::config::slot(Family::CrawlStatus).unwrap_or_default(),
-        )
-    }
-
-    /// Caches a crawl task's status under its `task_id` (`crawl:status:{task_id}`). To change it as
-    /// the task advances, prefer [`CacheManager::update_crawl_status`], which cannot lose a
-    /// concurrent update.
-    pub async fn cache_crawl_status(&self, status: &CrawlStatus) -> Result<()> {
-        self.crawl_status().set(&status.task_id, status).await
-    }
-
-    /// Reads a crawl task's status.
-    pub async fn get_crawl_status(&self, task_id: &str) -> Result<Option<CrawlStatus>> {
-        self.crawl_status().get(task_id).await
-    }
-
-    /// The handle on metrics (`metrics:{type}:{date}`); its ids are `TYPE:DATE`.
-    pub fn metrics(&self) -> FamilyCache<'_, S> {
-        // Invariant: the family is one of CACHE_FAMILIES.
-        FamilyCache::new(
-            self,
-            crate::config::slot(Family::Metrics).unwrap_or_default(),
-        )
-    }
-
-    /// Caches metrics of one type and date (`metrics:{type}:{date}`; both parts are escaped
-    /// separately, so either may contain `:`).
-    pub async fn cache_metrics<T: Serialize + Sync + ?Sized>(
-        &self,
-        metric_type: &str,
-        date: &str,
-        value: &T,
-    ) -> Result<()> {
-        let slot = self.state(Family::Metrics)?.0;
-        self.inner
-            .set_one(slot, Id::Metric(metric_type, date), value, None)
-            .await
-    }
-
-    /// Reads cached metrics of one type and date.
-    pub async fn get_metrics<T: DeserializeOwned + Send>(
-        &self,
-        metric_type: &str,
-        date: &str,
-    ) -> Result<Option<T>> {
-        let slot = self.state(Family::Metrics)?.0;
-        self.inner
-            .get_one(slot, Id::Metric(metric_type, date))
-            .await
-    }
-
-    /// Deletes a keyword's cached trend analysis, when a new analysis lands (seed requirement 5.3).
-    /// `true` when there was one.
-    pub async fn invalidate_trend_data(&self, keyword_id: &str) -> Result<bool> {
-        self.keyword_trends().invalidate(keyword_id).await
-    }
-
-    /// Makes every keyword's cached trend analysis unreachable at once (a new analysis run for all
-    /// keywords landed): a namespace version bump, O(1). Returns the new version.
-    pub async fn invalidate_all_trend_data(&self) -> Result<u64> {
-        self.bump_version(Family::KeywordTrends).await
+        self.inner.fs(self.family).stats.snapshot()
     }
 }

@@ -1,193 +1,135 @@
-//! The cache manager on the in-memory store, with tokio's clock paused so that TTLs are checked
-//! exactly and without sleeping.
+//! The cache manager on the in-memory store: every scenario of `scenarios/` (also run on Redis and
+//! Redis Cluster), and the tests that need tokio's paused clock, so that TTLs, refresh intervals and
+//! expiry are checked exactly and without sleeping.
+
+#[macro_use]
+mod scenarios;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cache_core::{Family, KeySchema, KeyTtl, Store};
+use cache_core::{KeyTtl, Store};
 use cache_domain::{
-    CacheConfig, CacheManager, CrawlError, CrawlState, KeyMatch, LoadError, CACHE_FAMILIES,
+    CacheConfig, CacheManager, CrawlError, CrawlState, CrawlStatus, Family, LoadError,
 };
 use cache_memory::MemoryStore;
-use serde::{Deserialize, Serialize};
+use scenarios::{sample_id, user, Target, User};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-}
-
-fn user(id: u64) -> User {
-    User {
-        id,
-        name: format!("user-{id}"),
-    }
-}
+backend_tests!(Target::memory);
 
 fn manager() -> (CacheManager<MemoryStore>, MemoryStore) {
     let store = MemoryStore::default();
     (CacheManager::new(store.clone()), store)
 }
 
-const MIN: u64 = 60;
-
 #[tokio::test(start_paused = true)]
-async fn every_family_round_trips_under_its_schema_key_with_its_default_ttl() {
+async fn every_family_round_trips_under_its_schema_key_with_its_exact_default_ttl() {
     let (cache, store) = manager();
-    let u = user(1);
-    cache.cache_user("1", &u).await.unwrap();
-    cache
-        .cache_user_keywords("1", &vec!["rust", "redis"])
-        .await
-        .unwrap();
-    cache
-        .cache_keyword_posts("k1", &vec![10u64, 11])
-        .await
-        .unwrap();
-    cache
-        .cache_trend_data("k1", &BTreeMap::from([("tokio", 0.5)]))
-        .await
-        .unwrap();
-    let mut crawl = cache_domain::CrawlStatus::new("t1");
-    crawl.start(Some(5));
-    cache.cache_crawl_status(&crawl).await.unwrap();
-    cache.cache_content("c1", &"<h1>post</h1>").await.unwrap();
-    cache.cache_deploy_status("d1", &"running").await.unwrap();
-    cache
-        .cache_metrics("api", "2026-11-26", &vec![1, 2, 3])
-        .await
-        .unwrap();
-
-    assert_eq!(cache.get_user::<User>("1").await.unwrap(), Some(u));
-    assert_eq!(
-        cache.get_user_keywords::<Vec<String>>("1").await.unwrap(),
-        Some(vec!["rust".to_owned(), "redis".to_owned()])
-    );
-    assert_eq!(
-        cache.get_keyword_posts::<Vec<u64>>("k1").await.unwrap(),
-        Some(vec![10, 11])
-    );
-    assert_eq!(
-        cache
-            .get_trend_data::<BTreeMap<String, f64>>("k1")
-            .await
-            .unwrap()
-            .unwrap()["tokio"],
-        0.5
-    );
-    assert_eq!(cache.get_crawl_status("t1").await.unwrap(), Some(crawl));
-    assert_eq!(
-        cache.get_content::<String>("c1").await.unwrap().as_deref(),
-        Some("<h1>post</h1>")
-    );
-    assert_eq!(
-        cache
-            .get_deploy_status::<String>("d1")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("running")
-    );
-    assert_eq!(
-        cache
-            .get_metrics::<Vec<i32>>("api", "2026-11-26")
-            .await
-            .unwrap(),
-        Some(vec![1, 2, 3])
-    );
-    // The generic API reaches the same metrics entry with a TYPE:DATE id.
-    assert_eq!(
-        cache
-            .get::<Vec<i32>>(Family::Metrics, "api:2026-11-26")
-            .await
-            .unwrap(),
-        Some(vec![1, 2, 3])
-    );
-
-    let expected = [
-        (KeySchema::user("1"), 60 * MIN),
-        (KeySchema::user_keywords("1"), 30 * MIN),
-        (KeySchema::keyword_posts("k1"), 15 * MIN),
-        (KeySchema::keyword_trends("k1"), 30 * MIN),
-        (KeySchema::crawl_status("t1"), 60 * MIN),
-        (KeySchema::content("c1"), 120 * MIN),
-        (KeySchema::deploy_status("d1"), 24 * 60 * MIN),
-        (KeySchema::metrics("api", "2026-11-26"), 5 * MIN),
+    let documented = [
+        (Family::User, "user:42", 60),
+        (Family::UserKeywords, "keyword:user:42", 30),
+        (Family::KeywordPosts, "post:keyword:42", 15),
+        (Family::KeywordTrends, "trend:keyword:42", 30),
+        (Family::CrawlStatus, "crawl:status:42", 60),
+        (Family::Content, "content:42", 120),
+        (Family::DeployStatus, "deploy:status:42", 24 * 60),
+        (Family::Metrics, "metrics:api:2026-11-01", 5),
     ];
-    for (key, secs) in expected {
-        let key = key.unwrap();
+    for (family, key, minutes) in documented {
+        let id = sample_id(family);
+        cache
+            .family(family)
+            .set(id, &[family.name()])
+            .await
+            .unwrap();
         assert_eq!(
-            store.ttl(&key).await.unwrap(),
-            KeyTtl::ExpiresIn(Duration::from_secs(secs)),
+            store.ttl(key).await.unwrap(),
+            KeyTtl::ExpiresIn(Duration::from_secs(minutes * 60)),
             "{key}"
         );
+        assert_eq!(
+            cache.family(family).get::<Vec<String>>(id).await.unwrap(),
+            Some(vec![family.name().to_owned()])
+        );
     }
+    // A crawl status round-trips as its type.
+    let mut crawl = CrawlStatus::new("t1");
+    crawl.start(Some(5));
+    cache
+        .crawl_status()
+        .set(&crawl.task_id, &crawl)
+        .await
+        .unwrap();
+    assert_eq!(cache.crawl_status().get("t1").await.unwrap(), Some(crawl));
+
     // Just before its TTL a value is there, just after it is gone.
-    tokio::time::advance(Duration::from_secs(5 * MIN - 1)).await;
+    tokio::time::advance(Duration::from_secs(5 * 60 - 1)).await;
+    let metrics = cache.metrics();
+    let id = "api:2026-11-01";
+    assert!(metrics.get::<Vec<String>>(id).await.unwrap().is_some());
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(metrics.get::<Vec<String>>(id).await.unwrap().is_none());
     assert!(cache
-        .get_metrics::<Vec<i32>>("api", "2026-11-26")
+        .user()
+        .get::<Vec<String>>("42")
         .await
         .unwrap()
         .is_some());
-    tokio::time::advance(Duration::from_secs(2)).await;
-    assert!(cache
-        .get_metrics::<Vec<i32>>("api", "2026-11-26")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(cache.get_user::<User>("1").await.unwrap().is_some());
 
     let stats = cache.stats();
     assert_eq!(stats.family(Family::User).hits, 2);
-    assert_eq!(stats.family(Family::Metrics).hits, 3);
+    assert_eq!(stats.family(Family::Metrics).hits, 2);
     assert_eq!(stats.family(Family::Metrics).misses, 1);
     assert_eq!(stats.family(Family::Metrics).writes, 1);
-    assert_eq!(stats.total().writes, 8);
+    assert_eq!(stats.total().writes, 9);
 }
 
 #[tokio::test(start_paused = true)]
 async fn ttl_overrides_from_env_config_builder_and_per_call() {
     let store = MemoryStore::default();
-    let core =
-        cache_core::Config::from_lookup(|k| (k == "CACHE_TTL_USER").then(|| "2h".to_owned()))
-            .unwrap();
-    let config = CacheConfig::from_config(&core).with_ttl(Family::Content, Duration::from_secs(7));
+    let config = CacheConfig::from_lookup(|k| (k == "CACHE_TTL_USER").then(|| "2h".to_owned()))
+        .unwrap()
+        .with_ttl(Family::Content, Duration::from_secs(7));
     let cache = CacheManager::with_config(store.clone(), config).unwrap();
-    let ttl = |key: cache_core::Result<cache_core::Key>| {
+    let ttl = |key: &'static str| {
         let store = store.clone();
-        async move { store.ttl(&key.unwrap()).await.unwrap().remaining().unwrap() }
+        async move { store.ttl(key).await.unwrap().remaining().unwrap() }
     };
 
-    cache.cache_user("1", &user(1)).await.unwrap();
-    assert_eq!(ttl(KeySchema::user("1")).await, Duration::from_secs(7200));
-    cache.cache_content("c", &"x").await.unwrap();
-    assert_eq!(ttl(KeySchema::content("c")).await, Duration::from_secs(7));
-    // Per call: the handle's TTL, and set_with_ttl.
+    cache.user().set("1", &user(1)).await.unwrap();
+    assert_eq!(ttl("user:1").await, Duration::from_secs(7200));
+    cache.content().set("c", &"x").await.unwrap();
+    assert_eq!(ttl("content:c").await, Duration::from_secs(7));
+    // Per call: the handle's TTL, on writes and on the writes of get_or_load.
     cache
-        .users()
+        .user()
         .with_ttl(Duration::from_secs(30))
         .set("2", &user(2))
         .await
         .unwrap();
-    assert_eq!(ttl(KeySchema::user("2")).await, Duration::from_secs(30));
+    assert_eq!(ttl("user:2").await, Duration::from_secs(30));
     cache
-        .set_with_ttl(Family::User, "3", &user(3), Duration::from_millis(1500))
+        .user()
+        .with_ttl(Duration::from_millis(1500))
+        .set("3", &user(3))
         .await
         .unwrap();
-    assert_eq!(ttl(KeySchema::user("3")).await, Duration::from_millis(1500));
+    assert_eq!(ttl("user:3").await, Duration::from_millis(1500));
     let v: User = cache
-        .users()
+        .user()
         .with_ttl(Duration::from_secs(45))
         .get_or_load("4", || async { Ok::<_, std::io::Error>(user(4)) })
         .await
         .unwrap();
     assert_eq!(v, user(4));
-    assert_eq!(ttl(KeySchema::user("4")).await, Duration::from_secs(45));
+    assert_eq!(ttl("user:4").await, Duration::from_secs(45));
     // A zero TTL is refused, not "forever" and not "delete".
     let err = cache
-        .set_with_ttl(Family::User, "5", &user(5), Duration::ZERO)
+        .user()
+        .with_ttl(Duration::ZERO)
+        .set("5", &user(5))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("TTL"), "{err}");
@@ -201,159 +143,40 @@ async fn ttl_overrides_from_env_config_builder_and_per_call() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn bad_input_is_an_error_and_sessions_are_not_a_cache_family() {
+async fn bad_input_is_an_error_before_any_store_call() {
     let (cache, store) = manager();
-    assert!(cache.get_user::<User>("").await.is_err());
-    assert!(cache.cache_user("", &user(1)).await.is_err());
-    assert!(cache.get_user::<User>(&"x".repeat(300)).await.is_err());
-    assert!(cache.get::<User>(Family::Metrics, "no-date").await.is_err());
-    assert!(cache.set(Family::Session, "abc", &1).await.is_err());
-    assert!(cache.family(Family::SessionIndex).is_err());
-    let r: Result<User, LoadError<std::io::Error>> = cache
-        .users()
-        .get_or_load("", || async { Ok(user(1)) })
-        .await;
+    assert!(cache.user().get::<User>("").await.is_err());
+    assert!(cache.user().set("", &user(1)).await.is_err());
+    assert!(cache.user().get::<User>(&"x".repeat(300)).await.is_err());
+    assert!(cache.metrics().get::<User>("no-date").await.is_err());
+    assert!(cache
+        .metrics()
+        .set(&format!("{}:d", "t".repeat(193)), &1)
+        .await
+        .is_err());
+    assert!(cache.invalidate_user_data("").await.is_err());
+    let r: Result<User, LoadError<std::io::Error>> =
+        cache.user().get_or_load("", || async { Ok(user(1)) }).await;
     assert!(r.unwrap_err().cache_error().is_some());
     assert_eq!(store.entry_count(), 0);
-}
-
-async fn run_concurrent<F, Fut>(
-    n: usize,
-    f: F,
-) -> Vec<Result<Result<User, LoadError<String>>, tokio::task::JoinError>>
-where
-    F: Fn(CacheManager<MemoryStore>) -> Fut,
-    Fut: std::future::Future<Output = Result<User, LoadError<String>>> + Send + 'static,
-{
-    let (cache, _) = manager();
-    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(f(cache.clone()))).collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await);
-    }
-    out
-}
-
-#[tokio::test(start_paused = true)]
-async fn single_flight_one_loader_run_for_100_callers() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (cache, _) = manager();
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            tokio::spawn(async move {
-                cache
-                    .users()
-                    .get_or_load("7", || async move {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        Ok::<_, String>(user(7))
-                    })
-                    .await
-            })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), user(7));
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    let s = cache.family_stats(Family::User);
-    assert_eq!((s.loads, s.coalesced, s.misses, s.writes), (1, 99, 100, 1));
-    assert_eq!(cache.loads_in_flight(), 0);
-    // Cached now: another call does not load.
-    let again: User = cache
-        .users()
-        .get_or_load("7", || async { Err("no".to_owned()) })
-        .await
-        .unwrap();
-    assert_eq!(again, user(7));
-}
-
-#[tokio::test(start_paused = true)]
-async fn single_flight_shares_an_error_without_caching_it() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c2 = calls.clone();
-    let results = run_concurrent(100, move |cache| {
-        let calls = c2.clone();
-        async move {
-            cache
-                .users()
-                .get_or_load("7", || async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    Err::<User, _>("database down".to_owned())
-                })
-                .await
-        }
-    })
-    .await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    for r in results {
-        let err = r.unwrap().unwrap_err();
-        assert_eq!(
-            err.loader_error().map(String::as_str),
-            Some("database down")
-        );
-    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_error_is_not_cached() {
     let (cache, _) = manager();
     let r = cache
-        .users()
+        .user()
         .get_or_load("1", || async { Err::<User, _>("down".to_owned()) })
         .await;
     assert!(r.is_err());
     let v = cache
-        .users()
+        .user()
         .get_or_load("1", || async { Ok::<_, String>(user(1)) })
         .await
         .unwrap();
     assert_eq!(v, user(1));
-    let s = cache.family_stats(Family::User);
+    let s = cache.user().stats();
     assert_eq!((s.loads, s.load_errors), (2, 1));
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_panicking_leader_does_not_wedge_the_waiters() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (cache, _) = manager();
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            tokio::spawn(async move {
-                cache
-                    .users()
-                    .get_or_load("7", || async move {
-                        let n = calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        if n == 0 {
-                            panic!("loader bug");
-                        }
-                        Ok::<_, String>(user(7))
-                    })
-                    .await
-            })
-        })
-        .collect();
-    let (mut ok, mut panicked) = (0, 0);
-    for t in tasks {
-        match t.await {
-            Ok(r) => {
-                assert_eq!(r.unwrap(), user(7));
-                ok += 1;
-            }
-            Err(e) => {
-                assert!(e.is_panic());
-                panicked += 1;
-            }
-        }
-    }
-    assert_eq!((ok, panicked), (99, 1));
-    // The panicking load, then exactly one more by the waiter that took over.
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert_eq!(cache.loads_in_flight(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -363,7 +186,7 @@ async fn a_cancelled_leader_does_not_wedge_the_waiters() {
     let spawn = |cache: CacheManager<MemoryStore>, calls: Arc<AtomicUsize>| {
         tokio::spawn(async move {
             cache
-                .users()
+                .user()
                 .get_or_load("7", || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -387,7 +210,7 @@ async fn a_cancelled_leader_does_not_wedge_the_waiters() {
     // A caller that times out while waiting does not disturb the others either.
     let timed_out = tokio::time::timeout(
         Duration::from_millis(5),
-        cache.users().get_or_load("8", || async {
+        cache.user().get_or_load("8", || async {
             tokio::time::sleep(Duration::from_secs(10)).await;
             Ok::<_, String>(user(8))
         }),
@@ -406,7 +229,7 @@ async fn single_flight_is_per_key() {
         let (cache, started) = (cache.clone(), started.clone());
         tokio::spawn(async move {
             cache
-                .users()
+                .user()
                 .get_or_load("a", || async move {
                     started.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -419,7 +242,7 @@ async fn single_flight_is_per_key() {
         let (cache, started) = (cache.clone(), started.clone());
         tokio::spawn(async move {
             cache
-                .users()
+                .user()
                 .get_or_load("b", || async move {
                     started.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -440,7 +263,7 @@ async fn negative_caching_is_off_by_default_and_bounded_when_on() {
     let calls = Arc::new(AtomicUsize::new(0));
     let load = |cache: CacheManager<MemoryStore>, calls: Arc<AtomicUsize>| async move {
         cache
-            .users()
+            .user()
             .get_or_load_optional("404", || async move {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Ok::<Option<User>, String>(None)
@@ -467,16 +290,16 @@ async fn negative_caching_is_off_by_default_and_bounded_when_on() {
         KeyTtl::ExpiresIn(Duration::from_secs(30))
     );
     // A plain read sees a miss, never a decode failure, and the marker stays.
-    assert_eq!(on.get_user::<User>("404").await.unwrap(), None);
-    assert_eq!(on.family_stats(Family::User).decode_failures, 0);
+    assert_eq!(on.user().get::<User>("404").await.unwrap(), None);
+    assert_eq!(on.user().stats().decode_failures, 0);
     // A loader that needs a value is not fooled by the marker.
     let v = on
-        .users()
+        .user()
         .get_or_load("404", || async { Ok::<_, String>(user(404)) })
         .await
         .unwrap();
     assert_eq!(v, user(404));
-    on.invalidate(Family::User, "404").await.unwrap();
+    on.user().invalidate("404").await.unwrap();
     assert_eq!(load(on.clone(), calls.clone()).await, None);
     tokio::time::advance(Duration::from_secs(31)).await;
     assert_eq!(load(on.clone(), calls.clone()).await, None);
@@ -530,29 +353,77 @@ async fn early_refresh_reloads_a_hot_key_before_it_expires() {
         .await
         .unwrap();
     assert_eq!(v, 1);
-    assert_eq!(cache.family_stats(Family::KeywordTrends).load_errors, 1);
+    assert_eq!(cache.keyword_trends().stats().load_errors, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn version_bump_invalidates_a_family_in_one_step() {
+    let store = MemoryStore::default();
+    let a = CacheManager::new(store.clone());
+    let b = CacheManager::with_config(
+        store.clone(),
+        CacheConfig::default().with_version_refresh(Duration::from_secs(2)),
+    )
+    .unwrap();
+    a.content().set("c1", &"old").await.unwrap();
+    a.user().set("u1", &user(1)).await.unwrap();
+    assert_eq!(
+        b.content().get::<String>("c1").await.unwrap().as_deref(),
+        Some("old")
+    );
+    assert_eq!(b.content().cached_version(), Some(0));
+
+    assert_eq!(a.content().bump_version().await.unwrap(), 1);
+    // The bumping manager switches at once; the old key is still stored, unreachable, ageing out.
+    assert_eq!(a.content().get::<String>("c1").await.unwrap(), None);
+    assert!(store.exists("content:c1").await.unwrap());
+    assert_eq!(
+        store.ttl("content:c1").await.unwrap(),
+        KeyTtl::ExpiresIn(Duration::from_secs(7200))
+    );
+    a.content().set("c1", &"new").await.unwrap();
+    assert_eq!(
+        a.content().key_of("c1").await.unwrap().as_str(),
+        "content:v1:c1"
+    );
+    assert!(store.exists("content:v1:c1").await.unwrap());
+    // Other families are untouched.
+    assert_eq!(a.user().get::<User>("u1").await.unwrap(), Some(user(1)));
+
+    // The other manager follows within its refresh interval (2 s), not before.
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    assert_eq!(
+        b.content().get::<String>("c1").await.unwrap().as_deref(),
+        Some("old")
+    );
+    tokio::time::advance(Duration::from_millis(600)).await;
+    assert_eq!(
+        b.content().get::<String>("c1").await.unwrap().as_deref(),
+        Some("new")
+    );
+    assert_eq!(b.content().cached_version(), Some(1));
 }
 
 #[tokio::test(start_paused = true)]
 async fn bulk_get_and_set_in_one_call() {
     let (cache, store) = manager();
     let users: Vec<(String, User)> = (0..64).map(|i| (i.to_string(), user(i))).collect();
-    cache.set_many(Family::User, &users).await.unwrap();
+    cache.user().set_many(&users).await.unwrap();
     assert_eq!(
         store.ttl("user:63").await.unwrap(),
         KeyTtl::ExpiresIn(Duration::from_secs(3600))
     );
     let mut ids: Vec<String> = (0..64).map(|i| i.to_string()).collect();
     ids.push("missing".into());
-    let got: Vec<Option<User>> = cache.get_many(Family::User, &ids).await.unwrap();
+    let got: Vec<Option<User>> = cache.user().get_many(&ids).await.unwrap();
     assert_eq!(got.len(), 65);
     assert_eq!(got[5], Some(user(5)));
     assert_eq!(got[64], None);
-    let s = cache.family_stats(Family::User);
+    let s = cache.user().stats();
     assert_eq!((s.hits, s.misses, s.writes), (64, 1, 64));
     // Per-call TTL on bulk writes, and empty inputs.
     cache
-        .users()
+        .user()
         .with_ttl(Duration::from_secs(9))
         .set_many(&[("x", user(1))])
         .await
@@ -561,10 +432,7 @@ async fn bulk_get_and_set_in_one_call() {
         store.ttl("user:x").await.unwrap(),
         KeyTtl::ExpiresIn(Duration::from_secs(9))
     );
-    let none: Vec<Option<User>> = cache
-        .get_many::<User, &str>(Family::User, &[])
-        .await
-        .unwrap();
+    let none: Vec<Option<User>> = cache.user().get_many::<User, &str>(&[]).await.unwrap();
     assert!(none.is_empty());
     // Metrics ids in bulk.
     cache
@@ -578,219 +446,6 @@ async fn bulk_get_and_set_in_one_call() {
         .await
         .unwrap();
     assert_eq!(m, vec![Some(1), Some(2), None]);
-}
-
-async fn seed_users(cache: &CacheManager<MemoryStore>, ids: &[&str]) {
-    for id in ids {
-        cache.cache_user(id, &user(1)).await.unwrap();
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn invalidation_by_key_and_family_helpers() {
-    let (cache, store) = manager();
-    cache.cache_user("9", &user(9)).await.unwrap();
-    cache.cache_user_keywords("9", &vec!["a"]).await.unwrap();
-    cache.cache_user("10", &user(10)).await.unwrap();
-    cache.cache_keyword_posts("k", &vec![1]).await.unwrap();
-    cache.cache_trend_data("k", &vec![0.1]).await.unwrap();
-    cache.cache_trend_data("k2", &vec![0.2]).await.unwrap();
-
-    assert_eq!(cache.invalidate_user_data("9").await.unwrap(), 2);
-    assert_eq!(cache.get_user::<User>("9").await.unwrap(), None);
-    assert_eq!(cache.get_user::<User>("10").await.unwrap(), Some(user(10)));
-    assert_eq!(cache.invalidate_keyword_data("k").await.unwrap(), 2);
-    assert!(cache.invalidate_trend_data("k2").await.unwrap());
-    assert!(!cache.invalidate_trend_data("k2").await.unwrap());
-    assert_eq!(
-        cache
-            .invalidate_many(Family::User, &["10", "11"])
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(store.entry_count(), 0);
-}
-
-#[tokio::test(start_paused = true)]
-async fn pattern_invalidation_escapes_ids() {
-    let (cache, store) = manager();
-    seed_users(&cache, &["*", "1?", "1?x", "12", "1", "[1]", "a\\b", "abc"]).await;
-    cache.cache_user_keywords("*", &vec!["x"]).await.unwrap();
-
-    // Invalidating user "*" deletes user "*" and nothing else.
-    assert!(cache.invalidate(Family::User, "*").await.unwrap());
-    assert_eq!(store.entry_count(), 8);
-    // A prefix "1?" matches ids that literally start with "1?".
-    let n = cache
-        .invalidate_matching(Family::User, KeyMatch::IdPrefix("1?".into()))
-        .await
-        .unwrap();
-    assert_eq!(n, 2);
-    for (id, alive) in [
-        ("12", true),
-        ("1", true),
-        ("1?", false),
-        ("1?x", false),
-        ("[1]", true),
-        ("abc", true),
-    ] {
-        assert_eq!(
-            cache.get_user::<User>(id).await.unwrap().is_some(),
-            alive,
-            "{id}"
-        );
-    }
-    let n = cache
-        .invalidate_matching(Family::User, KeyMatch::IdPrefix("[".into()))
-        .await
-        .unwrap();
-    assert_eq!(n, 1);
-    let n = cache
-        .invalidate_matching(Family::User, KeyMatch::IdPrefix("a\\".into()))
-        .await
-        .unwrap();
-    assert_eq!(n, 1);
-    // The whole family, with progress, leaves other families alone (keyword:user:* survives).
-    let progress = Mutex::new(Vec::new());
-    let n = cache
-        .invalidate_matching_with_progress(Family::User, KeyMatch::All, &|scanned, deleted| {
-            progress.lock().unwrap().push((scanned, deleted))
-        })
-        .await
-        .unwrap();
-    assert_eq!(n, 3);
-    assert_eq!(progress.lock().unwrap().last(), Some(&(3, 3)));
-    assert_eq!(store.entry_count(), 1);
-    assert!(cache
-        .get_user_keywords::<Vec<String>>("*")
-        .await
-        .unwrap()
-        .is_some());
-
-    // Metrics: all dates of one type.
-    for (t, d) in [
-        ("api", "2026-11-01"),
-        ("api", "2026-11-02"),
-        ("api2", "2026-11-01"),
-        ("web", "2026-11-01"),
-    ] {
-        cache.cache_metrics(t, d, &1).await.unwrap();
-    }
-    let n = cache
-        .invalidate_matching(Family::Metrics, KeyMatch::IdPrefix("api:".into()))
-        .await
-        .unwrap();
-    assert_eq!(n, 2);
-    assert!(cache
-        .get_metrics::<i32>("api2", "2026-11-01")
-        .await
-        .unwrap()
-        .is_some());
-    assert_eq!(cache.key_counts().await.unwrap()[&Family::Metrics], 2);
-}
-
-#[tokio::test(start_paused = true)]
-async fn version_bump_invalidates_a_family_in_one_step() {
-    let store = MemoryStore::default();
-    let a = CacheManager::new(store.clone());
-    let b = CacheManager::with_config(
-        store.clone(),
-        CacheConfig::default().with_version_refresh(Duration::from_secs(2)),
-    )
-    .unwrap();
-    a.cache_content("c1", &"old").await.unwrap();
-    a.cache_user("u1", &user(1)).await.unwrap();
-    assert_eq!(
-        b.get_content::<String>("c1").await.unwrap().as_deref(),
-        Some("old")
-    );
-    assert_eq!(b.cached_version(Family::Content), Some(0));
-
-    assert_eq!(a.bump_version(Family::Content).await.unwrap(), 1);
-    // The bumping manager switches at once; the old key is still stored, unreachable, ageing out.
-    assert_eq!(a.get_content::<String>("c1").await.unwrap(), None);
-    assert!(store.exists("content:c1").await.unwrap());
-    assert_eq!(
-        store.ttl("content:c1").await.unwrap(),
-        KeyTtl::ExpiresIn(Duration::from_secs(7200))
-    );
-    a.cache_content("c1", &"new").await.unwrap();
-    assert_eq!(
-        a.key_of(Family::Content, "c1").await.unwrap(),
-        "content:v1:c1"
-    );
-    assert!(store.exists("content:v1:c1").await.unwrap());
-    // Other families are untouched.
-    assert_eq!(a.get_user::<User>("u1").await.unwrap(), Some(user(1)));
-
-    // The other manager follows within its refresh interval (2 s), not before.
-    tokio::time::advance(Duration::from_millis(1500)).await;
-    assert_eq!(
-        b.get_content::<String>("c1").await.unwrap().as_deref(),
-        Some("old")
-    );
-    tokio::time::advance(Duration::from_millis(600)).await;
-    assert_eq!(
-        b.get_content::<String>("c1").await.unwrap().as_deref(),
-        Some("new")
-    );
-    assert_eq!(b.cached_version(Family::Content), Some(1));
-
-    // The trend helper for "a new analysis landed for every keyword".
-    a.cache_trend_data("k", &1).await.unwrap();
-    assert_eq!(a.invalidate_all_trend_data().await.unwrap(), 1);
-    assert_eq!(a.get_trend_data::<i32>("k").await.unwrap(), None);
-    // KeyMatch::All covers every version.
-    assert_eq!(
-        a.invalidate_matching(Family::Content, KeyMatch::All)
-            .await
-            .unwrap(),
-        2
-    );
-    // Invalidation reads the version fresh: b deletes the v1 key even before its refresh.
-    a.cache_content("c2", &"x").await.unwrap();
-    a.bump_version(Family::Content).await.unwrap();
-    a.cache_content("c2", &"y").await.unwrap();
-    assert!(b.invalidate(Family::Content, "c2").await.unwrap());
-    assert_eq!(a.get_content::<String>("c2").await.unwrap(), None);
-}
-
-#[tokio::test(start_paused = true)]
-async fn corrupt_and_old_format_values_are_misses_that_get_deleted() {
-    let (cache, store) = manager();
-    let opts = cache_core::SetOptions::ttl(Duration::from_secs(60));
-    store.set("user:1", b"\xff\x00garbage", opts).await.unwrap();
-    store
-        .set("user:2", br#"{"v":2,"d":{}}"#, opts)
-        .await
-        .unwrap();
-    store
-        .set("user:3", br#"{"v":1,"d":"not a user"}"#, opts)
-        .await
-        .unwrap();
-    for id in ["1", "2", "3"] {
-        assert_eq!(cache.get_user::<User>(id).await.unwrap(), None, "{id}");
-    }
-    assert_eq!(store.entry_count(), 0);
-    let s = cache.family_stats(Family::User);
-    assert_eq!((s.decode_failures, s.misses, s.hits), (3, 3, 0));
-
-    // get_or_load replaces a corrupt value with a loaded one.
-    store.set("user:4", b"{", opts).await.unwrap();
-    let v = cache
-        .users()
-        .get_or_load("4", || async { Ok::<_, String>(user(4)) })
-        .await
-        .unwrap();
-    assert_eq!(v, user(4));
-    assert_eq!(cache.get_user::<User>("4").await.unwrap(), Some(user(4)));
-    // Bulk reads too.
-    store.set("user:5", b"nope", opts).await.unwrap();
-    let got: Vec<Option<User>> = cache.get_many(Family::User, &["4", "5"]).await.unwrap();
-    assert_eq!(got, vec![Some(user(4)), None]);
-    assert!(!store.exists("user:5").await.unwrap());
-    assert_eq!(cache.family_stats(Family::User).decode_failures, 5);
 }
 
 #[tokio::test(start_paused = true)]
@@ -823,7 +478,7 @@ async fn crawl_status_updates_are_atomic_and_refresh_the_ttl() {
     for w in workers {
         w.await.unwrap();
     }
-    let s = cache.get_crawl_status("t9").await.unwrap().unwrap();
+    let s: CrawlStatus = cache.crawl_status().get("t9").await.unwrap().unwrap();
     assert_eq!(s.processed, 50, "no update lost");
     assert_eq!(s.error_count, 5);
     assert_eq!(s.progress(), Some(0.5));
@@ -844,27 +499,6 @@ async fn crawl_status_updates_are_atomic_and_refresh_the_ttl() {
         .await
         .unwrap();
     assert_eq!((s.state, s.processed), (CrawlState::Pending, 1));
-}
-
-#[tokio::test(start_paused = true)]
-async fn works_over_a_dyn_store_and_reports_backend_stats() {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-    let cache = CacheManager::new(store);
-    cache.cache_user("1", &user(1)).await.unwrap();
-    cache.cache_content("c", &"x").await.unwrap();
-    assert_eq!(cache.get_user::<User>("1").await.unwrap(), Some(user(1)));
-    let counts = cache.key_counts().await.unwrap();
-    assert_eq!(counts.len(), CACHE_FAMILIES.len());
-    assert_eq!(
-        (
-            counts[&Family::User],
-            counts[&Family::Content],
-            counts[&Family::Metrics]
-        ),
-        (1, 1, 0)
-    );
-    let _ = cache.backend_stats().await.unwrap();
-    assert_eq!(cache.family_stats(Family::User).hit_ratio(), Some(1.0));
 }
 
 mod metrics_facade {
@@ -903,9 +537,9 @@ mod metrics_facade {
         let rec = Capture::default();
         let cache =
             metrics::with_local_recorder(&rec, || CacheManager::new(MemoryStore::default()));
-        cache.cache_user("1", &user(1)).await.unwrap();
-        cache.get_user::<User>("1").await.unwrap();
-        cache.get_user::<User>("2").await.unwrap();
+        cache.user().set("1", &user(1)).await.unwrap();
+        cache.user().get::<User>("1").await.unwrap();
+        cache.user().get::<User>("2").await.unwrap();
         let _ = cache
             .keyword_posts()
             .get_or_load("k", || async { Err::<u8, _>("x".to_owned()) })

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::{CasOutcome, Error, Family};
+use cache_core::{CasOutcome, Error};
 use cache_domain::{CacheConfig, CacheManager, LeaseConfig, LoadError, WritePolicy};
 use cache_testing::MockStore;
 
@@ -36,19 +36,19 @@ async fn a_read_outage_is_a_miss_and_the_loader_still_serves_the_caller() {
     mock.expect_get().returning(|_| Err(timeout()));
     let cache = CacheManager::new(mock);
 
-    assert_eq!(cache.get_user::<String>("1").await.unwrap(), None);
-    let got: Vec<Option<String>> = cache.get_many(Family::User, &["1", "2"]).await.unwrap();
+    assert_eq!(cache.user().get::<String>("1").await.unwrap(), None);
+    let got: Vec<Option<String>> = cache.user().get_many(&["1", "2"]).await.unwrap();
     assert_eq!(got, vec![None, None]);
     // No `set` is expected: after a failed read the write is skipped.
     let v: String = cache
-        .users()
+        .user()
         .get_or_load("1", || async {
             Ok::<_, String>("from the database".into())
         })
         .await
         .unwrap();
     assert_eq!(v, "from the database");
-    let s = cache.family_stats(Family::User);
+    let s = cache.user().stats();
     assert_eq!((s.misses, s.loads, s.writes), (4, 1, 0));
     assert_eq!(s.store_errors, 3);
 }
@@ -74,7 +74,7 @@ async fn a_failed_data_read_skips_the_write_and_the_lease() {
         .await
         .unwrap();
     assert_eq!(v, "fresh");
-    assert_eq!(cache.family_stats(Family::Content).store_errors, 1);
+    assert_eq!(cache.content().stats().store_errors, 1);
 }
 
 #[tokio::test]
@@ -87,28 +87,28 @@ async fn a_write_outage_is_logged_and_counted_or_returned_on_request() {
         CacheManager::with_config(mock, CacheConfig::default().with_write_policy(policy)).unwrap()
     };
     let quiet = make(WritePolicy::LogAndCount);
-    quiet.cache_user("1", &"u").await.unwrap();
-    quiet.set_many(Family::User, &[("1", "u")]).await.unwrap();
+    quiet.user().set("1", &"u").await.unwrap();
+    quiet.user().set_many(&[("1", "u")]).await.unwrap();
     let v: String = quiet
-        .users()
+        .user()
         .get_or_load("2", || async { Ok::<_, String>("loaded".into()) })
         .await
         .unwrap();
     assert_eq!(v, "loaded");
-    assert_eq!(quiet.family_stats(Family::User).store_errors, 3);
-    assert_eq!(quiet.family_stats(Family::User).writes, 0);
+    assert_eq!(quiet.user().stats().store_errors, 3);
+    assert_eq!(quiet.user().stats().writes, 0);
 
     let loud = make(WritePolicy::Propagate);
-    let err = loud.cache_user("1", &"u").await.unwrap_err();
+    let err = loud.user().set("1", &"u").await.unwrap_err();
     assert!(err.is_transient(), "{err}");
-    assert!(loud.set_many(Family::User, &[("1", "u")]).await.is_err());
+    assert!(loud.user().set_many(&[("1", "u")]).await.is_err());
     let err = loud
-        .users()
+        .user()
         .get_or_load("2", || async { Ok::<String, String>("loaded".into()) })
         .await
         .unwrap_err();
     assert!(matches!(err, LoadError::Cache(Error::Connection { .. })));
-    assert_eq!(loud.family_stats(Family::User).store_errors, 3);
+    assert_eq!(loud.user().stats().store_errors, 3);
 }
 
 #[tokio::test]
@@ -116,16 +116,16 @@ async fn caller_mistakes_are_returned_whatever_the_policy_and_never_reach_the_st
     // No expectations: any store call would panic.
     let cache = CacheManager::new(MockStore::new());
     assert!(matches!(
-        cache.cache_user("", &1).await,
+        cache.user().set("", &1).await,
         Err(Error::InvalidInput(_))
     ));
     assert!(matches!(
-        cache.get_user::<u8>("").await,
+        cache.user().get::<u8>("").await,
         Err(Error::InvalidInput(_))
     ));
-    assert!(cache.invalidate(Family::User, "").await.is_err());
+    assert!(cache.user().invalidate("").await.is_err());
     assert!(cache
-        .users()
+        .user()
         .with_ttl(Duration::ZERO)
         .set("1", &1)
         .await
@@ -133,7 +133,7 @@ async fn caller_mistakes_are_returned_whatever_the_policy_and_never_reach_the_st
     // A map with non-string keys cannot be JSON: an encode error, before any store call.
     let bad = std::collections::HashMap::from([((1, 2), 3)]);
     assert!(matches!(
-        cache.cache_user("1", &bad).await,
+        cache.user().set("1", &bad).await,
         Err(Error::Encode(_))
     ));
 
@@ -144,10 +144,10 @@ async fn caller_mistakes_are_returned_whatever_the_policy_and_never_reach_the_st
         .returning(|_, _, _| Err(Error::Capacity("value is 9 MiB, the limit is 8 MiB".into())));
     let cache = CacheManager::new(mock);
     assert!(matches!(
-        cache.cache_content("c", &"big").await,
+        cache.content().set("c", &"big").await,
         Err(Error::Capacity(_))
     ));
-    assert_eq!(cache.family_stats(Family::Content).store_errors, 0);
+    assert_eq!(cache.content().stats().store_errors, 0);
 }
 
 #[tokio::test]
@@ -157,11 +157,12 @@ async fn invalidation_and_version_bumps_return_store_errors() {
     mock.expect_incr_by().returning(|_, _, _| Err(refused()));
     mock.expect_scan().returning(|_, _, _| Err(refused()));
     let cache = CacheManager::new(mock);
-    assert!(cache.invalidate(Family::User, "1").await.is_err());
+    assert!(cache.user().invalidate("1").await.is_err());
     assert!(cache.invalidate_user_data("1").await.is_err());
-    assert!(cache.bump_version(Family::User).await.is_err());
+    assert!(cache.user().bump_version().await.is_err());
     assert!(cache
-        .invalidate_matching(Family::User, cache_domain::KeyMatch::All)
+        .user()
+        .invalidate_matching(cache_domain::KeyMatch::All)
         .await
         .is_err());
 }
@@ -181,7 +182,7 @@ async fn crawl_status_updates_return_store_errors() {
         .await
         .unwrap_err();
     assert!(err.is_transient());
-    assert_eq!(cache.family_stats(Family::CrawlStatus).store_errors, 1);
+    assert_eq!(cache.crawl_status().stats().store_errors, 1);
 }
 
 #[tokio::test]
@@ -235,8 +236,8 @@ async fn an_undecodable_value_is_a_miss_even_if_deleting_it_fails() {
         .times(1)
         .returning(|_, _, _, _| Err(refused()));
     let cache = CacheManager::new(mock);
-    assert_eq!(cache.get_user::<String>("1").await.unwrap(), None);
-    let s = cache.family_stats(Family::User);
+    assert_eq!(cache.user().get::<String>("1").await.unwrap(), None);
+    let s = cache.user().stats();
     assert_eq!((s.decode_failures, s.store_errors, s.misses), (1, 1, 1));
 }
 
@@ -255,7 +256,7 @@ async fn a_failed_lease_is_not_fatal() {
     )
     .unwrap();
     let v: u32 = cache
-        .users()
+        .user()
         .get_or_load("1", || async { Ok::<_, String>(7) })
         .await
         .unwrap();
@@ -282,15 +283,15 @@ async fn a_version_refresh_failure_is_a_miss_and_keeps_the_known_version() {
         CacheConfig::default().with_version_refresh(Duration::from_millis(1)),
     )
     .unwrap();
-    assert_eq!(cache.get_user::<u8>("1").await.unwrap(), Some(5));
+    assert_eq!(cache.user().get::<u8>("1").await.unwrap(), Some(5));
     tokio::time::advance(Duration::from_millis(5)).await;
     // The refresh fails: that call is a miss at once (it does not wait out a second store call),
     // the failure is counted, and the known version 3 stays in use.
-    assert_eq!(cache.get_user::<u8>("1").await.unwrap(), None);
-    assert_eq!(cache.cached_version(Family::User), Some(3));
+    assert_eq!(cache.user().get::<u8>("1").await.unwrap(), None);
+    assert_eq!(cache.user().cached_version(), Some(3));
     assert_eq!(version_reads.load(Ordering::SeqCst), 2);
-    assert_eq!(cache.family_stats(Family::User).store_errors, 1);
+    assert_eq!(cache.user().stats().store_errors, 1);
     // Until the next refresh is due, calls use the known version without a version read.
-    assert_eq!(cache.get_user::<u8>("1").await.unwrap(), Some(5));
+    assert_eq!(cache.user().get::<u8>("1").await.unwrap(), Some(5));
     assert_eq!(version_reads.load(Ordering::SeqCst), 2);
 }

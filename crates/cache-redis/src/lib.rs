@@ -13,7 +13,7 @@
 //!     .with_key_prefix("shop");
 //! // Or from REDIS_URL / REDIS_CLUSTER_NODES and the other variables of docs/operations.md:
 //! // let config = RedisConfig::from_env(Profile::Production)?;
-//! let store = RedisStore::connect(&config).await?; // fails here on a wrong URL or password
+//! let store = RedisStore::connect(&cache_redis::RedisConfig::from_core(&config).unwrap()).await?; // fails here on a wrong URL or password
 //! store.set("user:42", b"{}", SetOptions::ttl(Duration::from_secs(60))).await?;
 //! assert_eq!(store.get("user:42").await?.as_deref(), Some(&b"{}"[..]));
 //! println!("{:?}", store.connectivity().await);

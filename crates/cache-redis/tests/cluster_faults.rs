@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cache_core::{Family, SetOptions, Store};
+use cache_core::{SetOptions, Store};
 use cache_domain::{CacheConfig, CacheManager, WritePolicy};
 use cache_redis::RedisStore;
 use common::cluster_config;
@@ -103,7 +103,8 @@ async fn a_primary_fails_under_load_and_operations_resume_after_the_failover() {
     for i in 0..30 {
         let user = format!("u{i}");
         cache
-            .set(Family::User, &user, &serde_json::json!({"n": i}))
+            .user()
+            .set(&user, &serde_json::json!({"n": i}))
             .await
             .unwrap();
         let s = sessions.create(&user, CreateOptions::new()).await.unwrap();
@@ -129,11 +130,9 @@ async fn a_primary_fails_under_load_and_operations_resume_after_the_failover() {
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 let user = format!("w{w}-{}", i % 97);
-                let r = cache
-                    .set(Family::User, &user, &serde_json::json!({"i": i}))
-                    .await;
+                let r = cache.user().set(&user, &serde_json::json!({"i": i})).await;
                 log.lock().unwrap().record(&r);
-                let r = cache.get::<serde_json::Value>(Family::User, &user).await;
+                let r = cache.user().get::<serde_json::Value>(&user).await;
                 log.lock().unwrap().record(&r);
                 let r = sessions.create(&user, CreateOptions::new()).await;
                 log.lock().unwrap().record(&r);
@@ -209,7 +208,7 @@ async fn a_primary_fails_under_load_and_operations_resume_after_the_failover() {
     }
     // Same store, no restart: everything written before the kill is still there.
     for (user, token) in &before {
-        let v: Option<serde_json::Value> = cache.get(Family::User, user).await.unwrap();
+        let v: Option<serde_json::Value> = cache.user().get(user).await.unwrap();
         assert!(v.is_some(), "cache entry of {user} lost");
         let s = sessions.get(token).await.unwrap();
         assert_eq!(s.map(|s| s.user_id), Some(user.clone()), "session lost");

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use cachekit::cache::{CrawlError, KeyMatch};
-use cachekit::core::{Config, Family, KeyTtl, Store, StoreExt};
-use cachekit::sessions::{CreateOptions, SessionData};
+use cachekit::cache::{CrawlError, Family, KeyMatch};
+use cachekit::core::{Config, KeyTtl, Store, StoreExt};
+use cachekit::sessions::{keys, CreateOptions, SessionData};
 use cachekit::{CacheManager, SessionManager};
 use serde_json::{json, Value};
 
@@ -93,7 +93,7 @@ async fn tour(config: &Config, store: Arc<dyn Store>, out: &Out) -> anyhow::Resu
     let cache = cachekit::cache_manager(store.clone(), config)?;
     cache_tour(&cache, store.as_ref(), out, &mut f).await?;
     cache_aside_tour(&cache, out, &mut f).await?;
-    invalidation_tour(&cache, store.as_ref(), out, &mut f).await?;
+    invalidation_tour(&cache, out, &mut f).await?;
     stats_tour(&cache, out, &mut f);
 
     section(out, "9. Health report");
@@ -127,12 +127,16 @@ async fn sessions_tour(
         &token[..8],
         token.len()
     ));
-    out.line(&format!("Store key: session:{handle}: a SHA-256 of the token, so a Redis dump holds no usable token."));
-    let keys = store.scan_all("session:*", 100).await?;
-    let leaks = keys.iter().filter(|k| k.contains(&token)).count();
+    let key = keys::session_key(&handle)?;
     out.line(&format!(
-        "Keys under session:* : {} (containing the token: {leaks})",
-        keys.len()
+        "Store key: {key}: a SHA-256 of the token, so a Redis dump holds no usable token."
+    ));
+    let pattern = keys::SESSION.pattern();
+    let found = store.scan_all(&pattern, 100).await?;
+    let leaks = found.iter().filter(|k| k.contains(&token)).count();
+    out.line(&format!(
+        "Keys under {pattern} : {} (containing the token: {leaks})",
+        found.len()
     ));
     ensure!(leaks == 0, "a store key contains the session token");
     f.add(
@@ -159,7 +163,7 @@ async fn sessions_tour(
             CreateOptions::new().with_idle_timeout(Duration::from_secs(3)),
         )
         .await?;
-    let short_key = format!("session:{}", short.session.handle);
+    let short_key = keys::session_key(&short.session.handle)?;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let before = ttl_text(store.as_ref(), &short_key).await;
     sessions
@@ -281,30 +285,36 @@ async fn cache_tour(
 ) -> anyhow::Result<()> {
     section(out, "6. Typed caching per data family, each with its TTL");
     cache
-        .cache_user("42", &json!({"id": 42, "name": "Ada", "plan": "pro"}))
+        .user()
+        .set("42", &json!({"id": 42, "name": "Ada", "plan": "pro"}))
         .await?;
     cache
-        .cache_user_keywords("42", &json!(["rust", "redis"]))
+        .user_keywords()
+        .set("42", &json!(["rust", "redis"]))
         .await?;
     cache
-        .cache_keyword_posts("rust", &json!([{"id": "p1", "title": "Async Rust"}]))
+        .keyword_posts()
+        .set("rust", &json!([{"id": "p1", "title": "Async Rust"}]))
         .await?;
     cache
-        .cache_trend_data(
+        .keyword_trends()
+        .set(
             "rust",
             &json!({"tfidf": [["tokio", 0.41], ["async", 0.37]]}),
         )
         .await?;
     cache
-        .cache_content("c-9", &json!({"title": "Weekly digest", "words": 812}))
+        .content()
+        .set("c-9", &json!({"title": "Weekly digest", "words": 812}))
         .await?;
     cache
-        .cache_deploy_status("d-3", &json!({"stage": "rolling out", "percent": 40}))
+        .deploy_status()
+        .set("d-3", &json!({"stage": "rolling out", "percent": 40}))
         .await?;
     cache
-        .cache_metrics(
-            "api_latency",
-            "2026-11-26",
+        .metrics()
+        .set(
+            "api_latency:2026-11-26",
             &json!({"p50_ms": 12, "p99_ms": 85}),
         )
         .await?;
@@ -323,8 +333,8 @@ async fn cache_tour(
         .map(|s| (status, s))?
         .1;
     let mut rows = Vec::new();
-    for family in cachekit::cache::CACHE_FAMILIES {
-        for key in store.scan_all(&family.pattern(), 100).await? {
+    for family in Family::ALL {
+        for key in store.scan_all(&family.all_keys_pattern(), 100).await? {
             let ttl = ttl_text(store, &key).await;
             out.line(&format!("  {:<16} {key:<32} {ttl}", family.name()));
             rows.push(json!({"family": family.name(), "key": key, "ttl": ttl}));
@@ -336,9 +346,9 @@ async fn cache_tour(
         status.progress().unwrap_or(0.0) * 100.0,
         status.errors.len()
     ));
-    let user: Option<Value> = cache.get_user("42").await?;
+    let user: Option<Value> = cache.user().get("42").await?;
     out.line(&format!(
-        "get_user(42) -> {}",
+        "cache.user().get(42) -> {}",
         user.clone().unwrap_or(Value::Null)
     ));
     ensure!(user.is_some(), "the cached user is missing");
@@ -390,15 +400,15 @@ async fn cache_aside_tour(
 
 async fn invalidation_tour(
     cache: &CacheManager<Arc<dyn Store>>,
-    store: &dyn Store,
     out: &Out,
     f: &mut Findings,
 ) -> anyhow::Result<()> {
     section(out, "8. Invalidation");
     let evil = cache
-        .invalidate_matching(Family::User, KeyMatch::IdPrefix("*".into()))
+        .user()
+        .invalidate_matching(KeyMatch::IdPrefix("*".into()))
         .await?;
-    let user_still_there = cache.get_user::<Value>("42").await?.is_some();
+    let user_still_there = cache.user().get::<Value>("42").await?.is_some();
     out.line(&format!(
         "invalidate user \"*\": {evil} key(s) deleted; user 42 still cached: {user_still_there} (ids are escaped)"
     ));
@@ -407,9 +417,9 @@ async fn invalidation_tour(
     out.line(&format!(
         "new trend analysis for keyword rust: its posts and trends invalidated ({kw} key(s))"
     ));
-    let before = store.count_matching(&Family::User.pattern(), 100).await?;
-    let version = cache.bump_version(Family::User).await?;
-    let after: Option<Value> = cache.get_user("42").await?;
+    let before = cache.user().count_matching(KeyMatch::All).await?;
+    let version = cache.user().bump_version().await?;
+    let after: Option<Value> = cache.user().get("42").await?;
     out.line(&format!(
         "bump the user family's version to {version}: O(1), user 42 now misses ({}); \
          the {before} old user key(s) age out by TTL",

@@ -10,6 +10,7 @@
 //! configuration.
 
 mod demo;
+mod invalidate;
 mod output;
 mod top;
 
@@ -19,13 +20,13 @@ use std::time::Instant;
 
 use anyhow::Context;
 use cachekit::core::{
-    codec, config::redact_url, BackendConfig, Config, Error, ErrorKind, Family, KeyTtl, Store,
-    StoreExt,
+    codec, config::redact_url, BackendConfig, Config, Error, ErrorKind, KeyTtl, Store, StoreExt,
 };
 use cachekit::sessions::SessionHandle;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
+use crate::invalidate::InvalidateArgs;
 use crate::output::Out;
 
 /// cachectl: health checks, statistics, session administration and a guided demo of cachekit.
@@ -68,10 +69,21 @@ enum Command {
     /// instances publishing a fleet heartbeat; quit with `q`.
     Top(top::TopArgs),
     /// Show a key's decoded value and its TTL.
-    Get {
-        /// The key, relative to the prefix (e.g. `user:42`).
-        key: String,
-    },
+    Get(GetArgs),
+}
+
+#[derive(Debug, Args)]
+struct GetArgs {
+    /// The key, relative to the prefix (e.g. `user:42`).
+    #[arg(required_unless_present = "family", conflicts_with = "family")]
+    key: Option<String>,
+    /// Instead of a key: the cache family of the value (with --id); the live key under the
+    /// family's current version is shown.
+    #[arg(long, requires = "id")]
+    family: Option<String>,
+    /// The id within --family (a metrics id is `TYPE:DATE`).
+    #[arg(long, requires = "family")]
+    id: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,23 +105,6 @@ enum SessionsCmd {
     },
     /// Prune index entries of expired sessions and report what was found and removed.
     Cleanup,
-}
-
-#[derive(Debug, Args)]
-struct InvalidateArgs {
-    /// The family to invalidate (user, user_keywords, keyword_posts, keyword_trends, crawl_status,
-    /// content, deploy_status, metrics, session).
-    #[arg(long, conflicts_with = "pattern", required_unless_present = "pattern")]
-    family: Option<String>,
-    /// Only this id of the family (escaped: `*` means the id `*`, not everything).
-    #[arg(long, requires = "family")]
-    id: Option<String>,
-    /// A raw glob pattern relative to the prefix (e.g. `post:keyword:*`). Use with care.
-    #[arg(long)]
-    pattern: Option<String>,
-    /// Count what would be deleted, delete nothing.
-    #[arg(long)]
-    dry_run: bool,
 }
 
 /// Exit codes, documented in the module docs and `docs/cli.md`.
@@ -207,8 +202,19 @@ async fn run(cli: Cli, out: &Out) -> anyhow::Result<u8> {
         Command::Health | Command::Top(_) => unreachable!("handled above"),
         Command::Stats => stats(&config, store, out).await,
         Command::Sessions(cmd) => sessions(cmd, &config, store, out).await,
-        Command::Invalidate(args) => invalidate(args, &config, store, out).await,
-        Command::Get { key } => get(&key, store, out).await,
+        Command::Invalidate(args) => invalidate::run(args, &config, store, out).await,
+        Command::Get(args) => {
+            let key = match (args.key, args.family, args.id) {
+                (Some(key), _, _) => key,
+                (None, Some(family), Some(id)) => {
+                    let family = invalidate::cache_family(&family)?;
+                    let cache = cachekit::cache_manager(store.clone(), &config)?;
+                    cache.family(family).key_of(&id).await?.into_string()
+                }
+                _ => unreachable!("clap requires a key or --family with --id"),
+            };
+            get(&key, store, out).await
+        }
     }
 }
 
@@ -237,11 +243,15 @@ async fn health(config: &Config, out: &Out) -> anyhow::Result<u8> {
 async fn stats(config: &Config, store: Arc<dyn Store>, out: &Out) -> anyhow::Result<u8> {
     let backend_stats = store.stats().await?;
     let mut counts = serde_json::Map::new();
-    for family in Family::ALL {
+    let cache = cachekit::cache_manager(store.clone(), config)?;
+    for (family, n) in cache.key_counts().await? {
+        counts.insert(family.name().to_string(), json!(n));
+    }
+    for family in cachekit::sessions::keys::FAMILIES {
         let n = store
             .count_matching(&family.pattern(), config.scan_count)
             .await?;
-        counts.insert(family.name().to_string(), json!(n));
+        counts.insert(family.name.to_string(), json!(n));
     }
     let mut text = format!("backend: {}\n", describe_backend(config));
     if let Some(s) = &backend_stats {
@@ -313,45 +323,6 @@ async fn sessions(
             );
         }
     }
-    Ok(0)
-}
-
-async fn invalidate(
-    args: InvalidateArgs,
-    config: &Config,
-    store: Arc<dyn Store>,
-    out: &Out,
-) -> anyhow::Result<u8> {
-    let pattern = match (&args.family, &args.id, &args.pattern) {
-        (Some(family), Some(id), _) => Family::from_name(family)?.pattern_for(id)?,
-        (Some(family), None, _) => Family::from_name(family)?.pattern(),
-        (None, _, Some(pattern)) => pattern.clone(),
-        (None, _, None) => unreachable!("clap requires --family or --pattern"),
-    };
-    if args.dry_run {
-        let n = store.count_matching(&pattern, config.scan_count).await?;
-        out.report(
-            &json!({"pattern": pattern, "dry_run": true, "matched": n}),
-            &format!("dry run: {n} key(s) match {pattern:?}; nothing deleted"),
-        );
-        return Ok(0);
-    }
-    let bar = out.progress_bar(&format!("invalidating {pattern}"));
-    let progress = {
-        let bar = bar.clone();
-        move |scanned: u64, deleted: u64| {
-            bar.set_position(scanned);
-            bar.set_message(format!("{deleted} deleted"));
-        }
-    };
-    let deleted = store
-        .delete_matching(&pattern, config.scan_count, &progress)
-        .await?;
-    bar.finish_and_clear();
-    out.report(
-        &json!({"pattern": pattern, "dry_run": false, "deleted": deleted}),
-        &format!("deleted {deleted} key(s) matching {pattern:?}"),
-    );
     Ok(0)
 }
 

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+use cachekit::cache::Family;
 use cachekit::core::{Config, Store};
 use cachekit::sessions::CreateOptions;
 use predicates::prelude::*;
@@ -121,7 +122,7 @@ fn usage_and_input_errors_are_one_line_with_exit_codes() {
         .args(["invalidate", "--family", "nope"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("unknown family"))
+        .stderr(predicate::str::contains("unknown cache family"))
         .stderr(predicate::str::contains("user_keywords"));
     // A malformed handle is rejected before any store call.
     cachectl()
@@ -188,16 +189,19 @@ fn every_command_on_a_real_redis() {
         let cache = cachekit::cache_manager(store.clone(), &config).expect("cache");
         for i in 0..30 {
             cache
-                .cache_keyword_posts(&format!("kw{i}"), &serde_json::json!([i]))
+                .keyword_posts()
+                .set(&format!("kw{i}"), &serde_json::json!([i]))
                 .await
                 .expect("cache posts");
         }
         cache
-            .cache_user("42", &serde_json::json!({"name": "ada"}))
+            .user()
+            .set("42", &serde_json::json!({"name": "ada"}))
             .await
             .expect("cache user");
         cache
-            .cache_user("*", &serde_json::json!({"name": "star"}))
+            .user()
+            .set("*", &serde_json::json!({"name": "star"}))
             .await
             .expect("cache user *");
         let sessions = cachekit::session_manager(store.clone(), &config).expect("sessions");
@@ -323,4 +327,109 @@ fn every_command_on_a_real_redis() {
         .assert()
         .code(4)
         .stderr(predicate::str::contains("auth").or(predicate::str::contains("password")));
+}
+
+/// The id of each family used by the invalidation test (metrics ids are `TYPE:DATE`).
+fn sample_id(family: Family) -> &'static str {
+    match family {
+        Family::Metrics => "api:2026-11-01",
+        _ => "42",
+    }
+}
+
+#[test]
+fn invalidate_removes_the_live_key_of_every_family_on_redis_before_and_after_a_version_bump() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let prefix = "inval";
+    let config = redis_config(&server, prefix);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let store = rt.block_on(cachekit::connect(&config)).expect("connect");
+    // The service whose cache an operator invalidates.
+    let service = cachekit::cache_manager(store.clone(), &config).expect("cache");
+    let base = |args: &[&str]| {
+        let mut c = cachectl();
+        c.args(["--redis", &url, "--prefix", prefix]).args(args);
+        c
+    };
+    let exists = |key: &str| server.cli(["EXISTS", &format!("{prefix}:{key}")]) == "1";
+
+    for family in Family::ALL {
+        let id = sample_id(family);
+        for version in [0, 1] {
+            let live = rt
+                .block_on(async {
+                    let handle = service.family(family);
+                    if version == 1 {
+                        assert_eq!(handle.bump_version().await?, 1);
+                    }
+                    handle.set(id, &"cached").await?;
+                    handle.key_of(id).await
+                })
+                .expect("seed");
+            assert!(exists(&live), "{live}");
+
+            // The text output names the live key...
+            base(&[
+                "invalidate",
+                "--family",
+                family.name(),
+                "--id",
+                id,
+                "--dry-run",
+            ])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("1 key(s) match"))
+            .stdout(predicate::str::contains(live.as_str()));
+            // ...and the deletion removes it.
+            let v = json_of(
+                &base(&[
+                    "--json",
+                    "invalidate",
+                    "--family",
+                    family.name(),
+                    "--id",
+                    id,
+                ])
+                .assert()
+                .success()
+                .get_output()
+                .stdout,
+            );
+            assert_eq!(v["deleted"], 1, "{family} v{version}: {v}");
+            assert_eq!(v["key"], live.as_str());
+            assert!(!exists(&live), "{family} v{version}: {live} survived");
+            let cached: Option<String> = rt.block_on(service.family(family).get(id)).expect("get");
+            assert_eq!(cached, None, "{family} v{version}");
+        }
+    }
+
+    // `get --family --id` reads the live key too.
+    rt.block_on(service.metrics().set("api:2026-11-02", &"today"))
+        .expect("seed");
+    let v = json_of(
+        &base(&[
+            "--json",
+            "get",
+            "--family",
+            "metrics",
+            "--id",
+            "api:2026-11-02",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout,
+    );
+    assert_eq!(v["key"], "metrics:v1:api:2026-11-02");
+    assert_eq!(v["value"], "today");
+
+    // Session keys are not the cache's to delete.
+    for family in ["session", "session_index"] {
+        base(&["invalidate", "--family", family, "--id", "x"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("cachectl sessions"));
+    }
 }

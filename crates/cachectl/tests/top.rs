@@ -59,9 +59,9 @@ impl Fleet2 {
                     .unwrap();
                 let cache = cachekit::cache_manager(fleet.store(), &config).unwrap();
                 // Some traffic, so that hit ratios and store latencies have something to show.
-                cache.cache_user("1", &1).await.unwrap();
-                cache.get_user::<i32>("1").await.unwrap();
-                cache.get_user::<i32>("2").await.unwrap();
+                cache.user().set("1", &1).await.unwrap();
+                cache.user().get::<i32>("1").await.unwrap();
+                cache.user().get::<i32>("2").await.unwrap();
                 heartbeats.push(Some(fleet.start_with_cache(&cache).await.unwrap().unwrap()));
                 caches.push(cache);
             }
@@ -361,7 +361,7 @@ fn on_a_cluster_every_primary_is_a_node_of_the_server_view() {
         .unwrap();
         let cache = cachekit::cache_manager(fleet.store(), &config).unwrap();
         for i in 0..30 {
-            cache.cache_user(&i.to_string(), &i).await.unwrap();
+            cache.user().set(&i.to_string(), &i).await.unwrap();
         }
         fleet.start_with_cache(&cache).await.unwrap().unwrap()
     });

@@ -20,7 +20,7 @@
 //! let cache = cachekit::cache_manager(store.clone(), &config)?;
 //! let sessions = cachekit::session_manager(store, &config)?;
 //!
-//! cache.cache_user("42", &serde_json::json!({"name": "ada"})).await?;
+//! cache.user().set("42", &serde_json::json!({"name": "ada"})).await?;
 //! let login = sessions.create("42", Default::default()).await?;
 //! let session = sessions.get(login.token.expose()).await?.expect("just created");
 //! assert_eq!(session.user_id, "42");
@@ -43,10 +43,9 @@ pub use cache_domain as cache;
 pub use sessions;
 
 pub use cache_core::{
-    BackendConfig, Config, Error, ErrorKind, Family, Key, KeySchema, Profile, Result, Store,
-    StoreExt,
+    BackendConfig, Config, Error, ErrorKind, Key, KeySchema, Profile, Result, Store, StoreExt,
 };
-pub use cache_domain::CacheManager;
+pub use cache_domain::{CacheManager, Family};
 pub use sessions::{Session, SessionManager, SessionToken};
 
 #[cfg(feature = "memory")]
@@ -137,7 +136,7 @@ pub fn session_manager<S: Store>(store: S, config: &Config) -> Result<SessionMan
     // `CACHE_TTL_SESSION` is still parsed by cache-core's `Config` (as the `session` family's TTL
     // override); hand it to the sessions crate's own settings.
     let mut settings = sessions::SessionConfig::default();
-    if let Some(ttl) = config.ttl_overrides.get(&Family::Session) {
+    if let Some(ttl) = config.ttl_overrides.get(&cache_core::Family::Session) {
         settings = settings.with_idle_timeout(*ttl);
     }
     SessionManager::builder(store)

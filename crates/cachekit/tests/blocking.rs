@@ -15,58 +15,91 @@ fn data(v: serde_json::Value) -> SessionData {
 }
 
 fn exercise(client: &Client) {
-    client.ping().expect("ping");
+    client.block_on(client.store().ping()).expect("ping");
     let cache = client.cache().expect("cache");
-    cache
-        .set(Family::User, "7", &json!({"name": "grace"}))
+    client
+        .block_on(cache.user().set("7", &json!({"name": "grace"})))
         .expect("set");
-    let got: Option<serde_json::Value> = cache.get(Family::User, "7").expect("get");
+    let got: Option<serde_json::Value> = client.block_on(cache.user().get("7")).expect("get");
     assert_eq!(got.unwrap()["name"], "grace");
-    cache
-        .set_with_ttl(Family::Content, "c", &"body", Duration::from_secs(5))
+    client
+        .block_on(
+            cache
+                .content()
+                .with_ttl(Duration::from_secs(5))
+                .set("c", &"body"),
+        )
         .expect("set with ttl");
 
-    // Cache-aside with a plain closure: runs once, then hits.
+    // Cache-aside with a synchronous loader (it runs on this thread): runs once, then hits.
     let loads = Arc::new(AtomicUsize::new(0));
     for _ in 0..3 {
         let loads = loads.clone();
-        let v: Vec<u32> = cache
-            .get_or_load(Family::KeywordTrends, "k", move || {
+        let v: Vec<u32> = client
+            .block_on(cache.keyword_trends().get_or_load("k", || async move {
                 loads.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, std::io::Error>(vec![1, 2, 3])
-            })
+            }))
             .expect("load");
         assert_eq!(v, vec![1, 2, 3]);
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
-    assert!(cache
-        .invalidate(Family::KeywordTrends, "k")
+    assert!(client
+        .block_on(cache.keyword_trends().invalidate("k"))
         .expect("invalidate"));
     assert_eq!(cache.stats().family(Family::User).hits, 1);
+    // A loader error comes back typed.
+    let err = client
+        .block_on(
+            cache
+                .user()
+                .get_or_load("8", || async { Err::<u8, _>("db down".to_owned()) }),
+        )
+        .unwrap_err();
+    assert_eq!(err.loader_error().map(String::as_str), Some("db down"));
 
     // The session lifecycle.
     let sessions = client.sessions().expect("sessions");
-    let s = sessions
-        .create("u1", CreateOptions::new().with_data(data(json!({"a": 1}))))
+    let s = client
+        .block_on(sessions.create("u1", CreateOptions::new().with_data(data(json!({"a": 1})))))
         .expect("create");
     let token = s.token.expose().to_string();
-    let updated = sessions
-        .update(&token, &data(json!({"b": 2})))
+    let updated = client
+        .block_on(sessions.update(&token, &data(json!({"b": 2}))))
         .expect("update")
         .expect("live");
     assert_eq!(updated.data.len(), 2);
-    let rotated = sessions.rotate(&token).expect("rotate").expect("live");
-    assert!(sessions.get(&token).expect("get old").is_none());
+    let rotated = client
+        .block_on(sessions.rotate(&token))
+        .expect("rotate")
+        .expect("live");
+    assert!(client
+        .block_on(sessions.get(&token))
+        .expect("get old")
+        .is_none());
     let new_token = rotated.token.expose().to_string();
-    assert!(sessions.get(&new_token).expect("get new").is_some());
-    assert_eq!(sessions.list_user_sessions("u1").expect("list").len(), 1);
-    assert!(sessions
-        .extend(&new_token, Duration::from_secs(120))
-        .expect("extend")
+    assert!(client
+        .block_on(sessions.get(&new_token))
+        .expect("get new")
         .is_some());
-    assert_eq!(sessions.revoke_all("u1").expect("revoke all"), 1);
-    assert!(sessions.get(&new_token).expect("get revoked").is_none());
-    sessions.cleanup().expect("cleanup");
+    assert_eq!(
+        client
+            .block_on(sessions.list_user_sessions("u1"))
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_eq!(
+        client
+            .block_on(sessions.revoke_all("u1"))
+            .expect("revoke all"),
+        1
+    );
+    assert!(client
+        .block_on(sessions.get(&new_token))
+        .expect("get revoked")
+        .is_none());
+    client.block_on(sessions.cleanup()).expect("cleanup");
 }
 
 #[test]
@@ -115,7 +148,9 @@ fn a_client_dropped_inside_a_runtime_does_not_panic() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let err = client.ping().expect_err("refused inside a runtime");
+        let err = client
+            .block_on(client.store().ping())
+            .expect_err("refused inside a runtime");
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         drop(client);
     });

@@ -381,8 +381,8 @@ mod runtime {
             let store = InstrumentedStore::new(cachekit::MemoryStore::default());
             let cache = cachekit::CacheManager::new(cachekit::MemoryStore::default());
             runtime.block_on(async {
-                cache.cache_user("1", &1).await.unwrap();
-                cache.get_user::<i32>("1").await.unwrap();
+                cache.user().set("1", &1).await.unwrap();
+                cache.user().get::<i32>("1").await.unwrap();
                 store.get("k").await.unwrap();
                 // An error, so that the error counter is registered too.
                 let err: Error = store.get("").await.unwrap_err();

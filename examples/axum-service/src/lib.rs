@@ -1,31 +1,45 @@
-//! An example service built on cachekit: users log in and get a session (rotated at login, sliding
-//! expiry, "log out everywhere"), and trend data is served cache-aside from a slow "database".
+//! An example service built on cachekit: people log in on an HTML page (a session cookie), programs
+//! use a bearer-token API, trend data is served cache-aside from a slow "database", and everything is
+//! counted on `/metrics`.
 //!
-//! Run it with `cargo run -p axum-service` (in-memory backend) or with `REDIS_URL=redis://...` set.
+//! Run it with `cargo run -p axum-service` (in-memory backend) or with `REDIS_URL=redis://...` set,
+//! then open <http://127.0.0.1:3000/>.
 //!
 //! | route | what it does |
 //! |---|---|
-//! | `POST /login` `{"user_id": "42"}` | creates a session, returns `{"token": ...}` |
-//! | `GET /me` (`Authorization: Bearer TOKEN`) | the session (sliding expiry) |
-//! | `POST /me/prefs` `{...}` | merges fields into the session atomically |
-//! | `POST /logout` | deletes the session |
-//! | `POST /logout-everywhere` | revokes every other session of the user |
+//! | `GET /` | the login page, or (logged in) the session page with a visit counter |
+//! | `POST /login` (form `username`) | logs in (any old session of this browser ends), back to `/` |
+//! | `POST /logout` | ends this session, clears the cookie |
+//! | `POST /logout-everywhere` | ends every session of the user, in every browser |
+//! | `POST /api/login` `{"user_id": "42"}` | creates a session, returns `{"token": ..., "handle": ...}` |
+//! | `GET /api/me` (`Authorization: Bearer TOKEN`) | the session (sliding expiry) |
+//! | `POST /api/me/prefs` `{...}` | merges fields into the session atomically |
+//! | `POST /api/logout` | deletes the session |
+//! | `POST /api/logout-everywhere` | revokes every session of the user |
 //! | `GET /trends/{keyword}` | trend data, cache first, database on a miss (single-flight) |
 //! | `GET /health` | the health report; 503 when unhealthy |
+//! | `GET /metrics` | Prometheus text format: cache and session-layer counters |
+//!
+//! Sessions come from [`cachekit_axum`]: the page routes sit behind a cookie [`SessionLayer`], the
+//! API behind a bearer one, both over the same [`SessionManager`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cachekit::sessions::{CreateOptions, SessionData};
-use cachekit::{CacheManager, Config, DynStore, ErrorKind, SessionManager};
+use cachekit::{CacheManager, Config, DynStore, SessionManager};
+use cachekit_axum::{CookieConfig, Session, SessionContext, SessionError, SessionLayer};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+mod pages;
 
 /// Shared state of the service.
 #[derive(Clone)]
@@ -33,67 +47,89 @@ pub struct AppState {
     store: DynStore,
     cache: CacheManager<DynStore>,
     sessions: SessionManager<DynStore>,
+    metrics: PrometheusHandle,
+    secure_cookies: bool,
     /// How often the "database" was queried (to show cache-aside at work).
     pub db_queries: Arc<AtomicU64>,
+}
+
+/// The process's Prometheus recorder, installed the first time it is asked for. It must be in place
+/// before the managers are built: they register their counters when they are created.
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
 }
 
 impl AppState {
     /// Connects to the configured backend and builds the managers.
     pub async fn new(config: &Config) -> cachekit::Result<Self> {
+        let metrics = prometheus();
         let store = cachekit::connect(config).await?;
         Ok(Self {
             cache: cachekit::cache_manager(store.clone(), config)?,
             sessions: cachekit::session_manager(store.clone(), config)?,
             store,
+            metrics,
+            secure_cookies: true,
             db_queries: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Sends the session cookie without `Secure` (and so without the `__Host-` prefix): only for a
+    /// plain-HTTP deployment on a host browsers do not treat as secure. `localhost` and
+    /// `127.0.0.1` do not need this.
+    pub fn with_insecure_cookies(mut self) -> Self {
+        self.secure_cookies = false;
+        self
+    }
+
+    /// The session manager (for tests and admin tools).
+    pub fn sessions(&self) -> &SessionManager<DynStore> {
+        &self.sessions
+    }
+
+    /// The store (for tests and admin tools).
+    pub fn store(&self) -> &DynStore {
+        &self.store
     }
 }
 
 /// The service's routes.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let cookie_layer = SessionLayer::builder(state.sessions.clone())
+        .cookie(CookieConfig::new().with_secure(state.secure_cookies))
+        .build()
+        // Invariant: the default cookie with or without `Secure` passes every check of `build`.
+        .expect("the example's cookie settings are valid");
+    let pages = Router::new()
+        .route("/", get(pages::home))
+        .route("/login", post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/logout-everywhere", post(pages::logout_everywhere))
+        .layer(cookie_layer);
+    let api = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/me/prefs", post(prefs))
         .route("/logout", post(logout))
         .route("/logout-everywhere", post(logout_everywhere))
+        .layer(SessionLayer::bearer(state.sessions.clone()));
+    Router::new()
+        .merge(pages)
+        .nest("/api", api)
         .route("/trends/{keyword}", get(trends))
         .route("/health", get(health))
+        .route("/metrics", get(metrics_page))
         .with_state(state)
-}
-
-/// An error response: JSON body, status from the error class.
-struct ApiError(StatusCode, String);
-
-impl From<cachekit::Error> for ApiError {
-    fn from(e: cachekit::Error) -> Self {
-        let status = match e.kind() {
-            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-            // Sessions fail closed: an outage is a 503, never an anonymous or stale session.
-            ErrorKind::Connection | ErrorKind::Timeout => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
-    }
-}
-
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "missing bearer token".into()))
-}
-
-fn unauthorized() -> ApiError {
-    ApiError(StatusCode::UNAUTHORIZED, "no such session".into())
 }
 
 #[derive(Deserialize)]
@@ -107,27 +143,6 @@ struct LoginResponse {
     handle: String,
 }
 
-async fn login(
-    State(s): State<AppState>,
-    Json(req): Json<LoginRequest>,
-) -> Result<Json<LoginResponse>, ApiError> {
-    // (A real service checks the password here.)
-    let created = s
-        .sessions
-        .create(
-            &req.user_id,
-            CreateOptions::new().with_data(SessionData::from_iter([(
-                "logged_in_at".to_string(),
-                json!(unix_now()),
-            )])),
-        )
-        .await?;
-    Ok(Json(LoginResponse {
-        token: created.token.expose().to_string(),
-        handle: created.session.handle.to_string(),
-    }))
-}
-
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -135,57 +150,58 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
-async fn me(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = s
-        .sessions
-        .get(bearer(&headers)?)
-        .await?
-        .ok_or_else(unauthorized)?;
-    Ok(Json(json!({
-        "user_id": session.user_id,
-        "data": session.data,
-        "expires_at": session.expires_at().to_rfc3339(),
-    })))
+fn login_data() -> CreateOptions {
+    CreateOptions::new().with_data(SessionData::from_iter([(
+        "logged_in_at".to_string(),
+        json!(unix_now()),
+    )]))
+}
+
+async fn login(
+    ctx: SessionContext,
+    Json(req): Json<LoginRequest>,
+) -> Result<Json<LoginResponse>, SessionError> {
+    // (A real service checks the password here.)
+    let login = ctx.login(&req.user_id, login_data()).await?;
+    Ok(Json(LoginResponse {
+        token: login.token.expose().to_string(),
+        handle: login.token.handle().to_string(),
+    }))
+}
+
+async fn me(session: Session) -> Json<serde_json::Value> {
+    Json(json!({
+        "user_id": session.user_id(),
+        "data": session.data(),
+        "expires_at": session.expires_at().map(|t| t.to_rfc3339()),
+    }))
 }
 
 async fn prefs(
-    State(s): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Json(patch): Json<SessionData>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let session = s
-        .sessions
-        .update(bearer(&headers)?, &patch)
-        .await?
-        .ok_or_else(unauthorized)?;
-    Ok(Json(json!({"data": session.data})))
+) -> Result<Json<serde_json::Value>, SessionError> {
+    session.merge(patch)?;
+    // Written now rather than on the way out, so that the answer shows the stored data (including
+    // fields other requests merged meanwhile).
+    session.save().await?;
+    Ok(Json(json!({"data": session.data()})))
 }
 
-async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
-    s.sessions.delete(bearer(&headers)?).await?;
+async fn logout(session: Session) -> Result<StatusCode, SessionError> {
+    session.logout().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn logout_everywhere(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let token = bearer(&headers)?;
-    let session = s.sessions.get(token).await?.ok_or_else(unauthorized)?;
-    let revoked = s
-        .sessions
-        .revoke_all_except(&session.user_id, token)
-        .await?;
+async fn logout_everywhere(session: Session) -> Result<Json<serde_json::Value>, SessionError> {
+    let revoked = session.logout_everywhere().await?;
     Ok(Json(json!({"revoked": revoked})))
 }
 
 async fn trends(
     State(s): State<AppState>,
     Path(keyword): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
     let db_queries = s.db_queries.clone();
     let kw = keyword.clone();
     let data: serde_json::Value = s
@@ -198,7 +214,7 @@ async fn trends(
             Ok::<_, std::convert::Infallible>(json!({"keyword": kw, "tfidf": [["tokio", 0.41]]}))
         })
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(data))
 }
 
@@ -210,4 +226,12 @@ async fn health(State(s): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(report)).into_response()
+}
+
+async fn metrics_page(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
 }

@@ -207,7 +207,7 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              `batch64` / `raw_pipeline64` read 64 consecutive keys per operation. Library clients \
              use the `production` profile (`RedisStore` with its default {shared} shared \
              connections) and are called through `Arc<dyn Store>`; `cache` is \
-             `CacheManager<Arc<dyn Store>>` typed `get` / `set_with_ttl` of the document (so it \
+             `CacheManager<Arc<dyn Store>>` typed `get` / `set` with a per-call TTL of the document (so it \
              also decodes / encodes it), family `content`.\n\n\
              For each C in {levels:?}: one unmeasured warm-up round of {warm:?} per client, then \
              {rounds} rounds of {round:?} in which every client runs once, the order rotated by \

@@ -1,78 +1,126 @@
-//! The cache manager's Redis scenarios, shared by the single-server tests (`redis.rs`) and the Redis
-//! Cluster tests (`cluster.rs`): each takes a [`Target`] that says where the store connects and how
-//! to inspect keys independently of the code under test (`redis-cli`, with `-c` on a cluster so it
-//! follows the key's slot to its node).
+//! The cache manager's scenarios, written once and run on every backend: the in-memory store
+//! (`memory.rs`), a real `redis-server` (`redis.rs`) and a real Redis Cluster (`cluster.rs`). Each
+//! test binary instantiates all of them with one line, `backend_tests!(Target::memory)` (or
+//! `Target::server`, `Target::cluster`).
+//!
+//! Each scenario takes a [`Target`] that says where the store connects and how to inspect keys
+//! independently of the manager under test: on Redis with `redis-cli` (with `-c` on a cluster so
+//! it follows the key's slot to its node), on memory through the store itself.
 
-#![allow(dead_code, unreachable_pub)] // Each test binary uses a different subset.
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a different subset of the helpers.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::config::{PoolConfig, RetryConfig};
-use cache_core::{Config, Family, Profile};
-use cache_domain::{CacheConfig, CacheManager, CrawlError, KeyMatch, LeaseConfig, LoadError};
+use cache_core::{Config, KeyTtl, Profile, SetOptions, Store};
+use cache_domain::{
+    CacheConfig, CacheManager, CrawlError, CrawlStatus, Family, KeyMatch, LeaseConfig, LoadError,
+};
+use cache_memory::MemoryStore;
 use cache_redis::{RedisConfig, RedisStore};
 use serde::{Deserialize, Serialize};
 use test_redis::{RedisCluster, RedisServer};
 use tokio::sync::watch;
 
-/// Where a scenario runs: a `redis-server` of its own (prefix `t`), or the test binary's shared
-/// cluster under a prefix of the scenario's own.
+/// Instantiates every scenario below as a test in a module `scenario`, on the target that
+/// `$target(scenario_name)` builds. Add a new scenario to the list as well as below.
+macro_rules! backend_tests {
+    ($target:expr) => {
+        backend_tests!(@each $target;
+            every_family_with_its_default_ttl_and_the_overrides,
+            single_flight_with_100_callers,
+            the_lease_makes_two_managers_load_once,
+            pattern_invalidation_escapes_ids,
+            version_bump_invalidates_a_family_across_managers,
+            invalidation_removes_the_live_key_of_every_family_after_a_bump,
+            corrupt_values_are_misses_and_deleted,
+            crawl_status_updates_lose_nothing_under_contention,
+        );
+    };
+    (@each $target:expr; $($name:ident),* $(,)?) => {
+        mod scenario {
+            #[allow(unused_imports)] // The target's path, as the caller wrote it.
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let target = ($target)(stringify!($name));
+                    crate::scenarios::$name(&target).await;
+                }
+            )*
+        }
+    };
+}
+
+/// The store type every scenario runs on.
+pub type DynStore = Arc<dyn Store>;
+
+/// Where a scenario runs.
 pub enum Target {
-    /// One server, spawned for the test.
+    /// An in-memory store of its own (prefix `t`).
+    Memory(MemoryStore),
+    /// A `redis-server` of its own, spawned for the test (prefix `t`).
     Server(RedisServer),
     /// The shared cluster of the test binary, and this scenario's key prefix.
     Cluster(&'static RedisCluster, String),
 }
 
 impl Target {
+    /// A fresh in-memory store.
+    pub fn memory(_scenario: &str) -> Target {
+        Target::Memory(
+            MemoryStore::new()
+                .with_prefix("t")
+                .expect("t is a valid prefix"),
+        )
+    }
+
     /// A fresh server.
-    pub fn server() -> Target {
+    pub fn server(_scenario: &str) -> Target {
         Target::Server(RedisServer::start())
     }
 
-    /// The shared cluster, with keys under `prefix`.
-    pub fn cluster(prefix: &str) -> Target {
-        Target::Cluster(RedisCluster::shared(), prefix.to_owned())
+    /// The shared cluster, with keys under a prefix named after the scenario.
+    pub fn cluster(scenario: &str) -> Target {
+        let mut prefix = format!("cd_{scenario}");
+        // A key prefix is at most 64 bytes; scenario names are ASCII.
+        prefix.truncate(60);
+        Target::Cluster(RedisCluster::shared(), prefix)
     }
 
     /// The server, for the fault tests of a single server.
     pub fn as_server(&self) -> &RedisServer {
         match self {
             Target::Server(s) => s,
-            Target::Cluster(..) => panic!("not a single-server target"),
+            _ => panic!("not a single-server target"),
         }
     }
 
     fn prefix(&self) -> &str {
         match self {
-            Target::Server(_) => "t",
+            Target::Memory(_) | Target::Server(_) => "t",
             Target::Cluster(_, p) => p,
         }
     }
 
-    /// The full Redis key of `rel`.
-    pub fn key(&self, rel: &str) -> String {
+    /// The full backend key of `rel`.
+    fn key(&self, rel: &str) -> String {
         format!("{}:{rel}", self.prefix())
     }
 
     /// The store's backend name.
     pub fn backend_name(&self) -> &'static str {
         match self {
+            Target::Memory(_) => "memory",
             Target::Server(_) => "redis",
             Target::Cluster(..) => "redis-cluster",
         }
     }
 
-    /// Production settings with short timeouts so outage tests finish quickly.
-    pub fn config(&self, env: &[(&str, &str)]) -> Config {
-        let base = Config::from_lookup(|k| {
-            env.iter()
-                .find(|(name, _)| *name == k)
-                .map(|(_, v)| (*v).to_owned())
-        })
-        .expect("test environment is valid");
+    /// Production settings with short timeouts so that outage tests finish quickly.
+    fn redis_config(&self) -> Config {
         let b = Config::builder().profile(Profile::Production);
         let b = match self {
             Target::Server(s) => b
@@ -84,59 +132,100 @@ impl Target {
                 .cluster_nodes(c.seed_urls())
                 .response_timeout(Duration::from_millis(1000))
                 .retry(RetryConfig::default().with_budget(Duration::from_millis(2000))),
+            Target::Memory(_) => b.memory(),
         };
-        let mut b = b
-            .key_prefix(self.prefix())
+        b.key_prefix(self.prefix())
             .connect_timeout(Duration::from_millis(500))
             .pool(
                 PoolConfig::default()
                     .with_max_open(8)
                     .with_health_check_interval(Duration::from_millis(200)),
-            );
-        for (family, ttl) in &base.ttl_overrides {
-            b = b.ttl(*family, *ttl);
-        }
-        b.build().expect("test config is valid")
+            )
+            .build()
+            .expect("test config is valid")
     }
 
-    /// A connected store.
-    pub async fn store(&self) -> RedisStore {
-        RedisStore::connect(&RedisConfig::from_core(&self.config(&[])).unwrap())
-            .await
-            .expect("connect to the test server")
+    /// A store on the target: a new connection on Redis, the same data on memory (as two service
+    /// instances share one Redis).
+    pub async fn store(&self) -> DynStore {
+        match self {
+            Target::Memory(m) => Arc::new(m.clone()),
+            _ => Arc::new(
+                RedisStore::connect(
+                    &RedisConfig::from_core(&self.redis_config()).expect("valid Redis settings"),
+                )
+                .await
+                .expect("connect to the test server"),
+            ),
+        }
     }
 
     /// A cache manager on a new store.
-    pub async fn manager(&self, cache: CacheConfig) -> CacheManager<RedisStore> {
+    pub async fn manager(&self, cache: CacheConfig) -> CacheManager<DynStore> {
         CacheManager::with_config(self.store().await, cache).expect("valid cache config")
     }
 
     /// `redis-cli` with `args` (on a cluster: any node, following redirections).
-    pub fn cli<I, S>(&self, args: I) -> String
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<std::ffi::OsStr>,
-    {
+    fn cli(&self, args: &[&str]) -> String {
         match self {
             Target::Server(s) => s.cli(args),
             Target::Cluster(c, _) => {
-                let mut all: Vec<std::ffi::OsString> = vec!["-c".into()];
-                all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+                let mut all = vec!["-c"];
+                all.extend(args);
                 c.cli(all)
             }
+            Target::Memory(_) => unreachable!("memory targets are inspected through the store"),
         }
     }
 
-    /// `PTTL` of the relative key `rel`.
-    pub fn pttl_ms(&self, rel: &str) -> i64 {
-        self.cli(["PTTL", &self.key(rel)])
-            .parse()
-            .expect("PTTL is a number")
+    /// The raw value at the relative key `rel` (as text), `None` when absent.
+    pub async fn raw_get(&self, rel: &str) -> Option<String> {
+        match self {
+            Target::Memory(m) => m
+                .get(rel)
+                .await
+                .expect("memory get")
+                .map(|b| String::from_utf8_lossy(&b).into_owned()),
+            _ => self
+                .exists(rel)
+                .await
+                .then(|| self.cli(&["GET", &self.key(rel)])),
+        }
+    }
+
+    /// Writes raw bytes at the relative key `rel`, without a TTL, behind the manager's back.
+    pub async fn raw_set(&self, rel: &str, value: &str) {
+        match self {
+            Target::Memory(m) => {
+                m.set(rel, value.as_bytes(), SetOptions::new())
+                    .await
+                    .expect("memory set");
+            }
+            _ => assert_eq!(self.cli(&["SET", &self.key(rel), value]), "OK"),
+        }
+    }
+
+    /// `PTTL` of the relative key `rel` (-2: absent, -1: no TTL).
+    pub async fn pttl_ms(&self, rel: &str) -> i64 {
+        match self {
+            Target::Memory(m) => match m.ttl(rel).await.expect("memory ttl") {
+                KeyTtl::ExpiresIn(d) => d.as_millis() as i64,
+                KeyTtl::Persistent => -1,
+                KeyTtl::Missing => -2,
+            },
+            _ => self
+                .cli(&["PTTL", &self.key(rel)])
+                .parse()
+                .expect("PTTL is a number"),
+        }
     }
 
     /// Whether the relative key `rel` exists.
-    pub fn exists(&self, rel: &str) -> bool {
-        self.cli(["EXISTS", &self.key(rel)]) == "1"
+    pub async fn exists(&self, rel: &str) -> bool {
+        match self {
+            Target::Memory(m) => m.exists(rel).await.expect("memory exists"),
+            _ => self.cli(&["EXISTS", &self.key(rel)]) == "1",
+        }
     }
 }
 
@@ -166,20 +255,17 @@ pub async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
 }
 
 pub async fn every_family_with_its_default_ttl_and_the_overrides(t: &Target) {
-    let core = t.config(&[("CACHE_TTL_KEYWORD_POSTS", "90s")]);
-    let cache = CacheManager::from_config(
-        RedisStore::connect(&RedisConfig::from_core(&core).unwrap())
-            .await
-            .unwrap(),
-        &core,
-    )
-    .unwrap();
+    let config =
+        CacheConfig::from_lookup(|k| (k == "CACHE_TTL_KEYWORD_POSTS").then(|| "90s".into()))
+            .unwrap();
+    let cache = t.manager(config).await;
 
-    cache.cache_user("1", &user(1)).await.unwrap();
-    cache.cache_user_keywords("1", &["rust"]).await.unwrap();
-    cache.cache_keyword_posts("k", &[1, 2]).await.unwrap();
+    cache.user().set("1", &user(1)).await.unwrap();
+    cache.user_keywords().set("1", &["rust"]).await.unwrap();
+    cache.keyword_posts().set("k", &[1, 2]).await.unwrap();
     cache
-        .cache_trend_data("k", &[("tokio", 0.7)])
+        .keyword_trends()
+        .set("k", &[("tokio", 0.7)])
         .await
         .unwrap();
     cache
@@ -189,14 +275,11 @@ pub async fn every_family_with_its_default_ttl_and_the_overrides(t: &Target) {
         })
         .await
         .unwrap();
-    cache.cache_content("c", &"<p>hi</p>").await.unwrap();
-    cache.cache_deploy_status("d", &"done").await.unwrap();
+    cache.content().set("c", &"<p>hi</p>").await.unwrap();
+    cache.deploy_status().set("d", &"done").await.unwrap();
+    cache.metrics().set("api:2026-11-26", &[3]).await.unwrap();
     cache
-        .cache_metrics("api", "2026-11-26", &[3])
-        .await
-        .unwrap();
-    cache
-        .users()
+        .user()
         .with_ttl(Duration::from_secs(20))
         .set("2", &user(2))
         .await
@@ -214,16 +297,17 @@ pub async fn every_family_with_its_default_ttl_and_the_overrides(t: &Target) {
         ("user:2", 20),
     ];
     for (key, secs) in expected {
-        let ms = t.pttl_ms(key);
+        let ms = t.pttl_ms(key).await;
         assert!(
             ms <= secs * 1000 && ms > secs * 1000 - 5000,
             "{key}: PTTL {ms} ms, expected about {secs} s"
         );
     }
-    assert_eq!(cache.get_user::<User>("1").await.unwrap(), Some(user(1)));
+    assert_eq!(cache.user().get::<User>("1").await.unwrap(), Some(user(1)));
     assert_eq!(
         cache
-            .get_user_keywords::<Vec<String>>("1")
+            .user_keywords()
+            .get::<Vec<String>>("1")
             .await
             .unwrap()
             .unwrap(),
@@ -231,7 +315,8 @@ pub async fn every_family_with_its_default_ttl_and_the_overrides(t: &Target) {
     );
     assert_eq!(
         cache
-            .get_keyword_posts::<Vec<u32>>("k")
+            .keyword_posts()
+            .get::<Vec<u32>>("k")
             .await
             .unwrap()
             .unwrap(),
@@ -239,23 +324,25 @@ pub async fn every_family_with_its_default_ttl_and_the_overrides(t: &Target) {
     );
     assert_eq!(
         cache
-            .get_trend_data::<Vec<(String, f64)>>("k")
+            .keyword_trends()
+            .get::<Vec<(String, f64)>>("k")
             .await
             .unwrap()
             .unwrap()[0]
             .1,
         0.7
     );
-    let crawl = cache.get_crawl_status("t1").await.unwrap().unwrap();
+    let crawl: CrawlStatus = cache.crawl_status().get("t1").await.unwrap().unwrap();
     assert_eq!((crawl.total, crawl.error_count), (Some(10), 1));
     assert_eq!(crawl.errors[0].item.as_deref(), Some("r/rust"));
     assert_eq!(
-        cache.get_content::<String>("c").await.unwrap().unwrap(),
+        cache.content().get::<String>("c").await.unwrap().unwrap(),
         "<p>hi</p>"
     );
     assert_eq!(
         cache
-            .get_deploy_status::<String>("d")
+            .deploy_status()
+            .get::<String>("d")
             .await
             .unwrap()
             .unwrap(),
@@ -263,7 +350,8 @@ pub async fn every_family_with_its_default_ttl_and_the_overrides(t: &Target) {
     );
     assert_eq!(
         cache
-            .get_metrics::<Vec<u8>>("api", "2026-11-26")
+            .metrics()
+            .get::<Vec<u8>>("api:2026-11-26")
             .await
             .unwrap()
             .unwrap(),
@@ -271,18 +359,18 @@ pub async fn every_family_with_its_default_ttl_and_the_overrides(t: &Target) {
     );
     // The stored format is the versioned codec envelope.
     assert_eq!(
-        t.cli(["GET", &t.key("deploy:status:d")]),
-        r#"{"v":1,"d":"done"}"#
+        t.raw_get("deploy:status:d").await.as_deref(),
+        Some(r#"{"v":1,"d":"done"}"#)
     );
 
     // Bulk: 64 values in one call each way.
     let many: Vec<(String, User)> = (100..164).map(|i| (i.to_string(), user(i))).collect();
-    cache.users().set_many(&many).await.unwrap();
+    cache.user().set_many(&many).await.unwrap();
     let ids: Vec<String> = (100..165).map(|i| i.to_string()).collect();
-    let got: Vec<Option<User>> = cache.users().get_many(&ids).await.unwrap();
+    let got: Vec<Option<User>> = cache.user().get_many(&ids).await.unwrap();
     assert_eq!(got[63], Some(user(163)));
     assert_eq!(got[64], None);
-    assert!(t.pttl_ms("user:150") > 3_590_000);
+    assert!(t.pttl_ms("user:150").await > 3_590_000);
 
     let counts = cache.key_counts().await.unwrap();
     assert_eq!(counts[&Family::User], 66);
@@ -291,16 +379,16 @@ pub async fn every_family_with_its_default_ttl_and_the_overrides(t: &Target) {
         .backend_stats()
         .await
         .unwrap()
-        .expect("redis reports stats");
+        .expect("every backend reports stats");
     assert_eq!(backend.backend, t.backend_name());
-    let s = cache.family_stats(Family::User);
+    let s = cache.user().stats();
     assert_eq!((s.hits, s.misses, s.store_errors), (65, 1, 0));
 }
 
 /// Runs 100 concurrent `get_or_load` calls on one key whose loader waits for a gate, opens the gate
 /// once 99 callers wait for the first one's load, and returns the loader call count and results.
 pub async fn hundred_callers(
-    cache: &CacheManager<RedisStore>,
+    cache: &CacheManager<DynStore>,
     id: &'static str,
     outcome: impl Fn(usize) -> Result<User, String> + Send + Sync + 'static,
 ) -> (
@@ -310,14 +398,14 @@ pub async fn hundred_callers(
     let calls = Arc::new(AtomicUsize::new(0));
     let outcome = Arc::new(outcome);
     let (open, gate) = watch::channel(false);
-    let before = cache.family_stats(Family::User).coalesced;
+    let before = cache.user().stats().coalesced;
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let (cache, calls, outcome, mut gate) =
                 (cache.clone(), calls.clone(), outcome.clone(), gate.clone());
             tokio::spawn(async move {
                 cache
-                    .users()
+                    .user()
                     .get_or_load(id, || async move {
                         let n = calls.fetch_add(1, Ordering::SeqCst);
                         let _ = gate.wait_for(|open| *open).await;
@@ -328,7 +416,7 @@ pub async fn hundred_callers(
         })
         .collect();
     eventually("99 callers wait for the leader", async || {
-        cache.family_stats(Family::User).coalesced - before == 99
+        cache.user().stats().coalesced - before == 99
     })
     .await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -340,7 +428,7 @@ pub async fn hundred_callers(
     (calls.load(Ordering::SeqCst), results)
 }
 
-pub async fn single_flight_with_100_callers_on_redis(t: &Target) {
+pub async fn single_flight_with_100_callers(t: &Target) {
     let cache = t.manager(CacheConfig::default()).await;
 
     let (calls, results) = hundred_callers(&cache, "ok", |_| Ok(user(1))).await;
@@ -348,7 +436,16 @@ pub async fn single_flight_with_100_callers_on_redis(t: &Target) {
     for r in results {
         assert_eq!(r.unwrap().unwrap(), user(1));
     }
-    assert!(t.exists("user:ok"));
+    assert!(t.exists("user:ok").await);
+    let s = cache.user().stats();
+    assert_eq!((s.loads, s.coalesced, s.misses, s.writes), (1, 99, 100, 1));
+    // Cached now: another call does not load.
+    let again = cache
+        .user()
+        .get_or_load("ok", || async { Err::<User, _>("not called".to_owned()) })
+        .await
+        .unwrap();
+    assert_eq!(again, user(1));
 
     let (calls, results) = hundred_callers(&cache, "err", |_| Err("db down".into())).await;
     assert_eq!(calls, 1);
@@ -356,7 +453,7 @@ pub async fn single_flight_with_100_callers_on_redis(t: &Target) {
         let e = r.unwrap().unwrap_err();
         assert_eq!(e.loader_error().map(String::as_str), Some("db down"));
     }
-    assert!(!t.exists("user:err"), "an error is not cached");
+    assert!(!t.exists("user:err").await, "an error is not cached");
 
     let (calls, results) = hundred_callers(&cache, "panic", |n| {
         if n == 0 {
@@ -387,11 +484,11 @@ pub async fn the_lease_makes_two_managers_load_once(t: &Target) {
     let b = t.manager(CacheConfig::default().with_lease(lease)).await;
     let calls = Arc::new(AtomicUsize::new(0));
     let (open, gate) = watch::channel(false);
-    let load = |cache: CacheManager<RedisStore>, result: Result<User, String>| {
+    let load = |cache: CacheManager<DynStore>, result: Result<User, String>| {
         let (calls, mut gate) = (calls.clone(), gate.clone());
         tokio::spawn(async move {
             cache
-                .users()
+                .user()
                 .get_or_load("hot", || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
                     let _ = gate.wait_for(|open| *open).await;
@@ -402,7 +499,10 @@ pub async fn the_lease_makes_two_managers_load_once(t: &Target) {
     };
 
     let first = load(a.clone(), Ok(user(1)));
-    eventually("a holds the lease", async || t.exists("lease:user:hot")).await;
+    eventually("a holds the lease", async || {
+        t.exists("lease:user:hot").await
+    })
+    .await;
     let second = load(b.clone(), Ok(user(2)));
     // Let b find the lease taken and start polling, then let a finish.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -410,15 +510,18 @@ pub async fn the_lease_makes_two_managers_load_once(t: &Target) {
     assert_eq!(first.await.unwrap().unwrap(), user(1));
     assert_eq!(second.await.unwrap().unwrap(), user(1), "b got a's value");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(b.family_stats(Family::User).loads, 0);
-    assert!(!t.exists("lease:user:hot"), "the lease is released");
+    assert_eq!(b.user().stats().loads, 0);
+    assert!(!t.exists("lease:user:hot").await, "the lease is released");
 
     // When the lease holder fails, the other instance stops waiting as soon as the lease is
     // released and loads itself (long before the 20 s wait).
     open.send_replace(false);
-    a.invalidate(Family::User, "hot").await.unwrap();
+    a.user().invalidate("hot").await.unwrap();
     let first = load(a.clone(), Err("db down".into()));
-    eventually("a holds the lease", async || t.exists("lease:user:hot")).await;
+    eventually("a holds the lease", async || {
+        t.exists("lease:user:hot").await
+    })
+    .await;
     let second = load(b.clone(), Ok(user(2)));
     tokio::time::sleep(Duration::from_millis(100)).await;
     open.send_replace(true);
@@ -432,21 +535,27 @@ pub async fn the_lease_makes_two_managers_load_once(t: &Target) {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
-pub async fn pattern_invalidation_escapes_ids_on_redis(t: &Target) {
+pub async fn pattern_invalidation_escapes_ids(t: &Target) {
     let cache = t.manager(CacheConfig::default()).await;
-    for id in ["*", "1?", "1?a", "12", "1", "[ab]", "a", "b"] {
-        cache.cache_user(id, &user(1)).await.unwrap();
+    for id in ["*", "1?", "1?a", "12", "1", "[ab]", "a", "b", "a\\b"] {
+        cache.user().set(id, &user(1)).await.unwrap();
     }
-    cache.cache_user_keywords("*", &["x"]).await.unwrap();
-    cache.cache_keyword_posts("1?", &[1]).await.unwrap();
+    cache.user_keywords().set("*", &["x"]).await.unwrap();
+    cache.keyword_posts().set("1?", &[1]).await.unwrap();
 
-    assert!(cache.invalidate(Family::User, "*").await.unwrap());
-    assert!(!t.exists("user:%2A"));
+    // Invalidating user "*" deletes user "*" and nothing else.
+    assert!(cache.user().invalidate("*").await.unwrap());
+    assert!(!t.exists("user:%2A").await);
     for key in ["user:1%3F", "user:12", "user:1", "keyword:user:%2A"] {
-        assert!(t.exists(key), "{key} must survive invalidating user *");
+        assert!(
+            t.exists(key).await,
+            "{key} must survive invalidating user *"
+        );
     }
+    // A prefix "1?" matches ids that literally start with "1?".
     let n = cache
-        .invalidate_matching(Family::User, KeyMatch::IdPrefix("1?".into()))
+        .user()
+        .invalidate_matching(KeyMatch::IdPrefix("1?".into()))
         .await
         .unwrap();
     assert_eq!(n, 2);
@@ -457,92 +566,206 @@ pub async fn pattern_invalidation_escapes_ids_on_redis(t: &Target) {
         ("user:1", true),
         ("post:keyword:1%3F", true),
     ] {
-        assert_eq!(t.exists(key), alive, "{key}");
+        assert_eq!(t.exists(key).await, alive, "{key}");
     }
     let n = cache
-        .invalidate_matching(Family::User, KeyMatch::IdPrefix("[ab]".into()))
+        .user()
+        .invalidate_matching(KeyMatch::IdPrefix("[ab]".into()))
         .await
         .unwrap();
     assert_eq!(n, 1, "only the id that starts with the literal text [ab]");
-    assert!(t.exists("user:a") && t.exists("user:b"));
+    assert!(t.exists("user:a").await && t.exists("user:b").await);
+    let prefix = KeyMatch::IdPrefix("a\\".into());
+    assert_eq!(
+        cache.user().count_matching(prefix.clone()).await.unwrap(),
+        1
+    );
+    assert_eq!(cache.user().invalidate_matching(prefix).await.unwrap(), 1);
 
     // Family helpers.
-    cache.cache_user_keywords("12", &["y"]).await.unwrap();
+    cache.user_keywords().set("12", &["y"]).await.unwrap();
     assert_eq!(cache.invalidate_user_data("12").await.unwrap(), 2);
-    cache.cache_trend_data("1?", &[0.5]).await.unwrap();
+    cache.keyword_trends().set("1?", &[0.5]).await.unwrap();
     assert_eq!(cache.invalidate_keyword_data("1?").await.unwrap(), 2);
+    assert!(!cache.keyword_trends().invalidate("1?").await.unwrap());
+    assert_eq!(
+        cache
+            .user()
+            .invalidate_many(&["a", "b", "zz"])
+            .await
+            .unwrap(),
+        2
+    );
+
+    // Metrics: all dates of one type.
+    for id in [
+        "api:2026-11-01",
+        "api:2026-11-02",
+        "api2:2026-11-01",
+        "web:2026-11-01",
+    ] {
+        cache.metrics().set(id, &1).await.unwrap();
+    }
+    let n = cache
+        .metrics()
+        .invalidate_matching(KeyMatch::IdPrefix("api:".into()))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(cache
+        .metrics()
+        .get::<i32>("api2:2026-11-01")
+        .await
+        .unwrap()
+        .is_some());
 
     // The whole family, in batches, with progress; other families untouched.
     let bulk: Vec<(String, u32)> = (0..1200).map(|i| (format!("bulk{i}"), i)).collect();
-    cache.users().set_many(&bulk).await.unwrap();
+    cache.user().set_many(&bulk).await.unwrap();
     let batches = AtomicUsize::new(0);
     let n = cache
-        .invalidate_matching_with_progress(Family::User, KeyMatch::All, &|_, _| {
+        .user()
+        .invalidate_matching_with_progress(KeyMatch::All, &|_, _| {
             batches.fetch_add(1, Ordering::SeqCst);
         })
         .await
         .unwrap();
-    assert_eq!(n, 1203);
+    assert_eq!(n, 1201);
     assert!(
         batches.load(Ordering::SeqCst) >= 2,
         "deleted in several batches"
     );
-    assert!(t.exists("keyword:user:%2A"));
-    assert_eq!(cache.key_counts().await.unwrap()[&Family::User], 0);
+    assert!(t.exists("keyword:user:%2A").await);
+    let counts = cache.key_counts().await.unwrap();
+    assert_eq!((counts[&Family::User], counts[&Family::Metrics]), (0, 2));
 }
 
 pub async fn version_bump_invalidates_a_family_across_managers(t: &Target) {
     let refresh = CacheConfig::default().with_version_refresh(Duration::from_millis(100));
     let a = t.manager(refresh.clone()).await;
     let b = t.manager(refresh).await;
-    a.cache_trend_data("k", &"old").await.unwrap();
-    a.cache_user("u", &user(1)).await.unwrap();
+    a.keyword_trends().set("k", &"old").await.unwrap();
+    a.user().set("u", &user(1)).await.unwrap();
     assert_eq!(
-        b.get_trend_data::<String>("k").await.unwrap().unwrap(),
+        b.keyword_trends()
+            .get::<String>("k")
+            .await
+            .unwrap()
+            .unwrap(),
         "old"
     );
 
-    assert_eq!(a.invalidate_all_trend_data().await.unwrap(), 1);
-    assert_eq!(t.cli(["GET", &t.key("nsversion:keyword_trends")]), "1");
-    assert_eq!(a.get_trend_data::<String>("k").await.unwrap(), None);
+    assert_eq!(a.keyword_trends().bump_version().await.unwrap(), 1);
+    assert_eq!(
+        t.raw_get("nsversion:keyword_trends").await.as_deref(),
+        Some("1")
+    );
+    assert_eq!(a.keyword_trends().get::<String>("k").await.unwrap(), None);
     assert!(
-        t.pttl_ms("trend:keyword:k") > 0,
+        t.pttl_ms("trend:keyword:k").await > 0,
         "old key ages out by its TTL"
     );
-    a.cache_trend_data("k", &"new").await.unwrap();
-    assert!(t.exists("trend:keyword:v1:k"));
+    a.keyword_trends().set("k", &"new").await.unwrap();
+    assert!(t.exists("trend:keyword:v1:k").await);
+    assert_eq!(
+        a.keyword_trends().key_of("k").await.unwrap().as_str(),
+        "trend:keyword:v1:k"
+    );
     eventually("b follows the new version", async || {
-        b.get_trend_data::<String>("k").await.unwrap().as_deref() == Some("new")
+        b.keyword_trends()
+            .get::<String>("k")
+            .await
+            .unwrap()
+            .as_deref()
+            == Some("new")
     })
     .await;
-    assert_eq!(b.get_user::<User>("u").await.unwrap(), Some(user(1)));
+    assert_eq!(b.keyword_trends().cached_version(), Some(1));
+    assert_eq!(b.user().get::<User>("u").await.unwrap(), Some(user(1)));
     // Versioned keys are found by invalidation and pattern invalidation.
-    assert!(b.invalidate_trend_data("k").await.unwrap());
-    a.cache_trend_data("k2", &"x").await.unwrap();
+    assert!(b.keyword_trends().invalidate("k").await.unwrap());
+    a.keyword_trends().set("k2", &"x").await.unwrap();
     assert_eq!(
-        a.invalidate_matching(Family::KeywordTrends, KeyMatch::IdPrefix("k".into()))
+        a.keyword_trends()
+            .invalidate_matching(KeyMatch::IdPrefix("k".into()))
+            .await
+            .unwrap(),
+        1
+    );
+    // KeyMatch::All covers every version: the old v0 key of "k" is still there.
+    assert_eq!(
+        a.keyword_trends()
+            .invalidate_matching(KeyMatch::All)
             .await
             .unwrap(),
         1
     );
 }
 
-pub async fn corrupt_values_on_redis_are_misses_and_deleted(t: &Target) {
+/// The id of each family used by the invalidation scenario (metrics ids are `TYPE:DATE`).
+pub fn sample_id(family: Family) -> &'static str {
+    match family {
+        Family::Metrics => "api:2026-11-01",
+        _ => "42",
+    }
+}
+
+pub async fn invalidation_removes_the_live_key_of_every_family_after_a_bump(t: &Target) {
+    // `stale` learns every version before the bump and would not re-read it for an hour: its
+    // invalidation must still find the live key, since invalidation reads versions fresh.
+    let stale = t
+        .manager(CacheConfig::default().with_version_refresh(Duration::from_secs(3600)))
+        .await;
+    let writer = t.manager(CacheConfig::default()).await;
+    for family in Family::ALL {
+        let id = sample_id(family);
+        stale.family(family).set(id, &"v0").await.unwrap();
+        assert_eq!(stale.family(family).cached_version(), Some(0));
+        assert_eq!(writer.family(family).bump_version().await.unwrap(), 1);
+        writer.family(family).set(id, &"v1").await.unwrap();
+        let live = writer.family(family).key_of(id).await.unwrap();
+        assert!(live.contains(":v1:"), "{live}");
+        assert!(t.exists(&live).await, "{live}");
+
+        assert!(
+            stale.family(family).invalidate(id).await.unwrap(),
+            "{family}"
+        );
+        assert!(
+            !t.exists(&live).await,
+            "{family}: the live key {live} survived"
+        );
+        assert_eq!(writer.family(family).get::<String>(id).await.unwrap(), None);
+    }
+}
+
+pub async fn corrupt_values_are_misses_and_deleted(t: &Target) {
     let cache = t.manager(CacheConfig::default()).await;
-    t.cli(["SET", &t.key("user:1"), "\u{1}garbage"]);
-    t.cli(["SET", &t.key("user:2"), r#"{"v":9,"d":{}}"#]);
-    assert_eq!(cache.get_user::<User>("1").await.unwrap(), None);
-    assert_eq!(cache.get_user::<User>("2").await.unwrap(), None);
-    assert!(!t.exists("user:1") && !t.exists("user:2"));
-    t.cli(["SET", &t.key("user:3"), "{"]);
+    t.raw_set("user:1", "\u{1}garbage").await;
+    t.raw_set("user:2", r#"{"v":9,"d":{}}"#).await;
+    t.raw_set("user:3", r#"{"v":1,"d":"not a user"}"#).await;
+    for id in ["1", "2", "3"] {
+        assert_eq!(cache.user().get::<User>(id).await.unwrap(), None, "{id}");
+        assert!(!t.exists(&format!("user:{id}")).await, "{id} is deleted");
+    }
+    let s = cache.user().stats();
+    assert_eq!((s.decode_failures, s.misses, s.hits), (3, 3, 0));
+
+    // get_or_load replaces a corrupt value with a loaded one.
+    t.raw_set("user:4", "{").await;
     let v = cache
-        .users()
-        .get_or_load("3", || async { Ok::<_, String>(user(3)) })
+        .user()
+        .get_or_load("4", || async { Ok::<_, String>(user(4)) })
         .await
         .unwrap();
-    assert_eq!(v, user(3));
-    assert_eq!(cache.get_user::<User>("3").await.unwrap(), Some(user(3)));
-    assert_eq!(cache.family_stats(Family::User).decode_failures, 3);
+    assert_eq!(v, user(4));
+    assert_eq!(cache.user().get::<User>("4").await.unwrap(), Some(user(4)));
+    // Bulk reads too.
+    t.raw_set("user:5", "nope").await;
+    let got: Vec<Option<User>> = cache.user().get_many(&["4", "5"]).await.unwrap();
+    assert_eq!(got, vec![Some(user(4)), None]);
+    assert!(!t.exists("user:5").await);
+    assert_eq!(cache.user().stats().decode_failures, 5);
 }
 
 pub async fn crawl_status_updates_lose_nothing_under_contention(t: &Target) {
@@ -574,8 +797,8 @@ pub async fn crawl_status_updates_lose_nothing_under_contention(t: &Target) {
     for w in workers {
         w.await.unwrap();
     }
-    let s = cache.get_crawl_status("job").await.unwrap().unwrap();
+    let s: CrawlStatus = cache.crawl_status().get("job").await.unwrap().unwrap();
     assert_eq!(s.processed, 200);
     assert_eq!(s.error_count, 20);
-    assert!(t.pttl_ms("crawl:status:job") > 3_590_000);
+    assert!(t.pttl_ms("crawl:status:job").await > 3_590_000);
 }

@@ -110,10 +110,10 @@ mod memory {
         assert_eq!(view.instances.len(), 2);
         assert!(view.instances[0].families.is_empty());
 
-        cache_a.cache_user("1", &1).await.unwrap();
-        assert_eq!(cache_a.get_user::<i32>("1").await.unwrap(), Some(1));
-        assert_eq!(cache_a.get_user::<i32>("2").await.unwrap(), None);
-        assert_eq!(cache_b.get_content::<i32>("9").await.unwrap(), None);
+        cache_a.user().set("1", &1).await.unwrap();
+        assert_eq!(cache_a.user().get::<i32>("1").await.unwrap(), Some(1));
+        assert_eq!(cache_a.user().get::<i32>("2").await.unwrap(), None);
+        assert_eq!(cache_b.content().get::<i32>("9").await.unwrap(), None);
         // The second heartbeats (one interval later) carry that traffic in their window.
         tokio::time::sleep(Duration::from_millis(1010)).await;
 
@@ -149,7 +149,7 @@ mod memory {
         assert_eq!(a.call_stats().unwrap().snapshot().calls, app_calls);
 
         // The next heartbeat's window holds only what happened since the previous one.
-        cache_a.get_user::<i32>("1").await.unwrap();
+        cache_a.user().get::<i32>("1").await.unwrap();
         let window_calls = a.call_stats().unwrap().snapshot().calls - app_calls;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let view = read_fleet(store.as_ref(), 100).await.unwrap();
