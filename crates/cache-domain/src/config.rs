@@ -101,7 +101,12 @@ pub struct CacheConfig {
     negative_ttl: Option<Duration>,
     early_refresh: Option<f64>,
     scan_count: u32,
+    near: [Option<cache_near::NearConfig>; Family::COUNT],
 }
+
+/// The families whose near cache is on: `user,content` (default bounds), `content=5000` (that
+/// many entries), `user=off`.
+const NEAR_FAMILIES_ENV: &str = "CACHE_NEAR_FAMILIES";
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -113,6 +118,7 @@ impl Default for CacheConfig {
             negative_ttl: None,
             early_refresh: None,
             scan_count: 500,
+            near: [None; Family::COUNT],
         }
     }
 }
@@ -128,6 +134,16 @@ impl CacheConfig {
             let var = family.ttl_env_var();
             if let Some(v) = lookup(var).filter(|v| !v.trim().is_empty()) {
                 c.ttls[family.index()] = cache_core::config::parse_duration(var, &v)?;
+            }
+        }
+        if let Some(list) = lookup(NEAR_FAMILIES_ENV) {
+            for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let (name, switch) = item.split_once('=').unwrap_or((item, "on"));
+                let family = Family::from_name(name.trim()).map_err(|_| {
+                    Error::config(NEAR_FAMILIES_ENV, format!("{name:?} is not a cache family"))
+                })?;
+                c.near[family.index()] = cache_near::NearConfig::from_switch(switch)
+                    .map_err(|e| Error::config(NEAR_FAMILIES_ENV, e.to_string()))?;
             }
         }
         Ok(c)
@@ -213,6 +229,21 @@ impl CacheConfig {
     /// The TTL of a family.
     pub fn ttl(&self, family: Family) -> Duration {
         self.ttls[family.index()]
+    }
+
+    /// Turns on the near cache of `family` with these bounds (off by default; also
+    /// `CACHE_NEAR_FAMILIES`): [`FamilyCache::get_shared`](crate::FamilyCache::get_shared) then
+    /// serves hot values from process memory, kept correct by the server's invalidations. Needs a
+    /// store that reports changes (Redis on one server): refused on Redis Cluster when the manager is
+    /// built, ignored on the memory backend.
+    pub fn with_near_cache(mut self, family: Family, near: cache_near::NearConfig) -> Self {
+        self.near[family.index()] = Some(near);
+        self
+    }
+
+    /// The near cache settings of `family`, when on.
+    pub fn near_cache(&self, family: Family) -> Option<cache_near::NearConfig> {
+        self.near[family.index()]
     }
 
     /// The write policy.

@@ -105,6 +105,7 @@ mod flight;
 pub mod invalidate;
 pub mod loading;
 pub mod manager;
+mod near;
 pub mod stats;
 mod typed;
 pub mod versions;

@@ -44,26 +44,29 @@ impl<S: Store> Clone for CacheManager<S> {
 impl<S: Store> CacheManager<S> {
     /// A manager with the default settings ([`CacheConfig::default`]).
     pub fn new(store: S) -> Self {
-        Self::build(store, CacheConfig::default())
+        describe_metrics();
+        Self {
+            inner: Arc::new(
+                Inner::new(store, CacheConfig::default())
+                    // The defaults have no near cache, the only part of `Inner::new` that can fail.
+                    .expect("the default cache settings build"),
+            ),
+        }
     }
 
     /// A manager with these settings; fails when they do not validate.
     pub fn with_config(store: S, config: CacheConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self::build(store, config))
+        describe_metrics();
+        Ok(Self {
+            inner: Arc::new(Inner::new(store, config)?),
+        })
     }
 
     /// A manager configured from the library-wide [`cache_core::Config`] (see
     /// [`CacheConfig::from_config`]).
     pub fn from_config(store: S, config: &cache_core::Config) -> Result<Self> {
         Self::with_config(store, CacheConfig::from_config(config))
-    }
-
-    fn build(store: S, config: CacheConfig) -> Self {
-        describe_metrics();
-        Self {
-            inner: Arc::new(Inner::new(store, config)),
-        }
     }
 
     /// The store underneath.

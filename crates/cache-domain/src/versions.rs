@@ -146,6 +146,7 @@ impl<S: Store> Inner<S> {
         })?;
         fs.version.generation.fetch_add(1, Ordering::AcqRel);
         self.publish_version(fs, n);
+        self.near_flush(family);
         tracing::info!(
             family = fs.family.name(),
             version = n,

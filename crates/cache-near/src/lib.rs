@@ -195,14 +195,14 @@ pub struct Ticket {
     seq: u64,
 }
 
-struct Slot<V> {
+struct Slot<V: ?Sized> {
     value: Arc<V>,
     expires_at: Option<Instant>,
     weight: u64,
 }
 
 // Not derived: a derive would require `V: Clone`, and only the `Arc` is cloned.
-impl<V> Clone for Slot<V> {
+impl<V: ?Sized> Clone for Slot<V> {
     fn clone(&self) -> Self {
         Self {
             value: Arc::clone(&self.value),
@@ -215,7 +215,7 @@ impl<V> Clone for Slot<V> {
 #[derive(Clone)]
 struct Weigh;
 
-impl<V> quick_cache::Weighter<Box<str>, Slot<V>> for Weigh {
+impl<V: ?Sized> quick_cache::Weighter<Box<str>, Slot<V>> for Weigh {
     fn weight(&self, _key: &Box<str>, slot: &Slot<V>) -> u64 {
         slot.weight
     }
@@ -255,7 +255,7 @@ impl Meters {
     }
 }
 
-struct Inner<V> {
+struct Inner<V: ?Sized> {
     name: String,
     table: Table<V>,
     /// Invalidation sequence per stripe of keys; its lock orders inserts against invalidations.
@@ -273,11 +273,11 @@ struct Inner<V> {
 
 /// An in-process cache of decoded values; see the [crate documentation](crate). Cheap to clone
 /// (clones share the entries).
-pub struct NearCache<V> {
+pub struct NearCache<V: ?Sized> {
     inner: Arc<Inner<V>>,
 }
 
-impl<V> Clone for NearCache<V> {
+impl<V: ?Sized> Clone for NearCache<V> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -285,7 +285,7 @@ impl<V> Clone for NearCache<V> {
     }
 }
 
-impl<V: Send + Sync + 'static> fmt::Debug for NearCache<V> {
+impl<V: ?Sized + Send + Sync + 'static> fmt::Debug for NearCache<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NearCache")
             .field("name", &self.inner.name)
@@ -295,7 +295,7 @@ impl<V: Send + Sync + 'static> fmt::Debug for NearCache<V> {
     }
 }
 
-impl<V: Send + Sync + 'static> NearCache<V> {
+impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
     /// An empty cache named `name` (the `cache` label of its metrics), not tracking yet: it serves
     /// nothing until [`InvalidationListener::tracking_ready`].
     pub fn new(name: &str, config: NearConfig) -> Result<Self, InvalidConfig> {
@@ -463,7 +463,7 @@ impl<V: Send + Sync + 'static> NearCache<V> {
     }
 }
 
-impl<V: Send + Sync + 'static> InvalidationListener for NearCache<V> {
+impl<V: ?Sized + Send + Sync + 'static> InvalidationListener for NearCache<V> {
     fn invalidate(&self, key: &str) {
         let inner = &*self.inner;
         let mut stripe = inner.stripes[self.stripe(key)].lock();
