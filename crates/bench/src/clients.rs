@@ -30,7 +30,7 @@ pub const EXTRA_CLIENTS: [&str; 1] = ["store_1conn"];
 /// reference points, not library clients: raw redis-rs plus the decoding the library's typed
 /// answer needs (see their docs), so the report can tell the cost of the library's code from the
 /// cost of turning bytes into data.
-pub const CLIENTS: [&str; 10] = [
+pub const CLIENTS: [&str; 12] = [
     "raw",
     "store",
     "raw_json",
@@ -41,6 +41,8 @@ pub const CLIENTS: [&str; 10] = [
     "raw_pipeline64",
     "batch64",
     "memory",
+    "near_cache",
+    "near_session_get",
 ];
 
 const TTL_MS: u64 = SET_TTL.as_millis() as u64;
@@ -359,7 +361,7 @@ pub async fn setup(
 
     let mut entries = Vec::new();
     let cache = CacheManager::new(Arc::clone(&redis_store));
-    if wanted("cache") {
+    if wanted("cache") || wanted("near_cache") {
         let mut start = 0;
         while start < keys {
             let end = (start + chunk).min(keys);
@@ -370,7 +372,11 @@ pub async fn setup(
     }
     let mut tokens: Arc<[String]> = Arc::from(Vec::new());
     let manager = SessionManager::new(Arc::clone(&redis_store));
-    if wanted("session_get") || wanted("session_update") || wanted("raw_session_get") {
+    if wanted("session_get")
+        || wanted("session_update")
+        || wanted("raw_session_get")
+        || wanted("near_session_get")
+    {
         tokens = create_sessions(&manager, sessions).await?.into();
     }
     let one_conn: Option<Arc<dyn Store>> = if only.iter().any(|o| o == "store_1conn") {
@@ -481,6 +487,11 @@ pub async fn setup(
                     value: Arc::clone(&value),
                     keys,
                 },
+            ),
+            "near_cache" => Entry::new(name, crate::near::NearCacheClient::new(&cfg, keys).await?),
+            "near_session_get" => Entry::new(
+                name,
+                crate::near::NearSessionGet::new(&cfg, Arc::clone(&tokens)).await?,
             ),
             _ => unreachable!("every name of CLIENTS and EXTRA_CLIENTS is matched"),
         };

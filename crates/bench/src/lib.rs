@@ -23,5 +23,6 @@ pub mod clients;
 pub mod env;
 pub mod hist;
 pub mod load;
+pub mod near;
 pub mod report;
 pub mod workload;

@@ -364,6 +364,30 @@ pub fn missed(checks: &[Check]) -> Vec<String> {
         .collect()
 }
 
+/// The invalidation latency: how long after instance A starts a write instance B has dropped its
+/// near-cache copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Writes measured.
+    pub samples: usize,
+    /// Median, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile, microseconds.
+    pub p99_us: f64,
+    /// Longest, microseconds.
+    pub max_us: f64,
+}
+
+/// The target of issue 13 for the invalidation latency: p99 <= 5 ms on loopback.
+pub fn latency_check(l: &Latency) -> Check {
+    Check {
+        target: "invalidation visible on the other instance, p99 <= 5 ms".to_owned(),
+        concurrency: 1,
+        measured: format!("p50 {:.0} µs, p99 {:.0} µs", l.p50_us, l.p99_us),
+        met: Some(l.p99_us <= 5_000.0),
+    }
+}
+
 /// What the Markdown document needs besides the rows.
 #[derive(Debug, Clone)]
 pub struct DocInput<'a> {
@@ -373,6 +397,8 @@ pub struct DocInput<'a> {
     pub method: String,
     /// Analysis of the results (why targets were missed), Markdown.
     pub analysis: &'a str,
+    /// The invalidation latency, when measured.
+    pub latency: Option<Latency>,
 }
 
 /// The content of `docs/benchmarks.md`.
@@ -412,6 +438,15 @@ pub fn markdown(rows: &[Row], checks: &[Check], input: &DocInput<'_>) -> String 
          thread an operation costs.\n\n",
     );
     out.push_str(&table(rows));
+    if let Some(l) = &input.latency {
+        let _ = writeln!(
+            out,
+            "\nInvalidation latency (instance A writes a key instance B holds in its near cache; \
+             time until B has dropped it, from the start of A's write), {} writes: p50 {:.1} µs, \
+             p99 {:.1} µs, max {:.1} µs.",
+            l.samples, l.p50_us, l.p99_us, l.max_us
+        );
+    }
     out.push_str("\n## Analysis\n\n");
     out.push_str(input.analysis);
     if !input.analysis.ends_with('\n') {
