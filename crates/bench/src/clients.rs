@@ -361,7 +361,7 @@ pub async fn setup(
 
     let mut entries = Vec::new();
     let cache = CacheManager::new(Arc::clone(&redis_store));
-    if wanted("cache") || wanted("near_cache") {
+    if wanted("cache") {
         let mut start = 0;
         while start < keys {
             let end = (start + chunk).min(keys);
@@ -372,11 +372,7 @@ pub async fn setup(
     }
     let mut tokens: Arc<[String]> = Arc::from(Vec::new());
     let manager = SessionManager::new(Arc::clone(&redis_store));
-    if wanted("session_get")
-        || wanted("session_update")
-        || wanted("raw_session_get")
-        || wanted("near_session_get")
-    {
+    if wanted("session_get") || wanted("session_update") || wanted("raw_session_get") {
         tokens = create_sessions(&manager, sessions).await?.into();
     }
     let one_conn: Option<Arc<dyn Store>> = if only.iter().any(|o| o == "store_1conn") {
@@ -489,10 +485,12 @@ pub async fn setup(
                 },
             ),
             "near_cache" => Entry::new(name, crate::near::NearCacheClient::new(&cfg, keys).await?),
-            "near_session_get" => Entry::new(
-                name,
-                crate::near::NearSessionGet::new(&cfg, Arc::clone(&tokens)).await?,
-            ),
+            "near_session_get" => {
+                // Sessions of its own: `session_get` touches and `session_update` rewrites the
+                // shared ones, which would invalidate this client's copies between its rounds.
+                let own: Arc<[String]> = create_sessions(&manager, sessions).await?.into();
+                Entry::new(name, crate::near::NearSessionGet::new(&cfg, own).await?)
+            }
             _ => unreachable!("every name of CLIENTS and EXTRA_CLIENTS is matched"),
         };
         entries.push(entry);

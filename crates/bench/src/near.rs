@@ -1,12 +1,12 @@
 //! The near-cache clients and the invalidation-latency measurement.
 //!
 //! - `near_cache`: typed reads of the `content` family through `FamilyCache::get_shared` with the
-//!   family's near cache on, keys drawn from a Zipf distribution over the preloaded documents (hot
-//!   keys, as real traffic has), and [`NEAR_WRITE_PERCENT`] % writes made through *another*
+//!   family's near cache on, keys drawn from a Zipf distribution over documents of its own (hot
+//!   keys, as real traffic has; no other client writes them), and [`NEAR_WRITE_PERCENT`] % writes made through *another*
 //!   manager (its own store and tracking connection), so that every write reaches the reader's
 //!   copy only through the server's invalidation, as between two service instances.
-//! - `near_session_get`: `SessionManager::get` with the session near cache on, over the same
-//!   sessions as `session_get`.
+//! - `near_session_get`: `SessionManager::get` with the session near cache on, over as many
+//!   sessions as `session_get` but its own (the other session clients touch and rewrite theirs).
 //! - [`invalidation_latency`]: instance A writes a key instance B holds; the time until B has
 //!   dropped its copy (so it stops serving the old value).
 
@@ -22,7 +22,7 @@ use sessions::SessionManager;
 
 use crate::hist::Histogram;
 use crate::load::Client;
-use crate::workload::{doc_id, Doc, SET_TTL};
+use crate::workload::{near_doc_id, Doc, SET_TTL};
 
 /// Percentage of writes in the `near_cache` workload.
 pub const NEAR_WRITE_PERCENT: u64 = 5;
@@ -89,12 +89,21 @@ pub struct NearCacheClient {
 }
 
 impl NearCacheClient {
-    /// Two managers on `config`'s server over `keys` preloaded documents.
+    /// Two managers on `config`'s server over `keys` documents of their own, preloaded here.
     pub async fn new(config: &cache_core::Config, keys: u64) -> anyhow::Result<Self> {
+        let writer = CacheManager::new(instance_store(config).await?);
+        let doc = Doc::sample(1);
+        let mut start = 0;
+        while start < keys {
+            let end = (start + 500).min(keys);
+            let batch: Vec<(String, &Doc)> = (start..end).map(|i| (near_doc_id(i), &doc)).collect();
+            writer.content().with_ttl(SET_TTL).set_many(&batch).await?;
+            start = end;
+        }
         Ok(Self {
-            reader: near_manager(config, keys as usize).await?,
-            writer: CacheManager::new(instance_store(config).await?),
-            doc: Doc::sample(1),
+            reader: near_manager(config, 2 * keys as usize).await?,
+            writer,
+            doc,
             zipf: Arc::new(Zipf::new(keys, ZIPF_EXPONENT)),
         })
     }
@@ -102,7 +111,7 @@ impl NearCacheClient {
 
 impl Client for NearCacheClient {
     async fn op(&self, r: u64) -> anyhow::Result<()> {
-        let id = doc_id(self.zipf.sample(r >> 8));
+        let id = near_doc_id(self.zipf.sample(r >> 8));
         if r % 100 >= NEAR_WRITE_PERCENT {
             let doc = self.reader.content().get_shared::<Doc>(&id).await?;
             std::hint::black_box(doc);
@@ -124,10 +133,15 @@ pub struct NearSessionGet {
 }
 
 impl NearSessionGet {
-    /// A session manager with its near cache on, over `tokens`.
+    /// A session manager with its near cache on, over `tokens`, sized to hold them all twice over:
+    /// S3-FIFO keeps a tenth of its capacity for newcomers, so a uniformly read working set as large
+    /// as the cache would keep evicting itself.
     pub async fn new(config: &cache_core::Config, tokens: Arc<[String]>) -> anyhow::Result<Self> {
+        let near = NearConfig::default()
+            .with_max_entries(2 * tokens.len().max(1))
+            .with_max_bytes(256 * 1024 * 1024);
         let sessions = SessionManager::builder(instance_store(config).await?)
-            .with_near_cache(NearConfig::default().with_max_entries(tokens.len().max(1)))
+            .with_near_cache(near)
             .build()?;
         Ok(Self { sessions, tokens })
     }

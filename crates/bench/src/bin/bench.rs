@@ -245,10 +245,11 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              pipeline of 64 `GET`s; `batch64` = `Store::get_many` of 64 keys (one `MGET`); \
              `memory` = `MemoryStore`, same workload, no network; `near_cache` = \
              `FamilyCache::get_shared` of the `content` family with its near cache on, keys drawn \
-             from a Zipf distribution (exponent {zipf}) over the {keys} documents, {near_w}% \
+             from a Zipf distribution (exponent {zipf}) over {keys} documents of its own, {near_w}% \
              writes made through a second manager with its own connections (so each write reaches \
              the reader's copy only through Redis's invalidation, as between two instances); \
-             `near_session_get` = `session_get` with the session near cache on. The invalidation \
+             `near_session_get` = `session_get` with the session near cache on, over {sessions} \
+             sessions of its own. The invalidation \
              latency is measured after the rounds: instance A writes a key instance B holds, \
              {lat} times, and B polls (without sleeping) until it has dropped its copy; the time \
              counts from the start of A's write. Reference clients (raw \
