@@ -44,6 +44,8 @@ const VARIABLES: &[&str] = &[
     "CACHE_TTL_USER",
     "CACHE_TTL_METRICS",
     "CACHE_TTL_SESSION",
+    "CACHE_NEAR_FAMILIES",
+    "CACHE_NEAR_SESSIONS",
 ];
 
 /// A value for any variable: plausible ones (so that parsing goes deep) and arbitrary text.
@@ -64,7 +66,11 @@ fn value() -> impl Strategy<Value = String> {
                 "production",
                 "dev",
                 "true",
+                "on",
                 "off",
+                "user,content=5000",
+                "content=off",
+                "5000",
                 "shop",
                 "shop.user",
                 "shop:user",

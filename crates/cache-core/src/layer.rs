@@ -98,6 +98,10 @@ pub enum Method {
     FlushPrefix,
     /// [`Store::stats`](crate::Store::stats).
     Stats,
+    /// [`Store::get_with_ttl`](crate::Store::get_with_ttl).
+    GetWithTtl,
+    /// [`Store::track_changes`](crate::Store::track_changes).
+    TrackChanges,
 }
 
 impl Method {
@@ -126,6 +130,8 @@ impl Method {
         Method::Ping,
         Method::FlushPrefix,
         Method::Stats,
+        Method::GetWithTtl,
+        Method::TrackChanges,
     ];
 
     /// This method's position in [`Method::ALL`]: an index for per-method tables (a cast outside
@@ -161,6 +167,8 @@ impl Method {
             Method::Ping => "ping",
             Method::FlushPrefix => "flush_prefix",
             Method::Stats => "stats",
+            Method::GetWithTtl => "get_with_ttl",
+            Method::TrackChanges => "track_changes",
         }
     }
 }
@@ -169,7 +177,7 @@ impl Method {
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Target<'a> {
-    /// No key (`ping`, `flush_prefix`, `stats`).
+    /// No key (`ping`, `flush_prefix`, `stats`, `track_changes`).
     None,
     /// One key (every single-key method, sorted sets included).
     Key(&'a str),
@@ -296,11 +304,11 @@ mod tests {
         }
         let names: HashSet<&str> = Method::ALL.iter().map(|m| m.as_str()).collect();
         assert_eq!(names.len(), Method::ALL.len(), "a method is listed twice");
-        // `Stats` is declared last, so `ALL` holds every variant up to it. This match has no
-        // wildcard: a new variant stops it compiling until it is placed here (and appended to
+        // `TrackChanges` is declared last, so `ALL` holds every variant up to it. This match has
+        // no wildcard: a new variant stops it compiling until it is placed here (and appended to
         // `ALL`, which the assertions then check).
         let declared_last = |m: Method| match m {
-            Method::Stats => true,
+            Method::TrackChanges => true,
             Method::Get
             | Method::GetMany
             | Method::GetEx
@@ -320,9 +328,11 @@ mod tests {
             | Method::ZremRangeByScore
             | Method::Zcard
             | Method::Ping
-            | Method::FlushPrefix => false,
+            | Method::FlushPrefix
+            | Method::Stats
+            | Method::GetWithTtl => false,
         };
         assert!(Method::ALL.last().copied().is_some_and(declared_last));
-        assert_eq!(Method::ALL.len(), Method::Stats.index() + 1);
+        assert_eq!(Method::ALL.len(), Method::TrackChanges.index() + 1);
     }
 }

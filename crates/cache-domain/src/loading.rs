@@ -373,7 +373,9 @@ impl<S: Store> Inner<S> {
             },
             Ok(None) => {
                 // The source no longer has it: drop the cached copy so the next read misses.
-                if let Err(e) = self.store.delete(&[key]).await {
+                let deleted = self.store.delete(&[key]).await;
+                self.near_forget(fs.family, [key]);
+                if let Err(e) = deleted {
                     self.store_failed(fs, "delete", &e);
                 }
                 guard.complete(Outcome::Value(cached_bytes));

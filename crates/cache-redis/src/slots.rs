@@ -72,6 +72,8 @@ pub(crate) struct Connections {
     /// Under Sentinel: where the connections are found, and the task that follows switches.
     discovery: Option<Arc<Discovery>>,
     watcher: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The near-cache trackers (`Store::track_changes`), per store prefix.
+    pub(crate) trackers: crate::tracking::Trackers,
 }
 
 impl std::fmt::Debug for Connections {
@@ -107,6 +109,7 @@ impl Connections {
         let tls_addr = manager.tls_addr();
         let cluster = manager.is_cluster();
         let discovery = manager.discovery().cloned();
+        let trackers = crate::tracking::Trackers::new(&manager);
         let pool = mobc::Pool::builder()
             .max_open(max_open)
             // mobc treats 0 as "unlimited"; keep at least one idle connection allowed.
@@ -146,6 +149,7 @@ impl Connections {
             maintenance: parking_lot::Mutex::new(None),
             discovery,
             watcher: parking_lot::Mutex::new(None),
+            trackers,
         })
     }
 
