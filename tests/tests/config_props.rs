@@ -46,6 +46,8 @@ const VARIABLES: &[&str] = &[
     "CACHE_TTL_SESSION",
     "CACHE_CALL_TIMEOUT",
     "SESSION_CALL_TIMEOUT",
+    "CACHE_NEAR_FAMILIES",
+    "CACHE_NEAR_SESSIONS",
 ];
 
 /// A value for any variable: plausible ones (so that parsing goes deep) and arbitrary text.
@@ -66,7 +68,11 @@ fn value() -> impl Strategy<Value = String> {
                 "production",
                 "dev",
                 "true",
+                "on",
                 "off",
+                "user,content=5000",
+                "content=off",
+                "5000",
                 "shop",
                 "shop.user",
                 "shop:user",

@@ -16,7 +16,7 @@ use cache_redis::{RedisConfig, RedisEndpoint, RedisStore};
 use redis::aio::MultiplexedConnection;
 use sessions::{CreateOptions, SessionData, SessionManager};
 
-use crate::load::{Client, Entry};
+use crate::load::{Client, CpuProbe, Entry};
 use crate::workload::{
     doc_id, kv_key, raw_key, session_data, Doc, BATCH, GET_PERCENT, PREFIX, SET_TTL,
 };
@@ -30,7 +30,7 @@ pub const EXTRA_CLIENTS: [&str; 1] = ["store_1conn"];
 /// reference points, not library clients: raw redis-rs plus the decoding the library's typed
 /// answer needs (see their docs), so the report can tell the cost of the library's code from the
 /// cost of turning bytes into data.
-pub const CLIENTS: [&str; 10] = [
+pub const CLIENTS: [&str; 12] = [
     "raw",
     "store",
     "raw_json",
@@ -41,6 +41,8 @@ pub const CLIENTS: [&str; 10] = [
     "raw_pipeline64",
     "batch64",
     "memory",
+    "near_cache",
+    "near_session_get",
 ];
 
 const TTL_MS: u64 = SET_TTL.as_millis() as u64;
@@ -258,6 +260,49 @@ impl Client for RawPipeline {
     }
 }
 
+/// Reads the server's CPU time from `INFO cpu` over a connection of its own.
+pub struct RedisCpu {
+    conn: MultiplexedConnection,
+}
+
+impl RedisCpu {
+    /// A probe of the server at `url`.
+    pub async fn connect(url: &str) -> anyhow::Result<RedisCpu> {
+        let conn = redis::Client::open(url)?
+            .get_multiplexed_async_connection()
+            .await
+            .context("opening the INFO connection")?;
+        Ok(RedisCpu { conn })
+    }
+}
+
+/// `used_cpu_sys + used_cpu_user` of an `INFO cpu` answer.
+pub fn parse_info_cpu(info: &str) -> anyhow::Result<std::time::Duration> {
+    let field = |name: &str| -> anyhow::Result<f64> {
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+            .with_context(|| format!("INFO cpu has no {name}"))?
+            .parse::<f64>()
+            .with_context(|| format!("INFO cpu: {name} is not a number"))
+    };
+    let secs = field("used_cpu_sys")? + field("used_cpu_user")?;
+    Ok(std::time::Duration::from_secs_f64(secs.max(0.0)))
+}
+
+impl CpuProbe for RedisCpu {
+    fn cpu(
+        &self,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<std::time::Duration>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
+            parse_info_cpu(&info)
+        })
+    }
+}
+
 /// The library configuration the benchmark uses: the production profile against `url`, with the
 /// benchmark's key prefix.
 pub fn config(url: &str) -> anyhow::Result<RedisConfig> {
@@ -439,6 +484,13 @@ pub async fn setup(
                     keys,
                 },
             ),
+            "near_cache" => Entry::new(name, crate::near::NearCacheClient::new(&cfg, keys).await?),
+            "near_session_get" => {
+                // Sessions of its own: `session_get` touches and `session_update` rewrites the
+                // shared ones, which would invalidate this client's copies between its rounds.
+                let own: Arc<[String]> = create_sessions(&manager, sessions).await?.into();
+                Entry::new(name, crate::near::NearSessionGet::new(&cfg, own).await?)
+            }
             _ => unreachable!("every name of CLIENTS and EXTRA_CLIENTS is matched"),
         };
         entries.push(entry);
@@ -476,4 +528,20 @@ async fn create_sessions(
         all.extend(h.await.context("a session-creating task panicked")??);
     }
     Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_info_cpu;
+
+    #[test]
+    fn info_cpu_is_parsed() {
+        let info = "# CPU\r\nused_cpu_sys:1.500000\r\nused_cpu_user:2.250000\r\n\
+                    used_cpu_sys_children:0.000000\r\nused_cpu_sys_main_thread:1.4\r\n";
+        assert_eq!(
+            parse_info_cpu(info).unwrap(),
+            std::time::Duration::from_millis(3750)
+        );
+        assert!(parse_info_cpu("# CPU\r\n").is_err());
+    }
 }

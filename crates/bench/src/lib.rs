@@ -18,9 +18,11 @@
 //! measurement, printed clearly, not a failure.
 
 pub mod chaos;
+pub mod chart;
 pub mod clients;
 pub mod env;
 pub mod hist;
 pub mod load;
+pub mod near;
 pub mod report;
 pub mod workload;

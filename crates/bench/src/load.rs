@@ -33,6 +33,8 @@ pub struct Measured {
     pub elapsed: Duration,
     /// Latency of every operation.
     pub hist: Histogram,
+    /// CPU time the Redis server spent during the rounds (`INFO cpu` delta), when measured.
+    pub server_cpu: Option<Duration>,
 }
 
 impl Measured {
@@ -45,6 +47,16 @@ impl Measured {
         }
         self.elapsed += other.elapsed;
         self.hist.merge(&other.hist);
+        self.server_cpu = match (self.server_cpu, other.server_cpu) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// Server CPU time per operation, microseconds, when measured.
+    pub fn server_us_per_op(&self) -> Option<f64> {
+        let cpu = self.server_cpu?;
+        (self.ops > 0).then(|| cpu.as_secs_f64() * 1e6 / self.ops as f64)
     }
 
     /// Operations per second over the measured time.
@@ -167,12 +179,21 @@ pub struct Cell {
     pub measured: Measured,
 }
 
+/// Reads the CPU time the server has used so far (for Redis: `used_cpu_sys + used_cpu_user` of
+/// `INFO cpu`), so that a round's delta divided by its operations is the server CPU per operation.
+pub trait CpuProbe: Send + Sync {
+    /// The server's CPU time since it started.
+    fn cpu(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Duration>> + Send + '_>>;
+}
+
 /// Runs the plan: for each concurrency level, a warm-up round per client, then `rounds` rounds in
-/// which every client runs once, the order rotated by one each round. `progress` is told about
-/// each finished round.
+/// which every client runs once, the order rotated by one each round. With a `probe`, every
+/// measured round also records the server CPU it cost. `progress` is told about each finished
+/// round.
 pub async fn run_plan(
     entries: &[Entry],
     plan: &Plan,
+    probe: Option<&dyn CpuProbe>,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> anyhow::Result<Vec<Cell>> {
     let mut cells = Vec::new();
@@ -187,7 +208,14 @@ pub async fn run_plan(
             for k in 0..entries.len() {
                 let i = (k + round) % entries.len();
                 seed += 1;
-                let m = (entries[i].run)(c, plan.round, seed).await?;
+                let before = match probe {
+                    Some(p) => Some(p.cpu().await?),
+                    None => None,
+                };
+                let mut m = (entries[i].run)(c, plan.round, seed).await?;
+                if let (Some(p), Some(before)) = (probe, before) {
+                    m.server_cpu = Some(p.cpu().await?.saturating_sub(before));
+                }
                 acc[i].absorb(m);
                 progress(entries[i].name, c, round);
             }
@@ -248,7 +276,7 @@ mod tests {
             warmup: Duration::from_millis(1),
         };
         let mut rounds = 0;
-        let cells = run_plan(&entries, &plan, &mut |_, _, _| rounds += 1)
+        let cells = run_plan(&entries, &plan, None, &mut |_, _, _| rounds += 1)
             .await
             .unwrap();
         assert_eq!(rounds, 2 * 2 * 2);

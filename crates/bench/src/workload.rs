@@ -92,6 +92,12 @@ pub fn doc_id(i: u64) -> String {
     format!("doc-{i}")
 }
 
+/// The cache id of entry `i` of the near-cache workload: documents of their own, so that the
+/// other clients' writes do not invalidate them.
+pub fn near_doc_id(i: u64) -> String {
+    format!("near-{i}")
+}
+
 /// xorshift64*: a few nanoseconds per number, good enough to pick operations and keys, and
 /// deterministic per seed so runs are comparable.
 #[derive(Debug, Clone)]

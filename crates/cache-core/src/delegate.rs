@@ -183,6 +183,22 @@ macro_rules! delegate_store {
                     let $this = self;
                     $call!($this, Op::new(Method::Close, Target::None), $inner.close())
                 }
+                async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
+                    let $this = self;
+                    $call!($this, Op::new(Method::GetWithTtl, Target::Key(key)), $inner.get_with_ttl(key))
+                }
+                async fn track_changes(
+                    &self,
+                    prefix: &str,
+                    listener: ::std::sync::Weak<dyn $crate::tracking::InvalidationListener>,
+                ) -> Result<()> {
+                    let $this = self;
+                    $call!(
+                        $this,
+                        Op::new(Method::TrackChanges, Target::None),
+                        $inner.track_changes(prefix, listener)
+                    )
+                }
             }
         };
     };

@@ -105,6 +105,10 @@ pub enum Method {
     Stats,
     /// [`Store::close`](crate::Store::close).
     Close,
+    /// [`Store::get_with_ttl`](crate::Store::get_with_ttl).
+    GetWithTtl,
+    /// [`Store::track_changes`](crate::Store::track_changes).
+    TrackChanges,
 }
 
 impl Method {
@@ -134,6 +138,8 @@ impl Method {
         Method::FlushPrefix,
         Method::Stats,
         Method::Close,
+        Method::GetWithTtl,
+        Method::TrackChanges,
     ];
 
     /// This method's position in [`Method::ALL`]: an index for per-method tables (a cast outside
@@ -170,6 +176,8 @@ impl Method {
             Method::FlushPrefix => "flush_prefix",
             Method::Stats => "stats",
             Method::Close => "close",
+            Method::GetWithTtl => "get_with_ttl",
+            Method::TrackChanges => "track_changes",
         }
     }
 }
@@ -178,7 +186,7 @@ impl Method {
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Target<'a> {
-    /// No key (`ping`, `flush_prefix`, `stats`, `close`).
+    /// No key (`ping`, `flush_prefix`, `stats`, `close`, `track_changes`).
     None,
     /// One key (every single-key method, sorted sets included).
     Key(&'a str),
@@ -322,11 +330,11 @@ mod tests {
         }
         let names: HashSet<&str> = Method::ALL.iter().map(|m| m.as_str()).collect();
         assert_eq!(names.len(), Method::ALL.len(), "a method is listed twice");
-        // `Close` is declared last, so `ALL` holds every variant up to it. This match has no
-        // wildcard: a new variant stops it compiling until it is placed here (and appended to
+        // `TrackChanges` is declared last, so `ALL` holds every variant up to it. This match has
+        // no wildcard: a new variant stops it compiling until it is placed here (and appended to
         // `ALL`, which the assertions then check).
         let declared_last = |m: Method| match m {
-            Method::Close => true,
+            Method::TrackChanges => true,
             Method::Get
             | Method::GetMany
             | Method::GetEx
@@ -347,9 +355,11 @@ mod tests {
             | Method::Zcard
             | Method::Ping
             | Method::FlushPrefix
-            | Method::Stats => false,
+            | Method::Stats
+            | Method::Close
+            | Method::GetWithTtl => false,
         };
         assert!(Method::ALL.last().copied().is_some_and(declared_last));
-        assert_eq!(Method::ALL.len(), Method::Close.index() + 1);
+        assert_eq!(Method::ALL.len(), Method::TrackChanges.index() + 1);
     }
 }

@@ -396,6 +396,35 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn close(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Reads a key and its remaining lifetime in one round trip (Redis: one script running `GET`
+    /// and `PTTL`). `None`: the key does not exist. The default reads them one after the other, so
+    /// the two may belong to different writes; a near cache is safe either way because a write in
+    /// between is also reported through [`Store::track_changes`].
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
+        let Some(value) = self.get(key).await? else {
+            return Ok(None);
+        };
+        Ok(Some((value, self.ttl(key).await?)))
+    }
+
+    /// Asks the backend to report every change of a key starting with `prefix` (relative to the
+    /// store's prefix) to `listener`, which it holds weakly (dropping the listener unregisters
+    /// it). Returns once registered; the listener hears
+    /// [`InvalidationListener::tracking_ready`](crate::tracking::InvalidationListener::tracking_ready)
+    /// when the server tracks the prefix, and nothing may be cached before. Backends that cannot
+    /// watch their server answer [`Error::Unsupported`] (the default).
+    async fn track_changes(
+        &self,
+        prefix: &str,
+        listener: std::sync::Weak<dyn crate::tracking::InvalidationListener>,
+    ) -> Result<()> {
+        let _ = (prefix, listener);
+        Err(Error::Unsupported(format!(
+            "the {} backend does not report key changes (no near cache)",
+            self.backend_name()
+        )))
+    }
 }
 
 /// Validates a TTL against the [contract](self) and returns it in whole milliseconds (rounded up).

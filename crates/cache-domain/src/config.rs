@@ -104,6 +104,7 @@ pub struct CacheConfig {
     early_refresh: Option<f64>,
     scan_count: u32,
     call_timeout: Duration,
+    near: [Option<cache_near::NearConfig>; Family::COUNT],
 }
 
 /// The environment variable of [`CacheConfig::with_call_timeout`].
@@ -111,6 +112,10 @@ pub(crate) const CALL_TIMEOUT_VAR: &str = "CACHE_CALL_TIMEOUT";
 
 /// The default deadline of one cache manager call: 2 seconds.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The families whose near cache is on: `user,content` (default bounds), `content=5000` (that
+/// many entries), `user=off`.
+const NEAR_FAMILIES_ENV: &str = "CACHE_NEAR_FAMILIES";
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -123,6 +128,7 @@ impl Default for CacheConfig {
             early_refresh: None,
             scan_count: 500,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            near: [None; Family::COUNT],
         }
     }
 }
@@ -133,12 +139,26 @@ impl CacheConfig {
     /// [`cache_core::config::parse_duration`] reads them), and the call timeout
     /// (`CACHE_CALL_TIMEOUT`). Blank values are ignored; a value that is not a duration is an
     /// [`Error::Config`] naming the variable.
+    ///
+    /// `CACHE_NEAR_FAMILIES` turns on near caches ([`CacheConfig::with_near_cache`]): a
+    /// comma-separated list of family names, each alone (`content`: the default bounds), with a
+    /// number of entries (`content=5000`) or switched off (`user=off`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let env = Lookup::new(&lookup);
         let mut c = Self::default();
         for family in Family::ALL {
             if let Some(ttl) = env.duration(family.ttl_env_var())? {
                 c.ttls[family.index()] = ttl;
+            }
+        }
+        if let Some(list) = env.get(NEAR_FAMILIES_ENV) {
+            for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let (name, switch) = item.split_once('=').unwrap_or((item, "on"));
+                let family = Family::from_name(name.trim()).map_err(|_| {
+                    Error::config(NEAR_FAMILIES_ENV, format!("{name:?} is not a cache family"))
+                })?;
+                c.near[family.index()] = cache_near::NearConfig::from_switch(switch)
+                    .map_err(|e| Error::config(NEAR_FAMILIES_ENV, e.to_string()))?;
             }
         }
         if let Some(timeout) = env.duration(CALL_TIMEOUT_VAR)? {
@@ -223,6 +243,28 @@ impl CacheConfig {
     /// The TTL of a family.
     pub fn ttl(&self, family: Family) -> Duration {
         self.ttls[family.index()]
+    }
+
+    /// Turns on the near cache of `family` with these bounds (off by default; also
+    /// `CACHE_NEAR_FAMILIES`): [`FamilyCache::get_shared`](crate::FamilyCache::get_shared) then
+    /// serves hot values from process memory, kept correct by the server's invalidations. Needs a
+    /// store that reports changes (Redis on one server): refused on Redis Cluster when the manager is
+    /// built, ignored on the memory backend.
+    pub fn with_near_cache(mut self, family: Family, near: cache_near::NearConfig) -> Self {
+        self.near[family.index()] = Some(near);
+        self
+    }
+
+    /// The near cache settings of `family`, when on.
+    pub fn near_cache(&self, family: Family) -> Option<cache_near::NearConfig> {
+        self.near[family.index()]
+    }
+
+    /// The families whose near cache is on.
+    pub fn near_families(&self) -> impl Iterator<Item = Family> + '_ {
+        Family::ALL
+            .into_iter()
+            .filter(|f| self.near[f.index()].is_some())
     }
 
     /// The write policy.

@@ -24,6 +24,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::cas::CasPolicy;
@@ -36,6 +37,7 @@ use tokio::time::Instant;
 use crate::config::{CacheConfig, WritePolicy, CALL_TIMEOUT_VAR};
 use crate::family::{data_key, version_key, Family, Id};
 use crate::flight::Flights;
+use crate::near::{AnyValue, FamilyNear};
 use crate::stats::FamilyCounters;
 use crate::versions::VersionSlot;
 
@@ -100,6 +102,8 @@ pub(crate) struct Inner<S> {
     /// that serialise updates of one key inside this process, so that its own writers never race
     /// each other's compare-and-swap (only other processes' do).
     pub(crate) cas: CasPolicy,
+    /// The near cache of each family, when on ([`crate::near`]).
+    near: Vec<Option<FamilyNear>>,
 }
 
 /// One raw read.
@@ -209,7 +213,13 @@ impl<S: Store> Inner<S> {
         self.write_failed(self.fs(family), e)
     }
 
-    pub(crate) fn new(store: S, config: CacheConfig) -> Self {
+    /// The shared state; fails when a family's near cache cannot work with this store (on a
+    /// cluster) or its bounds are invalid.
+    pub(crate) fn new(store: S, config: CacheConfig) -> Result<Self> {
+        let near = Family::ALL
+            .iter()
+            .map(|f| FamilyNear::build(*f, config.near_cache(*f), store.backend_name()))
+            .collect::<Result<Vec<_>>>()?;
         let families = Family::ALL.map(|family| FamilyState {
             family,
             version: VersionSlot::default(),
@@ -220,7 +230,8 @@ impl<S: Store> Inner<S> {
         let refresh_ms = u64::try_from(config.version_refresh().as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        Self {
+        Ok(Self {
+            near,
             store,
             config,
             families,
@@ -230,7 +241,11 @@ impl<S: Store> Inner<S> {
             cas: CasPolicy::new(tokio::time::sleep)
                 .with_max_attempts(UPDATE_MAX_ATTEMPTS)
                 .with_local_lock(UPDATE_LOCK_STRIPES),
-        }
+        })
+    }
+
+    pub(crate) fn near_of(&self, family: Family) -> Option<&FamilyNear> {
+        self.near.get(family.index())?.as_ref()
     }
 
     /// Milliseconds since the manager was built, plus one (so that 0 can mean "never").
@@ -314,6 +329,7 @@ impl<S: Store> Inner<S> {
             return;
         }
         self.note_decode_failure(fs, key, e);
+        self.near_forget(fs.family, [key]);
         if let Err(e) = self
             .store
             .compare_and_swap(key, Some(bytes), None, Expiry::Never)
@@ -343,7 +359,9 @@ impl<S: Store> Inner<S> {
         bytes: &[u8],
         ttl: Duration,
     ) -> Result<()> {
-        match self.store.set(key, bytes, SetOptions::ttl(ttl)).await {
+        let written = self.store.set(key, bytes, SetOptions::ttl(ttl)).await;
+        self.near_forget(fs.family, [key]);
+        match written {
             Ok(_) => {
                 fs.stats.writes.inc();
                 Ok(())
@@ -396,6 +414,73 @@ impl<S: Store> Inner<S> {
         }
         fs.stats.misses.inc();
         Ok(None)
+    }
+
+    /// [`crate::FamilyCache::get_shared`]: like `get_one`, through the family's near cache when it
+    /// is on (see [`crate::near`]).
+    pub(crate) async fn get_shared<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        family: Family,
+        id: Id<'_>,
+    ) -> Result<Option<Arc<T>>> {
+        let Some(near) = self.near(family).await else {
+            return Ok(self.get_one::<T>(family, id).await?.map(Arc::new));
+        };
+        let fs = self.fs(family);
+        let version = match self.version(fs).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.store_failed(fs, "read namespace version", &e);
+                fs.stats.misses.inc();
+                return Ok(None);
+            }
+        };
+        let key = data_key(family, version, id)?;
+        if let Some(hit) = near.get(&key) {
+            // Another type under the same key (two callers reading one family differently) is a
+            // miss, and the read below replaces it.
+            if let Ok(v) = hit.downcast::<T>() {
+                fs.stats.hits.inc();
+                return Ok(Some(v));
+            }
+        }
+        let ticket = near.ticket(&key);
+        let started = Instant::now();
+        let (bytes, ttl) = match self.store.get_with_ttl(&key).await {
+            Ok(Some((b, ttl))) if b != TOMBSTONE => (b, ttl),
+            Ok(_) => {
+                fs.stats.misses.inc();
+                return Ok(None);
+            }
+            Err(e) => {
+                self.store_failed(fs, "read", &e);
+                fs.stats.misses.inc();
+                return Ok(None);
+            }
+        };
+        let value: Arc<T> = match codec::decode(&bytes) {
+            Ok(v) => Arc::new(v),
+            Err(e) => {
+                self.discard_corrupt(fs, &key, &bytes, &e).await;
+                fs.stats.misses.inc();
+                return Ok(None);
+            }
+        };
+        let until = match ttl {
+            cache_core::KeyTtl::ExpiresIn(left) => Some(started + left),
+            cache_core::KeyTtl::Persistent => None,
+            // Gone right after it was read: do not keep it.
+            cache_core::KeyTtl::Missing => Some(started),
+        };
+        near.insert(
+            ticket,
+            &key,
+            Arc::clone(&value) as Arc<AnyValue>,
+            until,
+            bytes.len(),
+        );
+        fs.stats.hits.inc();
+        Ok(Some(value))
     }
 
     pub(crate) async fn set_one<T: Serialize + Sync + ?Sized>(
@@ -503,7 +588,9 @@ impl<S: Store> Inner<S> {
             .map(|k| k.as_str())
             .zip(encoded.iter().map(Vec::as_slice))
             .collect();
-        match self.store.set_many(&pairs, Expiry::In(ttl)).await {
+        let written = self.store.set_many(&pairs, Expiry::In(ttl)).await;
+        self.near_forget(family, pairs.iter().map(|(k, _)| *k));
+        match written {
             Ok(()) => {
                 fs.stats.writes.add(pairs.len() as u64);
                 Ok(())

@@ -253,6 +253,11 @@ impl Family {
     /// The number of cache families.
     pub const COUNT: usize = TABLE.len();
 
+    /// The family's key prefix (`user:`): what the near cache asks the store to track.
+    pub(crate) fn key_prefix(self) -> &'static str {
+        self.spec().prefix
+    }
+
     fn spec(self) -> &'static Spec {
         &TABLE[self.index()]
     }

@@ -31,7 +31,11 @@ impl<S: Store> Inner<S> {
             })
             .collect::<Result<Vec<_>>>()?;
         let refs: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
-        self.store.delete(&refs).await
+        let deleted = self.store.delete(&refs).await;
+        for ((family, _), key) in items.iter().zip(&refs) {
+            self.near_forget(*family, [*key]);
+        }
+        deleted
     }
 
     /// The `SCAN` pattern of `selection`, with the family's version read fresh when it matters.

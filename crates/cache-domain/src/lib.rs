@@ -107,10 +107,12 @@ mod flight;
 pub mod invalidate;
 pub mod loading;
 pub mod manager;
+mod near;
 pub mod stats;
 mod typed;
 pub mod versions;
 
+pub use cache_near::{NearConfig, NearStats};
 pub use config::{CacheConfig, LeaseConfig, WritePolicy, DEFAULT_CALL_TIMEOUT};
 pub use crawl::{CrawlError, CrawlState, CrawlStatus};
 pub use engine::TOMBSTONE;

@@ -450,6 +450,7 @@ impl<S: Store> Inner<S> {
                     .spend(self.store.delete(&[key]))
                     .await
                     .unwrap_or_else(|| Err(budget.timeout("delete")));
+                self.near_forget(fs.family, [key]);
                 if let Err(e) = deleted {
                     self.store_failed(fs, "delete", &e);
                 }

@@ -74,7 +74,7 @@ impl<S: Store> CacheManagerBuilder<S> {
     /// manager.
     pub fn build(self) -> Result<CacheManager<S>> {
         self.config.validate()?;
-        Ok(CacheManager::build(self.store, self.config))
+        CacheManager::build(self.store, self.config)
     }
 }
 
@@ -82,6 +82,8 @@ impl<S: Store> CacheManager<S> {
     /// A manager with the default settings ([`CacheConfig::default`]).
     pub fn new(store: S) -> Self {
         Self::build(store, CacheConfig::default())
+            // The defaults have no near cache, the only part of building that can fail.
+            .expect("the default cache settings build")
     }
 
     /// A builder, starting from the default settings.
@@ -92,11 +94,12 @@ impl<S: Store> CacheManager<S> {
         }
     }
 
-    fn build(store: S, config: CacheConfig) -> Self {
+    /// Builds the manager from checked settings; fails only when a near cache cannot be built.
+    fn build(store: S, config: CacheConfig) -> Result<Self> {
         describe_metrics();
-        Self {
-            inner: Arc::new(Inner::new(store, config)),
-        }
+        Ok(Self {
+            inner: Arc::new(Inner::new(store, config)?),
+        })
     }
 
     /// The store underneath.

@@ -95,6 +95,24 @@ impl<'a, S: Store> FamilyCache<'a, S> {
             .await
     }
 
+    /// Reads the value of `id` as a shared `Arc<T>`, through the family's near cache when it is on
+    /// ([`CacheConfig::with_near_cache`](crate::CacheConfig::with_near_cache)): a hit costs no
+    /// round trip and no decode, and a value changed anywhere (another instance, a script,
+    /// `redis-cli`) is dropped within one invalidation delivery (see the user guide's consistency
+    /// model). Without the near cache it is [`FamilyCache::get`] wrapped in an `Arc`. Misses as in
+    /// [`FamilyCache::get`].
+    pub async fn get_shared<T>(&self, id: &str) -> Result<Option<std::sync::Arc<T>>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.inner.get_shared(self.family, self.id(id)?).await
+    }
+
+    /// What the family's near cache has done (`None` when it is off or not used with this store).
+    pub fn near_cache_stats(&self) -> Option<cache_near::NearStats> {
+        self.inner.near_of(self.family).map(|n| n.cache.stats())
+    }
+
     /// Caches a value with the handle's TTL (the family's unless [`FamilyCache::with_ttl`]). Store
     /// errors follow the [`WritePolicy`](crate::WritePolicy).
     pub async fn set<T: Serialize + Sync + ?Sized>(&self, id: &str, value: &T) -> Result<()> {

@@ -254,6 +254,7 @@ impl<S: Store> Inner<S> {
             self.warn_reset(fs, answered, known, n);
         }
         let n = self.publish_version(fs, n);
+        self.near_flush(family);
         tracing::info!(
             family = fs.family.name(),
             version = n,

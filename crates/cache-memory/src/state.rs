@@ -1,126 +1,35 @@
-//! The data behind a [`crate::MemoryStore`]: one ordered map of entries plus the indexes that make
-//! expiry and eviction cheap. Everything here runs under the store's lock and never awaits.
+//! The data behind a [`crate::MemoryStore`]: the entries, split over shards by the hash of their key,
+//! each shard with the indexes that make scans, expiry and eviction cheap. A shard runs under its own
+//! lock and never awaits; nothing here locks two shards at once.
+//!
+//! What costs what (the reason for each structure):
+//!
+//! - Reads and writes of an existing key are one hash-table probe with the hash the store computed
+//!   once (it also picked the shard), no key allocation and no tree walk.
+//! - The ordered key index (`ordered`, for `SCAN` pages and `flush_prefix`) changes only when a key is
+//!   created or removed, never on a read or an overwrite.
+//! - The deadline index (`expiries`, for the reaper and for "expired first" eviction) changes only
+//!   when a deadline moves earlier or a key is created or removed: overwriting a live key with a
+//!   later deadline (the common `SET ... PX`, a sliding `GETEX`) leaves it alone.
+//! - The LRU order exists only in bounded stores; uses are stamped with a store-wide tick so that the
+//!   oldest use over all shards is the smallest head.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
-use cache_core::{Error, Result};
+use hashbrown::HashTable;
 use tokio::time::Instant;
 
-/// Bytes counted for a sorted-set member besides its name (the score).
-const MEMBER_OVERHEAD: usize = 8;
+pub(crate) use crate::zset::ZSet;
 
-/// A sorted-set score. Scores are never NaN (rejected on input), which makes the order total;
-/// `-0.0` and `0.0` compare equal, as in Redis.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Score(pub(crate) f64);
-
-impl PartialEq for Score {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Score {}
-impl PartialOrd for Score {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Score {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // NaN never gets in (checked by every method taking a score), so `partial_cmp` is total here.
-        self.0.partial_cmp(&other.0).unwrap_or(Ordering::Equal)
-    }
-}
-
-/// A sorted set: members by name and by (score, name).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ZSet {
-    scores: HashMap<String, f64>,
-    ordered: BTreeSet<(Score, String)>,
-    /// Member names plus [`MEMBER_OVERHEAD`] each, kept up to date.
-    bytes: usize,
-}
-
-impl ZSet {
-    /// Adds or updates a member; returns whether it is new.
-    pub(crate) fn insert(&mut self, member: &str, score: f64) -> bool {
-        match self.scores.get_mut(member) {
-            Some(old) => {
-                if old.to_bits() != score.to_bits() {
-                    self.ordered.remove(&(Score(*old), member.to_owned()));
-                    self.ordered.insert((Score(score), member.to_owned()));
-                    *old = score;
-                }
-                false
-            }
-            None => {
-                self.scores.insert(member.to_owned(), score);
-                self.ordered.insert((Score(score), member.to_owned()));
-                self.bytes += member.len() + MEMBER_OVERHEAD;
-                true
-            }
-        }
-    }
-
-    /// Removes a member; returns whether it was present.
-    pub(crate) fn remove(&mut self, member: &str) -> bool {
-        match self.scores.remove(member) {
-            Some(score) => {
-                self.ordered.remove(&(Score(score), member.to_owned()));
-                self.bytes -= member.len() + MEMBER_OVERHEAD;
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub(crate) fn contains(&self, member: &str) -> bool {
-        self.scores.contains_key(member)
-    }
-
-    /// Members with `min <= score <= max` in order, at most `limit`.
-    pub(crate) fn range(&self, min: f64, max: f64, limit: usize) -> Vec<(String, f64)> {
-        if min > max {
-            return Vec::new();
-        }
-        self.ordered
-            .range((Score(min), String::new())..)
-            .take_while(|(s, _)| s.0 <= max)
-            .take(limit)
-            .map(|(s, m)| (m.clone(), s.0))
-            .collect()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.scores.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.scores.is_empty()
-    }
-
-    /// Bytes counted for this set: member names plus a score each.
-    pub(crate) fn size(&self) -> usize {
-        self.bytes
-    }
-
-    /// The size after adding `member` (unchanged if it is present).
-    pub(crate) fn size_with(&self, member: &str) -> usize {
-        if self.contains(member) {
-            self.bytes
-        } else {
-            self.bytes + member.len() + MEMBER_OVERHEAD
-        }
-    }
-}
-
-/// What a key holds.
+/// What a key holds. String values are shared (`Arc`) so that a read copies them out of the shard
+/// after its lock is released.
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
-    Str(Vec<u8>),
-    ZSet(ZSet),
+    Str(Arc<[u8]>),
+    ZSet(Box<ZSet>),
 }
 
 impl Value {
@@ -137,25 +46,44 @@ impl Value {
 pub(crate) struct Entry {
     pub(crate) value: Value,
     pub(crate) expires_at: Option<Instant>,
-    /// Position in the LRU order (only maintained in a bounded store).
+    /// The time of this key's record in the deadline index, if it has one (never later than
+    /// `expires_at`; see [`Shard::index_deadline`]).
+    indexed_at: Option<Instant>,
+    /// The store-wide tick of its last use (only maintained in a bounded store).
     used: u64,
     /// Bytes counted for this entry: key plus value.
     size: usize,
 }
 
 impl Entry {
-    fn is_expired(&self, now: Instant) -> bool {
+    pub(crate) fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| now >= at)
     }
 }
 
-/// Counters reported by `stats()`.
+/// A key with its entry, as stored in a shard's table.
+#[derive(Debug)]
+struct Slot {
+    key: Arc<str>,
+    entry: Entry,
+}
+
+/// Counters reported by `stats()`, per shard (summed by the store).
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Counters {
     pub(crate) hits: u64,
     pub(crate) misses: u64,
     pub(crate) expired: u64,
     pub(crate) evicted: u64,
+}
+
+impl Counters {
+    pub(crate) fn add(&mut self, other: &Counters) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.expired += other.expired;
+        self.evicted += other.evicted;
+    }
 }
 
 /// Size bounds of a store.
@@ -167,41 +95,159 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    fn bounded(&self) -> bool {
+    pub(crate) fn bounded(&self) -> bool {
         self.max_entries.is_some() || self.max_bytes.is_some()
     }
 }
 
-/// The whole data set, shared by every store built from the same root (whatever its prefix).
+/// Store-wide totals and the LRU clock of a bounded store, shared by its shards. An unbounded store
+/// has none, so its writes touch no shared cache line.
+#[derive(Debug, Default)]
+pub(crate) struct Totals {
+    pub(crate) entries: AtomicUsize,
+    pub(crate) bytes: AtomicUsize,
+    tick: AtomicU64,
+}
+
+impl Totals {
+    fn next_tick(&self) -> u64 {
+        self.tick.fetch_add(1, AtomicOrdering::Relaxed) + 1
+    }
+}
+
+/// "Now" on tokio's clock, read at most once per operation and only when a deadline needs it.
+#[derive(Debug, Default)]
+pub(crate) struct Now(Option<Instant>);
+
+impl Now {
+    pub(crate) fn get(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
+}
+
+/// Longest full key kept on the stack while it is hashed and looked up; longer keys use the heap.
+const INLINE_KEY: usize = 128;
+
+/// A full key (store prefix + relative key) and its hash, built without allocating for the usual
+/// short key.
 #[derive(Debug)]
-pub(crate) struct State {
-    /// Entries by full key (prefix included).
-    map: BTreeMap<Arc<str>, Entry>,
-    /// Keys with a TTL, soonest deadline first: the background reaper pops from the front.
+pub(crate) struct FullKey<'a> {
+    base: &'a str,
+    rel: &'a str,
+    inline: [u8; INLINE_KEY],
+    heap: Vec<u8>,
+    pub(crate) hash: u64,
+}
+
+impl<'a> FullKey<'a> {
+    pub(crate) fn new(base: &'a str, rel: &'a str, hasher: &impl BuildHasher) -> Self {
+        let len = base.len() + rel.len();
+        let mut key = FullKey {
+            base,
+            rel,
+            inline: [0; INLINE_KEY],
+            heap: Vec::new(),
+            hash: 0,
+        };
+        if len <= INLINE_KEY {
+            key.inline[..base.len()].copy_from_slice(base.as_bytes());
+            key.inline[base.len()..len].copy_from_slice(rel.as_bytes());
+        } else {
+            key.heap.reserve_exact(len);
+            key.heap.extend_from_slice(base.as_bytes());
+            key.heap.extend_from_slice(rel.as_bytes());
+        }
+        key.hash = hasher.hash_one(key.bytes());
+        key
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        let len = self.base.len() + self.rel.len();
+        if len <= INLINE_KEY {
+            &self.inline[..len]
+        } else {
+            &self.heap
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.base.len() + self.rel.len()
+    }
+
+    fn to_arc(&self) -> Arc<str> {
+        let mut s = String::with_capacity(self.len());
+        s.push_str(self.base);
+        s.push_str(self.rel);
+        Arc::from(s)
+    }
+}
+
+/// The hash of a stored key: the same function [`FullKey::new`] uses.
+pub(crate) fn hash_of(hasher: &impl BuildHasher, key: &str) -> u64 {
+    hasher.hash_one(key.as_bytes())
+}
+
+/// The parts of a shard besides its table, borrowed together.
+struct Indexes<'a> {
+    ordered: &'a mut BTreeSet<Arc<str>>,
+    expiries: &'a mut BTreeSet<(Instant, Arc<str>)>,
+    lru: &'a mut Option<BTreeMap<u64, Arc<str>>>,
+    bytes: &'a mut usize,
+    totals: &'a Option<Arc<Totals>>,
+}
+
+impl Indexes<'_> {
+    /// Removes the index records and counts of a slot just taken out of the table.
+    fn unindex(self, slot: Slot) -> (Arc<str>, Entry) {
+        let Slot { key, entry } = slot;
+        self.ordered.remove(&key);
+        if let Some(at) = entry.indexed_at {
+            self.expiries.remove(&(at, key.clone()));
+        }
+        if let Some(lru) = self.lru {
+            lru.remove(&entry.used);
+        }
+        *self.bytes -= entry.size;
+        if let Some(t) = self.totals {
+            t.entries.fetch_sub(1, AtomicOrdering::Relaxed);
+            t.bytes.fetch_sub(entry.size, AtomicOrdering::Relaxed);
+        }
+        (key, entry)
+    }
+}
+
+/// One shard of the data set.
+#[derive(Debug)]
+pub(crate) struct Shard<H> {
+    table: HashTable<Slot>,
+    /// Every key of the shard in order: scans and `flush_prefix` walk it.
+    ordered: BTreeSet<Arc<str>>,
+    /// Keys with a TTL, soonest deadline first: the reaper pops from the front.
     expiries: BTreeSet<(Instant, Arc<str>)>,
-    /// Keys by last use, least recent first; `None` in an unbounded store (no bookkeeping cost).
+    /// Keys by the tick of their last use; `None` in an unbounded store.
     lru: Option<BTreeMap<u64, Arc<str>>>,
-    tick: u64,
     bytes: usize,
-    limits: Limits,
+    totals: Option<Arc<Totals>>,
+    hasher: H,
     pub(crate) counters: Counters,
 }
 
-impl State {
-    pub(crate) fn new(limits: Limits) -> Self {
+impl<H: BuildHasher> Shard<H> {
+    pub(crate) fn new(hasher: H, totals: Option<Arc<Totals>>) -> Self {
         Self {
-            map: BTreeMap::new(),
+            table: HashTable::new(),
+            ordered: BTreeSet::new(),
             expiries: BTreeSet::new(),
-            lru: limits.bounded().then(BTreeMap::new),
-            tick: 0,
+            lru: totals.is_some().then(BTreeMap::new),
             bytes: 0,
-            limits,
+            totals,
+            hasher,
             counters: Counters::default(),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.table.len()
     }
 
     pub(crate) fn bytes(&self) -> usize {
@@ -209,50 +255,308 @@ impl State {
     }
 
     /// The live entry at `key`, expiring it first if its time has come. Counts as a use for LRU.
-    pub(crate) fn lookup(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
-        self.lookup_with(key, now, true)
+    pub(crate) fn lookup(&mut self, key: &FullKey<'_>, now: &mut Now) -> Option<&mut Entry> {
+        self.lookup_with(key.hash, key.bytes(), now, true)
     }
 
-    /// Like [`State::lookup`] but not a use for LRU, as Redis's `EXISTS`, `TTL` and `PERSIST`
+    /// Like [`Shard::lookup`] but not a use for LRU, as Redis's `EXISTS`, `TTL` and `PERSIST`
     /// (`LOOKUP_NOTOUCH`).
-    pub(crate) fn peek(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
-        self.lookup_with(key, now, false)
+    pub(crate) fn peek(&mut self, key: &FullKey<'_>, now: &mut Now) -> Option<&mut Entry> {
+        self.lookup_with(key.hash, key.bytes(), now, false)
     }
 
-    fn lookup_with(&mut self, key: &str, now: Instant, touch: bool) -> Option<&mut Entry> {
-        let expired = self.map.get(key)?.is_expired(now);
-        if expired {
-            self.remove(key);
+    fn lookup_with(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        now: &mut Now,
+        touch: bool,
+    ) -> Option<&mut Entry> {
+        // One probe: the entry is either expired (removed through the same probe) or returned.
+        // The fields are borrowed apart so that the expired branch may update the indexes while
+        // the returned entry borrows the table.
+        let Ok(found) = self.table.find_entry(hash, |s| s.key.as_bytes() == key) else {
+            return None;
+        };
+        let entry = &found.get().entry;
+        if entry.expires_at.is_some() && entry.is_expired(now.get()) {
+            let (slot, _) = found.remove();
+            Indexes {
+                ordered: &mut self.ordered,
+                expiries: &mut self.expiries,
+                lru: &mut self.lru,
+                bytes: &mut self.bytes,
+                totals: &self.totals,
+            }
+            .unindex(slot);
             self.counters.expired += 1;
             return None;
         }
-        let entry = self.map.get_mut(key)?;
-        if let (true, Some(lru)) = (touch, &mut self.lru) {
-            if let Some(k) = lru.remove(&entry.used) {
-                self.tick += 1;
-                entry.used = self.tick;
-                lru.insert(self.tick, k);
+        let slot = found.into_mut();
+        if let (true, Some(lru), Some(totals)) = (touch, &mut self.lru, &self.totals) {
+            if let Some(k) = lru.remove(&slot.entry.used) {
+                let tick = totals.next_tick();
+                slot.entry.used = tick;
+                lru.insert(tick, k);
             }
         }
-        Some(entry)
+        Some(&mut slot.entry)
+    }
+
+    /// Removes the index records and counts of a slot just taken out of the table.
+    fn unindex(&mut self, slot: Slot) -> (Arc<str>, Entry) {
+        Indexes {
+            ordered: &mut self.ordered,
+            expiries: &mut self.expiries,
+            lru: &mut self.lru,
+            bytes: &mut self.bytes,
+            totals: &self.totals,
+        }
+        .unindex(slot)
+    }
+
+    /// Records a new deadline of the entry of `key` in the deadline index. The index holds one
+    /// record per key at a time no later than the key's deadline, so a deadline that moves later
+    /// (every `SET ... PX` of a live key, every sliding `GETEX`) costs nothing here: the reaper
+    /// finds the early record, sees the later deadline and moves the record then, once.
+    fn index_deadline(
+        expiries: &mut BTreeSet<(Instant, Arc<str>)>,
+        key: &Arc<str>,
+        entry: &mut Entry,
+    ) {
+        let Some(at) = entry.expires_at else {
+            // A record left for a key without a deadline is dropped when the reaper reaches it.
+            return;
+        };
+        match entry.indexed_at {
+            Some(recorded) if recorded <= at => {}
+            recorded => {
+                if let Some(recorded) = recorded {
+                    expiries.remove(&(recorded, key.clone()));
+                }
+                expiries.insert((at, key.clone()));
+                entry.indexed_at = Some(at);
+            }
+        }
+    }
+
+    fn remove_hashed(&mut self, hash: u64, key: &[u8]) -> Option<(Arc<str>, Entry)> {
+        let Ok(found) = self.table.find_entry(hash, |s| s.key.as_bytes() == key) else {
+            return None;
+        };
+        let (slot, _) = found.remove();
+        Some(self.unindex(slot))
     }
 
     /// Removes an entry with its index records; returns its key and entry.
-    pub(crate) fn remove(&mut self, key: &str) -> Option<(Arc<str>, Entry)> {
-        let (k, entry) = self.map.remove_entry(key)?;
-        if let Some(at) = entry.expires_at {
-            self.expiries.remove(&(at, k.clone()));
-        }
-        if let Some(lru) = &mut self.lru {
-            lru.remove(&entry.used);
-        }
-        self.bytes -= entry.size;
-        Some((k, entry))
+    pub(crate) fn remove(&mut self, key: &FullKey<'_>) -> Option<(Arc<str>, Entry)> {
+        self.remove_hashed(key.hash, key.bytes())
     }
 
-    /// Removes a live entry; returns whether it existed (an expired one counts as missing).
-    pub(crate) fn remove_live(&mut self, key: &str, now: Instant) -> bool {
+    /// Removes the entry of a stored key (for walks over the indexes).
+    fn remove_stored(&mut self, key: &str) -> Option<(Arc<str>, Entry)> {
+        let hash = hash_of(&self.hasher, key);
+        self.remove_hashed(hash, key.as_bytes())
+    }
+
+    /// Removes a live entry; returns whether it existed (an expired one counts as missing) and the
+    /// removed value, to be dropped after the lock is released.
+    pub(crate) fn remove_live(
+        &mut self,
+        key: &FullKey<'_>,
+        now: &mut Now,
+    ) -> (bool, Option<Value>) {
         match self.remove(key) {
+            Some((_, e)) if e.expires_at.is_some() && e.is_expired(now.get()) => {
+                self.counters.expired += 1;
+                (false, Some(e.value))
+            }
+            Some((_, e)) => (true, Some(e.value)),
+            None => (false, None),
+        }
+    }
+
+    /// The size an entry for a key of `key_len` bytes holding `value_size` bytes is counted as.
+    pub(crate) fn entry_size(key_len: usize, value_size: usize) -> usize {
+        key_len + value_size
+    }
+
+    /// Writes `value` at `key` (replacing whatever is there) and returns the value it replaced, to
+    /// be dropped after the lock is released. The caller has checked the value fits and enforces
+    /// the bounds after releasing the lock.
+    pub(crate) fn put(
+        &mut self,
+        key: &FullKey<'_>,
+        value: Value,
+        expires_at: Option<Instant>,
+    ) -> Option<Value> {
+        let size = Self::entry_size(key.len(), value.size());
+        let tick = self.totals.as_ref().map_or(0, |t| t.next_tick());
+        let bytes = key.bytes();
+        if let Some(slot) = self.table.find_mut(key.hash, |s| s.key.as_bytes() == bytes) {
+            // Overwrite in place: the key and its ordered-index record stay.
+            let entry = &mut slot.entry;
+            let old_size = entry.size;
+            let old_used = entry.used;
+            let old = std::mem::replace(&mut entry.value, value);
+            entry.size = size;
+            entry.expires_at = expires_at;
+            entry.used = tick;
+            Self::index_deadline(&mut self.expiries, &slot.key, entry);
+            if let Some(lru) = &mut self.lru {
+                lru.remove(&old_used);
+                lru.insert(tick, slot.key.clone());
+            }
+            self.bytes = self.bytes - old_size + size;
+            if let Some(t) = &self.totals {
+                t.bytes.fetch_add(size, AtomicOrdering::Relaxed);
+                t.bytes.fetch_sub(old_size, AtomicOrdering::Relaxed);
+            }
+            return Some(old);
+        }
+        let k = key.to_arc();
+        self.ordered.insert(k.clone());
+        let mut entry = Entry {
+            value,
+            expires_at,
+            indexed_at: None,
+            used: tick,
+            size,
+        };
+        Self::index_deadline(&mut self.expiries, &k, &mut entry);
+        if let Some(lru) = &mut self.lru {
+            lru.insert(tick, k.clone());
+        }
+        self.bytes += size;
+        if let Some(t) = &self.totals {
+            t.entries.fetch_add(1, AtomicOrdering::Relaxed);
+            t.bytes.fetch_add(size, AtomicOrdering::Relaxed);
+        }
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(key.hash, Slot { key: k, entry }, |s| {
+                hash_of(hasher, &s.key)
+            });
+        None
+    }
+
+    /// Recounts the size of the entry at `key` after its value changed in place.
+    pub(crate) fn resized(&mut self, key: &FullKey<'_>) {
+        let bytes = key.bytes();
+        if let Some(slot) = self.table.find_mut(key.hash, |s| s.key.as_bytes() == bytes) {
+            let size = Self::entry_size(key.len(), slot.entry.value.size());
+            let old = slot.entry.size;
+            self.bytes = self.bytes - old + size;
+            slot.entry.size = size;
+            if let Some(t) = &self.totals {
+                t.bytes.fetch_add(size, AtomicOrdering::Relaxed);
+                t.bytes.fetch_sub(old, AtomicOrdering::Relaxed);
+            }
+        }
+    }
+
+    /// Changes the deadline of an existing entry.
+    pub(crate) fn set_expiry(&mut self, key: &FullKey<'_>, at: Option<Instant>) {
+        let bytes = key.bytes();
+        if let Some(slot) = self.table.find_mut(key.hash, |s| s.key.as_bytes() == bytes) {
+            slot.entry.expires_at = at;
+            Self::index_deadline(&mut self.expiries, &slot.key, &mut slot.entry);
+        }
+    }
+
+    /// Removes entries whose deadline has passed, looking at up to `max` deadline records; returns
+    /// how many entries it removed and whether records are left that are due at `now`. A record
+    /// whose key has a later deadline by now is moved there; one whose key has none is dropped.
+    pub(crate) fn purge_expired(&mut self, now: Instant, max: usize) -> (usize, bool) {
+        let mut removed = 0;
+        for _ in 0..max {
+            let record = match self.expiries.first() {
+                Some((at, _)) if *at <= now => self.expiries.pop_first(),
+                _ => return (removed, false),
+            };
+            let Some((_, key)) = record else {
+                return (removed, false);
+            };
+            let hash = hash_of(&self.hasher, &key);
+            let Ok(found) = self.table.find_entry(hash, |s| s.key == key) else {
+                continue;
+            };
+            let entry = &found.get().entry;
+            if entry.is_expired(now) {
+                let (mut slot, _) = found.remove();
+                // The record is already out of the index.
+                slot.entry.indexed_at = None;
+                self.unindex(slot);
+                self.counters.expired += 1;
+                removed += 1;
+            } else {
+                let slot = found.into_mut();
+                slot.entry.indexed_at = None;
+                Self::index_deadline(&mut self.expiries, &slot.key, &mut slot.entry);
+            }
+        }
+        (removed, self.has_expired(now))
+    }
+
+    /// Whether the deadline index holds a record due at `now` (the entry may have a later deadline
+    /// by now: then purging only moves the record).
+    pub(crate) fn has_expired(&self, now: Instant) -> bool {
+        self.expiries.first().is_some_and(|(at, _)| *at <= now)
+    }
+
+    /// The tick of the least recently used entry other than `protect` (bounded stores only).
+    pub(crate) fn lru_head(&self, protect: &[u8]) -> Option<u64> {
+        self.lru
+            .as_ref()?
+            .iter()
+            .find(|(_, k)| k.as_bytes() != protect)
+            .map(|(tick, _)| *tick)
+    }
+
+    /// Evicts the entry last used at `tick`, if it still is; returns its value (to drop after
+    /// unlocking) when it did.
+    pub(crate) fn evict(&mut self, tick: u64) -> Option<Value> {
+        let key = self.lru.as_ref()?.get(&tick)?.clone();
+        let (_, entry) = self.remove_stored(&key)?;
+        self.counters.evicted += 1;
+        tracing::trace!(key = %key, "memory store evicted an entry");
+        Some(entry.value)
+    }
+
+    /// Up to `max` keys `>= start` (or `> start` when `exclusive`) that begin with `within`, in
+    /// order, each with whether it is expired at `now`.
+    pub(crate) fn keys_from(
+        &self,
+        start: &str,
+        exclusive: bool,
+        within: &str,
+        max: usize,
+        now: Instant,
+    ) -> Vec<(Arc<str>, bool)> {
+        use std::ops::Bound;
+        let lower = if exclusive {
+            Bound::Excluded(start)
+        } else {
+            Bound::Included(start)
+        };
+        self.ordered
+            .range::<str, _>((lower, Bound::Unbounded))
+            .take_while(|k| k.starts_with(within))
+            .take(max)
+            .map(|k| {
+                let hash = hash_of(&self.hasher, k);
+                let expired = self
+                    .table
+                    .find(hash, |s| s.key == *k)
+                    .is_some_and(|s| s.entry.is_expired(now));
+                (k.clone(), expired)
+            })
+            .collect()
+    }
+
+    /// Removes a stored key found by [`Shard::keys_from`]; returns whether it was live.
+    pub(crate) fn remove_key(&mut self, key: &str, now: Instant) -> bool {
+        match self.remove_stored(key) {
             Some((_, e)) if e.is_expired(now) => {
                 self.counters.expired += 1;
                 false
@@ -260,150 +564,5 @@ impl State {
             Some(_) => true,
             None => false,
         }
-    }
-
-    /// The size an entry for `key` holding `value` is counted as.
-    pub(crate) fn entry_size(key: &str, value_size: usize) -> usize {
-        key.len() + value_size
-    }
-
-    /// Fails with [`Error::Capacity`] when an entry of `size` bytes could never fit the bound.
-    pub(crate) fn check_fits(&self, key: &str, size: usize) -> Result<()> {
-        match self.limits.max_bytes {
-            Some(max) if size > max => Err(Error::Capacity(format!(
-                "entry {key:?} would take {size} bytes; the store is bounded to {max} bytes"
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Writes `value` at `key` (replacing whatever is there), then evicts other entries if a bound
-    /// is exceeded. The caller has checked [`State::check_fits`].
-    pub(crate) fn put(
-        &mut self,
-        key: &str,
-        value: Value,
-        expires_at: Option<Instant>,
-        now: Instant,
-    ) {
-        let k = match self.remove(key) {
-            Some((k, _)) => k,
-            None => Arc::from(key),
-        };
-        let size = Self::entry_size(key, value.size());
-        self.tick += 1;
-        if let Some(at) = expires_at {
-            self.expiries.insert((at, k.clone()));
-        }
-        if let Some(lru) = &mut self.lru {
-            lru.insert(self.tick, k.clone());
-        }
-        self.bytes += size;
-        self.map.insert(
-            k,
-            Entry {
-                value,
-                expires_at,
-                used: self.tick,
-                size,
-            },
-        );
-        self.enforce_bounds(key, now);
-    }
-
-    /// Recounts the size of the entry at `key` after its value changed in place, then evicts others
-    /// if a bound is exceeded.
-    pub(crate) fn resized(&mut self, key: &str, now: Instant) {
-        if let Some(entry) = self.map.get_mut(key) {
-            let size = Self::entry_size(key, entry.value.size());
-            self.bytes = self.bytes - entry.size + size;
-            entry.size = size;
-        }
-        self.enforce_bounds(key, now);
-    }
-
-    /// Changes the deadline of an existing entry.
-    pub(crate) fn set_expiry(&mut self, key: &str, at: Option<Instant>) {
-        let Some((k, entry)) = self.map.get_key_value(key) else {
-            return;
-        };
-        let (k, old) = (k.clone(), entry.expires_at);
-        if old == at {
-            return;
-        }
-        if let Some(old) = old {
-            self.expiries.remove(&(old, k.clone()));
-        }
-        if let Some(at) = at {
-            self.expiries.insert((at, k));
-        }
-        if let Some(entry) = self.map.get_mut(key) {
-            entry.expires_at = at;
-        }
-    }
-
-    /// Removes up to `max` entries whose deadline has passed; returns how many.
-    pub(crate) fn purge_expired(&mut self, now: Instant, max: usize) -> usize {
-        let mut n = 0;
-        while n < max {
-            let key = match self.expiries.first() {
-                Some((at, key)) if *at <= now => key.clone(),
-                _ => break,
-            };
-            self.remove(&key);
-            self.counters.expired += 1;
-            n += 1;
-        }
-        n
-    }
-
-    /// Eviction policy: while a bound is exceeded, drop expired entries first, then the least
-    /// recently used entry (read or written), never the entry at `protect` that was just written.
-    fn enforce_bounds(&mut self, protect: &str, now: Instant) {
-        if !self.over_bounds() {
-            return;
-        }
-        self.purge_expired(now, usize::MAX);
-        while self.over_bounds() {
-            let victim = self.lru.as_ref().and_then(|lru| {
-                lru.values()
-                    .find(|k| &***k != protect)
-                    .map(|k| k.to_string())
-            });
-            let Some(victim) = victim else {
-                break;
-            };
-            self.remove(&victim);
-            self.counters.evicted += 1;
-            tracing::trace!(key = %victim, "memory store evicted an entry");
-        }
-    }
-
-    fn over_bounds(&self) -> bool {
-        self.limits.max_entries.is_some_and(|m| self.map.len() > m)
-            || self.limits.max_bytes.is_some_and(|m| self.bytes > m)
-    }
-
-    /// Iterates keys `>= start` (or `> start` when `exclusive`) that begin with `within`.
-    pub(crate) fn keys_from<'a>(
-        &'a self,
-        start: &'a str,
-        exclusive: bool,
-        within: &'a str,
-    ) -> impl Iterator<Item = (&'a Arc<str>, &'a Entry)> + 'a {
-        use std::ops::Bound;
-        let lower = if exclusive {
-            Bound::Excluded(start)
-        } else {
-            Bound::Included(start)
-        };
-        self.map
-            .range::<str, _>((lower, Bound::Unbounded))
-            .take_while(move |(k, _)| k.starts_with(within))
-    }
-
-    /// Whether `entry` is expired at `now` (for scans that look without touching).
-    pub(crate) fn expired(entry: &Entry, now: Instant) -> bool {
-        entry.is_expired(now)
     }
 }

@@ -2,6 +2,7 @@
 //! in `tests/`).
 
 use super::*;
+use cache_core::{KeyTtl, ScanCursor, SetOptions, Store};
 
 fn store() -> MemoryStore {
     MemoryStore::builder().with_prefix("t").build().unwrap()

@@ -299,9 +299,14 @@ async fn scan_continues_when_the_cursor_key_is_deleted_between_pages() {
     let page = store.scan("k*", ScanCursor::start(), 10).await.unwrap();
     assert_eq!(page.keys.len(), 10);
     let next = page.next.unwrap();
-    // Delete the key the cursor points at and one further ahead.
+    // Delete the key the cursor points at and one not returned yet (the store's order is by shard,
+    // then by key, so "further ahead" is any key the first page did not return).
     let last = page.keys.last().unwrap().clone();
-    store.delete(&[&last, "k25"]).await.unwrap();
+    let ahead = (0..30)
+        .map(|i| format!("k{i:02}"))
+        .find(|k| !page.keys.contains(k))
+        .unwrap();
+    store.delete(&[&last, &ahead]).await.unwrap();
     let mut seen = page.keys;
     let mut cursor = next;
     loop {
@@ -313,7 +318,7 @@ async fn scan_continues_when_the_cursor_key_is_deleted_between_pages() {
         }
     }
     assert_eq!(seen.len(), 29, "every key that stayed was returned once");
-    assert!(!seen.contains(&"k25".to_owned()));
+    assert!(!seen.contains(&ahead));
 }
 
 #[tokio::test]

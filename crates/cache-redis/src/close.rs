@@ -11,6 +11,8 @@
 //!    several commands (`flush_prefix`) may be cut by the next step;
 //! 3. **end**: the background task is stopped (under Sentinel also the watcher, whose
 //!    subscriptions to the sentinels end with it, and the connection kept for asking a sentinel),
+//!    the near-cache trackers end (their listeners hear that tracking is lost, their connections
+//!    are sent `QUIT`),
 //!    every shared connection and every idle pooled connection is taken out; on one server each is sent `QUIT` (so it is gone from the server's
 //!    `CLIENT LIST` when `close` returns) and dropped. A cluster connection is dropped, which ends
 //!    its per-node connections as soon as redis-rs's drivers see their last handle go.
@@ -121,6 +123,7 @@ impl Connections {
             }
         }
         self.stop_background();
+        self.trackers.close(self.limits().response_timeout).await;
         let mut leases = self.take_all().await;
         leases.extend(self.take_idle().await);
         let ended = leases.len();

@@ -44,7 +44,13 @@ use cache_core::{Error, Profile, Result};
 
 /// How many shared multiplexed connections a store keeps by default
 /// ([`RedisConfig::shared_connections`], `REDIS_SHARED_CONNECTIONS`).
-pub const DEFAULT_SHARED_CONNECTIONS: usize = 2;
+///
+/// One, because the server's CPU per command is what a deployment runs out of (Redis executes
+/// commands on one thread): measured with `cargo xtask bench` (80/20 GET/SET of 1 KiB), one
+/// connection cost the server 1.00-1.11x raw redis-rs's CPU per operation at C=1/16/64, two cost
+/// 1.03-1.44x (the same commands arrive in smaller batches per socket read), with throughput within
+/// the run-to-run noise either way. Raise it only when one connection is measured to saturate.
+pub const DEFAULT_SHARED_CONNECTIONS: usize = 1;
 
 /// Where the Redis data lives: one server, a primary and its replicas under Redis Sentinel, or a
 /// Redis Cluster by its seed nodes.

@@ -75,7 +75,7 @@
 //! - **mobc owns the connection lifecycle**: it opens connections (with the connect timeout, AUTH,
 //!   SELECT, TLS), enforces `REDIS_POOL_MAX_OPEN`, health-checks idle connections on checkout and
 //!   closes connections past `REDIS_CONN_MAX_LIFETIME` or marked broken.
-//! - **The store keeps a few long-lived checked-out connections in *slots*** (2 by default,
+//! - **The store keeps a few long-lived checked-out connections in *slots*** (1 by default,
 //!   `REDIS_SHARED_CONNECTIONS`, [`RedisConfig::with_shared_connections`]). A command picks a slot round-robin and clones
 //!   its `MultiplexedConnection` (a few reference counts) under a read lock: no checkout, no `PING`,
 //!   and any number of concurrent commands pipeline on one socket.
@@ -268,6 +268,7 @@ mod scripts;
 mod sentinel;
 mod slots;
 mod store;
+mod tracking;
 
 pub use builder::RedisStoreBuilder;
 pub use cache_core::health::{Connectivity, SelfTestReport, SelfTestStep};
@@ -279,3 +280,4 @@ pub use config::{
 pub use introspect::NodeInfo;
 pub use manager::CLIENT_NAME;
 pub use store::RedisStore;
+pub use tracking::TrackingStats;

@@ -134,6 +134,33 @@ impl Manager {
         }
     }
 
+    /// The client of one server, for the near-cache tracker's own connection; on a cluster or
+    /// under Sentinel, why there is none (the `Error::Unsupported` message of `track_changes`).
+    pub(crate) fn tracking_client(&self) -> Result<redis::Client, &'static str> {
+        match &self.client {
+            Client::Single(c) => Ok(c.clone()),
+            Client::Cluster(_) => Err(
+                "near caches need server-assisted invalidation, which cachekit implements for one \
+                 Redis server, not for Redis Cluster (per-node tracking): turn the near cache off \
+                 on a cluster",
+            ),
+            // The tracking connection would have to be opened through the discovery and moved
+            // to the new primary on every failover, with the caches emptied in between; until
+            // that exists, a near cache under Sentinel is refused rather than left tracking a
+            // demoted or dead primary.
+            Client::Sentinel { .. } => Err(
+                "near caches need server-assisted invalidation, which cachekit implements for one \
+                 Redis server addressed by REDIS_URL, not under Redis Sentinel (the tracking \
+                 connection does not follow failovers): turn the near cache off under Sentinel",
+            ),
+        }
+    }
+
+    /// The connect and response timeouts.
+    pub(crate) fn timeouts(&self) -> (Duration, Duration) {
+        (self.connect_timeout, self.response_timeout)
+    }
+
     /// Whether this manager opens cluster connections.
     pub(crate) fn is_cluster(&self) -> bool {
         matches!(self.client, Client::Cluster(_))

@@ -85,6 +85,8 @@ pub(crate) struct Connections {
     pub(crate) drained: tokio::sync::Notify,
     /// Held while `close` tears down; `true` once it has.
     pub(crate) closing: tokio::sync::Mutex<bool>,
+    /// The near-cache trackers (`Store::track_changes`), per store prefix.
+    pub(crate) trackers: crate::tracking::Trackers,
 }
 
 impl std::fmt::Debug for Connections {
@@ -121,6 +123,7 @@ impl Connections {
         let cluster = manager.is_cluster();
         let discovery = manager.discovery().cloned();
         let closed = manager.closed_flag();
+        let trackers = crate::tracking::Trackers::new(&manager);
         let pool = mobc::Pool::builder()
             .max_open(max_open)
             // mobc treats 0 as "unlimited"; keep at least one idle connection allowed.
@@ -164,6 +167,7 @@ impl Connections {
             in_flight: AtomicUsize::new(0),
             drained: tokio::sync::Notify::new(),
             closing: tokio::sync::Mutex::new(false),
+            trackers,
         })
     }
 

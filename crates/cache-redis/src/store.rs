@@ -192,6 +192,12 @@ impl RedisStore {
         self.conns.reconnects()
     }
 
+    /// What the near-cache tracking of this store's prefix has seen, once a near cache registered
+    /// (`None` before, and on a cluster).
+    pub fn tracking_stats(&self) -> Option<crate::TrackingStats> {
+        self.conns.trackers.stats(&self.prefix)
+    }
+
     /// The full Redis key of a relative key.
     pub fn full_key(&self, key: &str) -> Result<String> {
         check_key(key)?;
@@ -347,6 +353,18 @@ impl Store for RedisStore {
         cmd.arg(&full);
         let n: u64 = self.read("EXISTS", key, &full, cmd).await?;
         Ok(n > 0)
+    }
+
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
+        self.read_with_ttl(key).await
+    }
+
+    async fn track_changes(
+        &self,
+        prefix: &str,
+        listener: std::sync::Weak<dyn cache_core::tracking::InvalidationListener>,
+    ) -> Result<()> {
+        self.register_listener(prefix, listener).await
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {

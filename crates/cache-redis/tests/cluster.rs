@@ -354,3 +354,23 @@ async fn connects_from_the_environment_form() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn near_cache_tracking_is_refused_clearly_on_a_cluster() {
+    struct Nobody;
+    impl cache_core::tracking::InvalidationListener for Nobody {
+        fn invalidate(&self, _key: &str) {}
+        fn flush(&self) {}
+        fn tracking_lost(&self) {}
+        fn tracking_ready(&self) {}
+    }
+    let store = store("near_refused").await;
+    let listener: Arc<dyn cache_core::tracking::InvalidationListener> = Arc::new(Nobody);
+    let err = store
+        .track_changes("user:", Arc::downgrade(&listener))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+    assert!(err.to_string().contains("Redis Cluster"), "{err}");
+    assert!(store.tracking_stats().is_none());
+}

@@ -29,7 +29,10 @@ async fn stores(server: &RedisServer) -> (RedisStore, RedisStore, RedisStore) {
 }
 
 fn caps() -> Capabilities {
-    Capabilities::new().with_max_value_bytes(MAX_VALUE)
+    // One server: near-cache tracking is supported (on a cluster and under Sentinel it is not).
+    Capabilities::new()
+        .with_max_value_bytes(MAX_VALUE)
+        .with_change_tracking()
 }
 
 #[tokio::test]

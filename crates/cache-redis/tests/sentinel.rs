@@ -15,6 +15,16 @@ use test_redis::RedisSentinel;
 
 const MAX_VALUE: usize = 2 * 1024 * 1024;
 
+/// A near-cache listener that ignores everything.
+struct Nobody;
+
+impl cache_core::tracking::InvalidationListener for Nobody {
+    fn invalidate(&self, _key: &str) {}
+    fn flush(&self) {}
+    fn tracking_lost(&self) {}
+    fn tracking_ready(&self) {}
+}
+
 /// The endpoint of `t`, with its passwords.
 fn endpoint(t: &RedisSentinel) -> SentinelEndpoint {
     let mut e = SentinelEndpoint::new(t.sentinel_addrs(), t.service_name());
@@ -66,6 +76,14 @@ async fn sentinel_store_passes_the_suite() {
     assert_eq!(store.backend_name(), "redis");
     let caps = Capabilities::new().with_max_value_bytes(MAX_VALUE);
     run_all(&store, &other, &unprefixed, &caps).await;
+    // Near caches are refused clearly (the suite checked `Unsupported`): a tracking connection
+    // that does not follow a failover would leave them on a demoted or dead primary.
+    let nobody: std::sync::Weak<dyn cache_core::tracking::InvalidationListener> =
+        std::sync::Weak::<Nobody>::new();
+    let err = store.track_changes("user:", nobody).await.unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+    assert!(err.to_string().contains("Sentinel"), "{err}");
+    assert!(store.tracking_stats().is_none());
     let as_dyn: Arc<dyn Store> = Arc::new(store.clone());
     conformance::check_compare_and_swap_contention(&store).await;
     assert!(as_dyn.ping().await.is_ok());

@@ -159,10 +159,11 @@ pub struct Config {
     /// The store and its settings (`CACHE_BACKEND`, `REDIS_*`, `CACHE_KEY_PREFIX`,
     /// `CACHE_MAX_VALUE_BYTES`).
     pub backend: Backend,
-    /// The cache manager's settings (`CACHE_TTL_<FAMILY>`, `CACHE_CALL_TIMEOUT`;
-    /// `REDIS_SCAN_COUNT` for its invalidation scans).
+    /// The cache manager's settings (`CACHE_TTL_<FAMILY>`, `CACHE_CALL_TIMEOUT`,
+    /// `CACHE_NEAR_FAMILIES`; `REDIS_SCAN_COUNT` for its invalidation scans).
     pub cache: CacheConfig,
-    /// The session manager's settings (`CACHE_TTL_SESSION`, `SESSION_CALL_TIMEOUT`).
+    /// The session manager's settings (`CACHE_TTL_SESSION`, `SESSION_CALL_TIMEOUT`,
+    /// `CACHE_NEAR_SESSIONS`).
     pub sessions: SessionConfig,
 }
 
@@ -264,10 +265,44 @@ impl Config {
         self
     }
 
-    /// Checks every part; the error names the first bad setting.
+    /// Checks every part; the error names the first bad setting. Near caches
+    /// (`CACHE_NEAR_FAMILIES`, `CACHE_NEAR_SESSIONS`) need one Redis server: with Redis Cluster or
+    /// Redis Sentinel they are refused here (their invalidation is implemented for one server, and
+    /// its tracking connection does not follow a failover).
     pub fn validate(&self) -> Result<()> {
         self.backend.validate()?;
-        self.cache.validate()
+        self.cache.validate()?;
+        self.check_near_caches()
+    }
+
+    /// Refuses near caches on a Redis topology whose changes the store cannot report.
+    fn check_near_caches(&self) -> Result<()> {
+        #[cfg(any(feature = "redis", feature = "cluster"))]
+        if let Some(redis) = self.backend.redis() {
+            let topology = if redis.endpoint.is_cluster() {
+                "Redis Cluster (per-node tracking is not implemented)"
+            } else if redis.endpoint.is_sentinel() {
+                "Redis Sentinel (the tracking connection does not follow failovers)"
+            } else {
+                return Ok(());
+            };
+            let refuse = |setting: &str| {
+                Error::config(
+                    setting,
+                    format!(
+                        "a near cache needs server-assisted invalidation, which is implemented for \
+                         one Redis server (REDIS_URL), not for {topology}: turn it off"
+                    ),
+                )
+            };
+            if self.cache.near_families().next().is_some() {
+                return Err(refuse("CACHE_NEAR_FAMILIES"));
+            }
+            if self.sessions.near_cache.is_some() {
+                return Err(refuse("CACHE_NEAR_SESSIONS"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -69,7 +69,8 @@ pub use sessions;
 pub use cache_core::{Error, ErrorKind, Key, Profile, Result, Store, StoreExt};
 pub use cache_domain::{
     CacheConfig, CacheManager, CacheManagerBuilder, CacheStats, CrawlError, CrawlState,
-    CrawlStatus, Family, FamilyCache, FamilyStats, KeyMatch, LeaseConfig, LoadError, WritePolicy,
+    CrawlStatus, Family, FamilyCache, FamilyStats, KeyMatch, LeaseConfig, LoadError, NearConfig,
+    NearStats, WritePolicy,
 };
 pub use config::{Backend, Config};
 pub use sessions::{

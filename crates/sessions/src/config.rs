@@ -1,9 +1,10 @@
 //! [`SessionConfig`]: the session settings that come from the environment.
 //!
 //! The sessions crate reads two variables: `CACHE_TTL_SESSION` (the default idle timeout, see
-//! [`crate::keys::SESSION`]) and `SESSION_CALL_TIMEOUT` (the deadline of one manager call, see
-//! [`SessionManagerBuilder::with_call_timeout`](crate::SessionManagerBuilder::with_call_timeout)).
-//! Every other setting is code: the `with_*` methods of [`crate::SessionManagerBuilder`]. [`SessionConfig::from_lookup`] takes the lookup function rather
+//! [`crate::keys::SESSION`]), `SESSION_CALL_TIMEOUT` (the deadline of one manager call, see
+//! [`SessionManagerBuilder::with_call_timeout`](crate::SessionManagerBuilder::with_call_timeout))
+//! and `CACHE_NEAR_SESSIONS` (the near cache of records). Every other setting is code: the `with_*`
+//! methods of [`crate::SessionManagerBuilder`]. [`SessionConfig::from_lookup`] takes the lookup function rather
 //! than reading the process environment itself, so that a facade reads one environment (or a test a
 //! map) for every crate.
 
@@ -36,19 +37,28 @@ pub struct SessionConfig {
     /// The deadline of one manager call, shared by all its store calls (`SESSION_CALL_TIMEOUT`);
     /// `None` leaves the builder's.
     pub call_timeout: Option<Duration>,
+    /// The near cache of session records (`CACHE_NEAR_SESSIONS`): `None` is off (the default).
+    pub near_cache: Option<cache_near::NearConfig>,
 }
 
 /// The variable of [`SessionConfig::call_timeout`].
 pub(crate) const CALL_TIMEOUT_VAR: &str = "SESSION_CALL_TIMEOUT";
 
+/// The variable that turns the session near cache on: `off` (default), `on` (default bounds), or a
+/// number of entries.
+const NEAR_ENV: &str = "CACHE_NEAR_SESSIONS";
+
 impl SessionConfig {
-    /// Reads `CACHE_TTL_SESSION` and `SESSION_CALL_TIMEOUT` from the process environment.
+    /// Reads `CACHE_TTL_SESSION`, `SESSION_CALL_TIMEOUT` and `CACHE_NEAR_SESSIONS` from the process
+    /// environment.
     pub fn from_env() -> Result<SessionConfig> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
     /// Like [`SessionConfig::from_env`], over any lookup function. A variable that is unset or blank
     /// is ignored; one that does not parse, or a zero TTL, is [`Error::Config`] naming it.
+    /// `CACHE_NEAR_SESSIONS` is `off` (the default), `on` (the default bounds) or a number of
+    /// records.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<SessionConfig> {
         let env = Lookup::new(&lookup);
         let mut config = SessionConfig::default();
@@ -66,7 +76,17 @@ impl SessionConfig {
             }
             config.call_timeout = Some(timeout);
         }
+        if let Some(v) = env.get(NEAR_ENV) {
+            config.near_cache = cache_near::NearConfig::from_switch(&v)
+                .map_err(|e| Error::config(NEAR_ENV, e.to_string()))?;
+        }
         Ok(config)
+    }
+
+    /// Sets the near cache (`None`: off).
+    pub fn with_near_cache(mut self, near: Option<cache_near::NearConfig>) -> Self {
+        self.near_cache = near;
+        self
     }
 
     /// Sets the default idle timeout of new sessions.
@@ -99,6 +119,20 @@ mod tests {
         assert_eq!(c, SessionConfig::default());
         let c = SessionConfig::from_lookup(only("CACHE_TTL_USER", "2h")).unwrap();
         assert_eq!(c.idle_timeout, None);
+    }
+
+    #[test]
+    fn reads_the_near_cache_switch() {
+        let c = SessionConfig::from_lookup(only("CACHE_NEAR_SESSIONS", "on")).unwrap();
+        assert_eq!(c.near_cache, Some(cache_near::NearConfig::default()));
+        let c = SessionConfig::from_lookup(only("CACHE_NEAR_SESSIONS", "5000")).unwrap();
+        assert_eq!(c.near_cache.unwrap().max_entries, 5000);
+        for off in ["off", "0", " ", "false"] {
+            let c = SessionConfig::from_lookup(only("CACHE_NEAR_SESSIONS", off)).unwrap();
+            assert_eq!(c.near_cache, None, "{off:?}");
+        }
+        let err = SessionConfig::from_lookup(only("CACHE_NEAR_SESSIONS", "lots")).unwrap_err();
+        assert!(err.to_string().contains("CACHE_NEAR_SESSIONS"), "{err}");
     }
 
     #[test]

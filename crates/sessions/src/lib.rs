@@ -160,12 +160,14 @@ mod events;
 mod index;
 pub mod keys;
 mod manager;
+mod near;
 mod read;
 mod record;
 mod revoke;
 mod token;
 mod write;
 
+pub use cache_near::{NearConfig, NearStats};
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use config::SessionConfig;
 pub use create::{CreateOptions, LimitLost, NewSession};

@@ -56,6 +56,7 @@ pub struct SessionManagerBuilder<S> {
     settings: Settings,
     clock: Option<Arc<dyn Clock>>,
     event_capacity: usize,
+    near: Option<cache_near::NearConfig>,
 }
 
 /// The manager's settings, as the builder checked them. Read by every operation file, hence
@@ -151,7 +152,8 @@ impl<S: Store> SessionManagerBuilder<S> {
     }
 
     /// Takes the settings that come from the environment ([`SessionConfig`]): `CACHE_TTL_SESSION`
-    /// becomes the idle timeout, `SESSION_CALL_TIMEOUT` the call timeout. As with every `with_*` method, the last call that sets a value wins.
+    /// becomes the idle timeout, `SESSION_CALL_TIMEOUT` the call timeout, `CACHE_NEAR_SESSIONS` the
+    /// near cache. As with every `with_*` method, the last call that sets a value wins.
     pub fn with_config(mut self, config: &SessionConfig) -> Self {
         if let Some(ttl) = config.idle_timeout {
             self.settings.idle_timeout = ttl;
@@ -159,6 +161,22 @@ impl<S: Store> SessionManagerBuilder<S> {
         if let Some(timeout) = config.call_timeout {
             self.settings.call_timeout = timeout;
         }
+        if let Some(near) = config.near_cache {
+            self.near = Some(near);
+        }
+        self
+    }
+
+    /// Turns on the near cache of session records with these bounds (off by default; also
+    /// `CACHE_NEAR_SESSIONS` through [`SessionConfig`]). A read that hits it costs no round trip
+    /// and no decode, and still enforces the idle and absolute deadlines and slides the TTL at most
+    /// once per touch interval; a logout or revocation anywhere reaches it within one invalidation
+    /// delivery (see the user guide's consistency model). It needs a store that reports changes
+    /// (Redis on one server): [`SessionManagerBuilder::build`] refuses it on Redis Cluster, the
+    /// memory backend ignores it (it needs none), and a store that cannot report changes turns it
+    /// off at first use (logged).
+    pub fn with_near_cache(mut self, config: cache_near::NearConfig) -> Self {
+        self.near = Some(config);
         self
     }
 
@@ -182,12 +200,28 @@ impl<S: Store> SessionManagerBuilder<S> {
         if s.call_timeout.is_zero() {
             return Err(Error::config(CALL_TIMEOUT_VAR, "must be greater than zero"));
         }
+        let near =
+            match (self.near, self.store.backend_name()) {
+                (None, _) => None,
+                // In process already: a near cache would only copy it.
+                (Some(_), "memory") => None,
+                (Some(_), "redis-cluster") => return Err(Error::config(
+                    "CACHE_NEAR_SESSIONS",
+                    "the near cache needs server-assisted invalidation, which is implemented for \
+                     one Redis server, not for Redis Cluster: turn it off",
+                )),
+                (Some(config), _) => Some(crate::near::Near::new(
+                    cache_near::NearCache::new("sessions", config)
+                        .map_err(|e| Error::config("CACHE_NEAR_SESSIONS", e.to_string()))?,
+                )),
+            };
         let (events, _) = broadcast::channel(self.event_capacity.max(1));
         let cas = CasPolicy::new(tokio::time::sleep)
             .with_max_attempts(self.settings.max_update_attempts)
             .with_local_lock(UPDATE_LOCK_STRIPES);
         Ok(SessionManager {
             inner: Arc::new(Inner {
+                near,
                 store: self.store,
                 idle_ms: positive_ms("session idle timeout", s.idle_timeout)?,
                 settings: self.settings,
@@ -211,6 +245,8 @@ pub struct SessionManager<S> {
 /// What clones of a manager share. The operation files read it directly, hence `pub(crate)`.
 pub(crate) struct Inner<S> {
     pub(crate) store: S,
+    /// The near cache of records, when on.
+    pub(crate) near: Option<crate::near::Near>,
     pub(crate) settings: Settings,
     /// The default idle timeout in ms, the TTL of `get`'s `GETEX`.
     pub(crate) idle_ms: i64,
@@ -263,6 +299,7 @@ impl<S: Store> SessionManager<S> {
             },
             clock: None,
             event_capacity: 1024,
+            near: None,
         }
     }
 

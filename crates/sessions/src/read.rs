@@ -2,14 +2,22 @@
 //! occasional touch of `last_accessed`, and the clean-up of a record found past its deadline (by
 //! compare-and-swap against the bytes judged, so a record refreshed meanwhile is never deleted).
 
+use std::sync::Arc;
+
 use cache_core::keys::Key;
-use cache_core::{codec, CasOutcome, Expiry, Result, Store};
+use cache_core::{codec, CasOutcome, Expiry, KeyTtl, Result, Store};
+use cache_near::NearCache;
 
 use crate::events::SessionEvent;
 use crate::keys::{index_key, session_key};
 use crate::manager::{duration_ms, SessionManager};
 use crate::record::{Record, Session};
 use crate::token::{SessionHandle, SessionToken};
+
+/// How much shorter than the session's remaining lifetime the key's TTL may be before a near-cache
+/// miss slides it: a key whose TTL was set by the last touch ends with the session, give or take
+/// the milliseconds of rounding, which must not cost a write (and an invalidation) per miss.
+const SLIDE_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<S: Store> SessionManager<S> {
     /// The session of `token`, with its idle expiry slid forward; `None` when there is no such live
@@ -33,6 +41,9 @@ impl<S: Store> SessionManager<S> {
         let token = SessionToken::parse(token)?;
         let handle = token.handle();
         let key = session_key(handle)?;
+        if let Some(near) = self.near().await? {
+            return self.get_near(near, handle, &key).await;
+        }
         let store = &self.inner.store;
         let Some(bytes) = store.get_ex(&key, self.default_idle()).await? else {
             return Ok(None);
@@ -46,18 +57,7 @@ impl<S: Store> SessionManager<S> {
             return Ok(None);
         };
         let ttl_differs = duration_ms(ttl) != self.inner.idle_ms;
-        let touch_after = self
-            .inner
-            .settings
-            .touch_interval
-            .as_millis()
-            .min(u128::from(record.idle_timeout_ms.unsigned_abs() / 2));
-        let stale = u128::from(
-            now.saturating_sub(record.last_accessed_ms)
-                .max(0)
-                .unsigned_abs(),
-        ) >= touch_after;
-        if stale {
+        if self.touch_due(&record, now) {
             let mut touched = record.clone();
             touched.last_accessed_ms = now;
             let new = self.encode(&touched)?;
@@ -77,6 +77,114 @@ impl<S: Store> SessionManager<S> {
             }
         } else if ttl_differs && !store.expire(&key, ttl).await? {
             return Ok(None);
+        }
+        let mut session = record.into_session(handle.clone());
+        session.last_accessed = crate::record::ms_to_datetime(now);
+        Ok(Some(session))
+    }
+
+    /// Whether `last_accessed` is old enough to be rewritten: older than the touch interval, or than
+    /// half the session's idle timeout if that is shorter.
+    fn touch_due(&self, record: &Record, now: i64) -> bool {
+        let touch_after = self
+            .inner
+            .settings
+            .touch_interval
+            .as_millis()
+            .min(u128::from(record.idle_timeout_ms.unsigned_abs() / 2));
+        u128::from(
+            now.saturating_sub(record.last_accessed_ms)
+                .max(0)
+                .unsigned_abs(),
+        ) >= touch_after
+    }
+
+    /// [`SessionManager::get`] with the near cache on (see [`crate::near`] for why each rule still
+    /// holds).
+    async fn get_near(
+        &self,
+        near: &NearCache<Record>,
+        handle: &SessionHandle,
+        key: &Key,
+    ) -> Result<Option<Session>> {
+        if let Some(hit) = near.get(key) {
+            let now = self.now_ms();
+            if hit.is_expired_at(now) {
+                // Past a deadline here; the store decides, with the bytes it holds: the record
+                // judged expired is deleted only if it is still the one stored (a touch elsewhere
+                // may have revived it), as without the near cache.
+                self.near_forget(&[key.as_str()]);
+            } else if !self.touch_due(&hit, now) {
+                let mut session = Record::clone(&hit).into_session(handle.clone());
+                session.last_accessed = crate::record::ms_to_datetime(now);
+                return Ok(Some(session));
+            }
+            // Expired, or the touch is due: read (and touch) through the store, as without the
+            // near cache.
+        }
+        let ticket = near.ticket(key);
+        let started = tokio::time::Instant::now();
+        let store = &self.inner.store;
+        let Some((bytes, redis_ttl)) = store.get_with_ttl(key).await? else {
+            return Ok(None);
+        };
+        let Some((record, now)) = self.live_record(handle, key, &bytes).await? else {
+            self.near_forget(&[key.as_str()]);
+            return Ok(None);
+        };
+        let Some(ttl) = record.ttl_at(now) else {
+            // Unreachable: not expired implies now < absolute deadline. Treat as expired anyway.
+            self.expired_on_access(handle, key, &bytes, &record).await;
+            return Ok(None);
+        };
+        if self.touch_due(&record, now) {
+            let mut touched = record.clone();
+            touched.last_accessed_ms = now;
+            let new = self.encode(&touched)?;
+            let outcome = store
+                .compare_and_swap(key, Some(&bytes), Some(&new), Expiry::In(ttl))
+                .await?;
+            self.near_forget(&[key.as_str()]);
+            return Ok(match outcome {
+                CasOutcome::Conflict { current: None } => None,
+                // Swapped, or a concurrent writer won (theirs is newer): the session is live.
+                _ => {
+                    let mut session = touched.into_session(handle.clone());
+                    session.last_accessed = crate::record::ms_to_datetime(now);
+                    Some(session)
+                }
+            });
+        }
+        // The key must outlive the session's deadline; between touches its TTL is left alone
+        // (a TTL change is a change of the key, which would empty every instance's near cache).
+        let deadline_in = std::time::Duration::from_millis(
+            record
+                .expires_at_ms()
+                .saturating_sub(now)
+                .max(0)
+                .unsigned_abs(),
+        );
+        let left = match redis_ttl {
+            KeyTtl::ExpiresIn(left) => Some(left),
+            KeyTtl::Persistent => None,
+            KeyTtl::Missing => return Ok(None),
+        };
+        if left.is_none_or(|left| left + SLIDE_TOLERANCE < deadline_in) {
+            if !store.expire(key, ttl).await? {
+                return Ok(None);
+            }
+            self.near_forget(&[key.as_str()]);
+        } else if let Some(left) = left {
+            // Served until the earlier of the key's TTL and the session's deadline (both measured
+            // from before the read).
+            let until = started + left.min(deadline_in);
+            near.insert(
+                ticket,
+                key,
+                Arc::new(record.clone()),
+                Some(until),
+                bytes.len(),
+            );
         }
         let mut session = record.into_session(handle.clone());
         session.last_accessed = crate::record::ms_to_datetime(now);
@@ -135,10 +243,12 @@ impl<S: Store> SessionManager<S> {
         handle: &SessionHandle,
     ) -> Result<Judged> {
         let store = &self.inner.store;
-        let judged = match store
+        let swapped = store
             .compare_and_swap(key, Some(bytes), None, Expiry::Keep)
-            .await?
-        {
+            .await;
+        // Whatever the answer, the copy this instance may hold is of no use any more.
+        self.near_forget(&[key.as_str()]);
+        let judged = match swapped? {
             CasOutcome::Swapped => Judged::Deleted,
             CasOutcome::Conflict { current: None } => Judged::Gone,
             CasOutcome::Conflict {

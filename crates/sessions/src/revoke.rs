@@ -91,7 +91,9 @@ impl<S: Store> SessionManager<S> {
             }
         }
         // Session first, index entry second: the index stays a superset of live sessions.
-        let deleted = store.delete(&[&key]).await? > 0;
+        let deleted = store.delete(&[&key]).await;
+        self.near_forget(&[key.as_str()]);
+        let deleted = deleted? > 0;
         if let Some(user_id) = &user_id {
             store.zrem(&index_key(user_id)?, &[handle.as_str()]).await?;
         }
@@ -167,7 +169,9 @@ impl<S: Store> SessionManager<S> {
                 // Read first, only to know which records exist: events are for sessions this call
                 // ended, not for entries whose session was already gone.
                 let existed = store.get_many(&refs).await?;
-                deleted += store.delete(&refs).await?;
+                let removed = store.delete(&refs).await;
+                self.near_forget(&refs);
+                deleted += removed?;
                 let members: Vec<&str> = chunk.iter().map(SessionHandle::as_str).collect();
                 store.zrem(&index, &members).await?;
                 for (handle, value) in chunk.iter().zip(existed) {
@@ -204,7 +208,9 @@ impl<S: Store> SessionManager<S> {
         for chunk in handles.chunks(BATCH) {
             let keys = chunk.iter().map(session_key).collect::<Result<Vec<_>>>()?;
             let refs: Vec<&str> = keys.iter().map(Key::as_str).collect();
-            deleted += store.delete(&refs).await?;
+            let removed = store.delete(&refs).await;
+            self.near_forget(&refs);
+            deleted += removed?;
             let members: Vec<&str> = chunk.iter().map(SessionHandle::as_str).collect();
             store.zrem(index, &members).await?;
         }

@@ -114,8 +114,11 @@ impl<S: Store> SessionManager<S> {
                 output: Step::Written(next.into_session(handle.clone())),
             })
         })
-        .await?;
-        match step {
+        .await;
+        // Whatever happened (a write may have been applied before an error), this instance's own
+        // copy goes before the call returns: it reads its writes.
+        self.near_forget(&[key.as_str()]);
+        match step? {
             Step::Missing => Ok(None),
             Step::Expired(bytes, record) => {
                 self.expired_on_access(handle, &key, &bytes, &record).await;
@@ -210,10 +213,11 @@ impl<S: Store> SessionManager<S> {
     ) -> Result<bool> {
         let store = &self.inner.store;
         for _ in 0..self.inner.settings.max_update_attempts {
-            match store
+            let outcome = store
                 .compare_and_swap(old_key, Some(&expected), None, Expiry::Keep)
-                .await?
-            {
+                .await;
+            self.near_forget(&[old_key.as_str(), new_key.as_str()]);
+            match outcome? {
                 CasOutcome::Swapped => return Ok(true),
                 CasOutcome::Conflict { current: None } => return Ok(false),
                 CasOutcome::Conflict {

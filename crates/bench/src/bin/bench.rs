@@ -32,7 +32,8 @@ struct Args {
 
 const USAGE: &str = "usage: bench [--smoke] [--clients a,b,...] [--rounds N] [--round-ms MS] \
                      [--keys N] [--no-docs]\nclients: raw, store, raw_json, cache, \
-                     raw_session_get, session_get, session_update, raw_pipeline64, batch64, memory \
+                     raw_session_get, session_get, session_update, raw_pipeline64, batch64, memory, \
+                     near_cache, near_session_get \
                      (default: all of these); diagnostic: \
                      store_1conn";
 
@@ -145,9 +146,10 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
         t0.elapsed()
     );
 
+    let probe = clients::RedisCpu::connect(&server.url()).await?;
     let t0 = Instant::now();
     let mut last_level = 0;
-    let cells = run_plan(&entries, &plan, &mut |_, c, _| {
+    let cells = run_plan(&entries, &plan, Some(&probe), &mut |_, c, _| {
         if c != last_level {
             println!("running C={c} ...");
             last_level = c;
@@ -156,10 +158,33 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
     .await?;
     println!("measured in {:.1?}", t0.elapsed());
     drop(entries);
+    drop(probe);
+    let latency = if args.clients.is_empty() || args.clients.iter().any(|c| c.starts_with("near")) {
+        let samples = if args.smoke { 50 } else { 2_000 };
+        let cfg = clients::config(&server.url())?;
+        let hist = bench::near::invalidation_latency(&cfg, samples).await?;
+        let (p50, p99) = (hist.quantile(0.5), hist.quantile(0.99));
+        println!(
+            "invalidation latency over {samples} writes: p50 {:.1} µs, p99 {:.1} µs",
+            p50 as f64 / 1e3,
+            p99 as f64 / 1e3
+        );
+        Some(report::Latency {
+            samples,
+            p50_us: p50 as f64 / 1e3,
+            p99_us: p99 as f64 / 1e3,
+            max_us: hist.max() as f64 / 1e3,
+        })
+    } else {
+        None
+    };
     drop(server);
 
     let rows = report::rows(&cells);
-    let checks = report::checks(&rows);
+    let mut checks = report::checks(&rows, &report::targets(machine.cores));
+    if let Some(l) = &latency {
+        checks.push(report::latency_check(l));
+    }
     let dir = output_dir("bench")?;
     let results = dir.join("results.jsonl");
     std::fs::write(&results, report::jsonl(&rows)?)
@@ -187,6 +212,9 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
         );
     }
     println!("wrote {}", results.display());
+    let chart = dir.join("chart.svg");
+    bench::chart::ops_chart(&rows, &chart)?;
+    println!("wrote {}", chart.display());
 
     if args.smoke {
         println!("smoke run: docs/benchmarks.md left alone (full runs write it)");
@@ -215,7 +243,16 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              (one `GETEX` sliding the idle expiry); `session_update` = `SessionManager::update` \
              (atomic merge: `GET` + compare-and-swap script); `raw_pipeline64` = one redis-rs \
              pipeline of 64 `GET`s; `batch64` = `Store::get_many` of 64 keys (one `MGET`); \
-             `memory` = `MemoryStore`, same workload, no network. Reference clients (raw \
+             `memory` = `MemoryStore`, same workload, no network; `near_cache` = \
+             `FamilyCache::get_shared` of the `content` family with its near cache on, keys drawn \
+             from a Zipf distribution (exponent {zipf}) over {keys} documents of its own, {near_w}% \
+             writes made through a second manager with its own connections (so each write reaches \
+             the reader's copy only through Redis's invalidation, as between two instances); \
+             `near_session_get` = `session_get` with the session near cache on, over {sessions} \
+             sessions of its own. The invalidation \
+             latency is measured after the rounds: instance A writes a key instance B holds, \
+             {lat} times, and B polls (without sleeping) until it has dropped its copy; the time \
+             counts from the start of A's write. Reference clients (raw \
              redis-rs doing the decoding a typed answer needs): `raw_json` = `raw` plus \
              `serde_json` decode of each document read and encode of each written (what `cache` \
              does); `raw_session_get` = one `GETEX PX` of a session record plus its decode into a \
@@ -230,6 +267,9 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
             warm = plan.warmup,
             rounds = plan.rounds,
             round = plan.round,
+            zipf = bench::near::ZIPF_EXPONENT,
+            near_w = bench::near::NEAR_WRITE_PERCENT,
+            lat = latency.as_ref().map_or(0, |l| l.samples),
         );
         let doc = report::markdown(
             &rows,
@@ -238,11 +278,15 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
                 machine: &machine,
                 method,
                 analysis: ANALYSIS,
+                latency: latency.clone(),
             },
         );
         let path = docs_file("benchmarks.md");
         std::fs::write(&path, doc).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
+        let svg = docs_file("benchmarks.svg");
+        bench::chart::ops_chart(&rows, &svg)?;
+        println!("wrote {}", svg.display());
     }
     Ok(())
 }

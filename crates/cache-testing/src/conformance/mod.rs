@@ -5,8 +5,9 @@
 //! A check panics with a message naming the check, the key and what was expected, like `assert!`.
 //!
 //! The checks are grouped by topic, one file each: strings (`get`/`set`, conditions), values (binary,
-//! large, size limit), TTLs and expiry, batches, counters, compare-and-swap, scan, sorted sets, the
-//! server (`ping`, `stats`) and prefixes. All are re-exported here.
+//! large, size limit), TTLs and expiry (`get_with_ttl` too), batches, counters, compare-and-swap,
+//! scan, sorted sets, the server (`ping`, `stats`, `track_changes`) and prefixes. All are
+//! re-exported here.
 //!
 //! # Running it
 //!
@@ -70,11 +71,11 @@ pub use cas::{check_compare_and_swap, check_compare_and_swap_contention};
 pub use counters::{check_incr_by, check_incr_by_concurrent, check_incr_by_exact_beyond_2_pow_53};
 pub use prefix::check_prefix_isolation;
 pub use scan::{check_scan, check_scan_escaping};
-pub use server::{check_ping, check_stats};
+pub use server::{check_ping, check_stats, check_track_changes};
 pub use strings::{check_get_set, check_keep_ttl, check_key_validation, check_set_conditions};
 pub use ttl::{
     check_expire_and_persist, check_expired_keys_are_absent_everywhere, check_expiry, check_get_ex,
-    check_sub_second_ttls, check_ttl_three_way, check_ttl_validation,
+    check_get_with_ttl, check_sub_second_ttls, check_ttl_three_way, check_ttl_validation,
 };
 pub use values::{check_binary_and_empty_values, check_large_values};
 pub use zset::{check_sorted_set_edges, check_sorted_sets, check_wrong_type};
@@ -123,6 +124,10 @@ pub struct Capabilities {
     pub expiry_grace: Duration,
     /// How time passes. Default [`RealClock`].
     pub clock: Arc<dyn Clock>,
+    /// Whether [`Store::track_changes`] registers listeners and reports changes to them (Redis on
+    /// one server) or answers [`cache_core::Error::Unsupported`] (the trait's default). Default: it
+    /// does not.
+    pub tracks_changes: bool,
 }
 
 impl Default for Capabilities {
@@ -139,6 +144,7 @@ impl Capabilities {
             reports_stats: true,
             expiry_grace: Duration::from_secs(2),
             clock: Arc::new(RealClock),
+            tracks_changes: false,
         }
     }
 
@@ -165,6 +171,12 @@ impl Capabilities {
         self.clock = clock;
         self
     }
+
+    /// The backend reports key changes ([`Capabilities::tracks_changes`]).
+    pub fn with_change_tracking(mut self) -> Self {
+        self.tracks_changes = true;
+        self
+    }
 }
 
 /// Runs every check, one after the other. See the [module documentation](self) for the three
@@ -188,6 +200,7 @@ pub async fn run_all(
     check_expired_keys_are_absent_everywhere(store, caps).await;
     check_sub_second_ttls(store, caps).await;
     check_get_ex(store, caps).await;
+    check_get_with_ttl(store).await;
     check_expire_and_persist(store, caps).await;
     check_get_many(store).await;
     check_set_many(store).await;
@@ -204,6 +217,7 @@ pub async fn run_all(
     check_wrong_type(store).await;
     check_ping(store).await;
     check_stats(store, caps).await;
+    check_track_changes(store, caps).await;
     check_prefix_isolation(store, other_prefix, unprefixed).await;
 }
 

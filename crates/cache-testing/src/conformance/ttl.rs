@@ -257,3 +257,32 @@ pub async fn check_expire_and_persist(store: &dyn Store, caps: &Capabilities) {
     wait_until_expired(store, &k, SHORT, caps).await;
     cleanup(store, &ns).await;
 }
+
+/// `get_with_ttl` answers what `get` and `ttl` answer, in one call: `None` for a missing key, the
+/// value with [`KeyTtl::Persistent`] for a key without TTL, the value with the remaining TTL for
+/// one with a TTL; a sorted set is [`cache_core::Error::WrongType`].
+pub async fn check_get_with_ttl(store: &dyn Store) {
+    let ns = namespace("get_with_ttl");
+    let (p, e, z) = (format!("{ns}:p"), format!("{ns}:e"), format!("{ns}:z"));
+    assert_eq!(
+        must(
+            store.get_with_ttl(&p).await,
+            "get_with_ttl of a missing key"
+        ),
+        None
+    );
+    assert!(set(store, &p, b"persistent", SetOptions::new()).await);
+    assert_eq!(
+        must(store.get_with_ttl(&p).await, "get_with_ttl without TTL"),
+        Some((b"persistent".to_vec(), KeyTtl::Persistent))
+    );
+    assert!(set(store, &e, b"", SetOptions::ttl(LONG)).await);
+    let Some((value, left)) = must(store.get_with_ttl(&e).await, "get_with_ttl with a TTL") else {
+        panic!("get_with_ttl: {e} is missing");
+    };
+    assert_eq!(value, b"", "get_with_ttl: an empty value");
+    assert_ttl_between(left, HALF_LONG, LONG, "get_with_ttl");
+    must(store.zadd(&z, "m", 1.0).await, "zadd");
+    must_be_wrong_type(store.get_with_ttl(&z).await, &z, "get_with_ttl on a zset");
+    cleanup(store, &ns).await;
+}

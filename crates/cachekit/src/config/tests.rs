@@ -41,6 +41,32 @@ fn the_cache_and_session_settings_come_from_the_same_environment() {
 }
 
 #[test]
+fn the_near_cache_settings_come_from_the_same_environment() {
+    let c = Config::from_lookup(env(&[
+        ("CACHE_NEAR_FAMILIES", "user, content=5000"),
+        ("CACHE_NEAR_SESSIONS", "300"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        c.cache.near_cache(Family::User),
+        Some(crate::NearConfig::default())
+    );
+    assert_eq!(
+        c.cache.near_cache(Family::Content).unwrap().max_entries,
+        5000
+    );
+    assert_eq!(c.cache.near_families().count(), 2);
+    assert_eq!(c.sessions.near_cache.unwrap().max_entries, 300);
+    let c = Config::from_lookup(env(&[
+        ("CACHE_NEAR_FAMILIES", " "),
+        ("CACHE_NEAR_SESSIONS", "off"),
+    ]))
+    .unwrap();
+    assert_eq!(c.cache.near_families().count(), 0);
+    assert_eq!(c.sessions.near_cache, None);
+}
+
+#[test]
 fn bad_cache_or_session_settings_name_the_variable() {
     for (pairs, name) in [
         (&[("CACHE_PROFILE", "qa")][..], "CACHE_PROFILE"),
@@ -56,6 +82,15 @@ fn bad_cache_or_session_settings_name_the_variable() {
         (&[("SESSION_CALL_TIMEOUT", "0")], "SESSION_CALL_TIMEOUT"),
         (&[("REDIS_SCAN_COUNT", "0")], "REDIS_SCAN_COUNT"),
         (&[("REDIS_SCAN_COUNT", "many")], "REDIS_SCAN_COUNT"),
+        (
+            &[("CACHE_NEAR_FAMILIES", "sessions")],
+            "CACHE_NEAR_FAMILIES",
+        ),
+        (
+            &[("CACHE_NEAR_FAMILIES", "user=lots")],
+            "CACHE_NEAR_FAMILIES",
+        ),
+        (&[("CACHE_NEAR_SESSIONS", "lots")], "CACHE_NEAR_SESSIONS"),
     ] {
         let err = Config::from_lookup(env(pairs)).unwrap_err();
         assert_eq!(setting(err), name, "{pairs:?}");
@@ -233,6 +268,56 @@ mod redis {
             let err = Config::from_lookup(env(pairs)).unwrap_err();
             assert_eq!(setting(err), name, "{pairs:?}");
         }
+    }
+
+    /// Near caches need one server: refused with a cluster or Sentinel, from the environment and
+    /// in code alike, naming the variable.
+    #[test]
+    fn near_caches_are_refused_on_a_cluster_and_under_sentinel() {
+        let sentinel = [
+            ("REDIS_SENTINEL_NODES", "s1:26379"),
+            ("REDIS_SENTINEL_SERVICE", "cache"),
+        ];
+        let cluster = [("REDIS_CLUSTER_NODES", "a:1,b:2")];
+        for topology in [&sentinel[..], &cluster[..]] {
+            for (near, value) in [
+                ("CACHE_NEAR_FAMILIES", "content"),
+                ("CACHE_NEAR_SESSIONS", "on"),
+            ] {
+                let mut pairs = topology.to_vec();
+                pairs.push((near, value));
+                let err = Config::from_lookup(env(&pairs)).unwrap_err();
+                let message = err.to_string();
+                assert_eq!(setting(err), near, "{pairs:?}");
+                let name = if topology == &cluster[..] {
+                    "Redis Cluster"
+                } else {
+                    "Redis Sentinel"
+                };
+                assert!(message.contains(name), "{message}");
+            }
+            // Off is fine.
+            let mut pairs = topology.to_vec();
+            pairs.push(("CACHE_NEAR_SESSIONS", "off"));
+            assert!(Config::from_lookup(env(&pairs)).is_ok());
+        }
+        // One server: allowed.
+        let c = Config::from_lookup(env(&[
+            URL,
+            ("CACHE_NEAR_FAMILIES", "content"),
+            ("CACHE_NEAR_SESSIONS", "on"),
+        ]))
+        .unwrap();
+        assert!(c.validate().is_ok());
+        // In code, `validate` (and so `connect`) says the same.
+        let sentinel = RedisConfig::new(
+            Profile::Production,
+            RedisEndpoint::sentinel(["s1:26379"], "cache"),
+        );
+        let c = Config::redis(sentinel).with_sessions(
+            crate::SessionConfig::default().with_near_cache(Some(crate::NearConfig::default())),
+        );
+        assert_eq!(setting(c.validate().unwrap_err()), "CACHE_NEAR_SESSIONS");
     }
 
     #[test]

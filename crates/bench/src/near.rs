@@ -1,0 +1,225 @@
+//! The near-cache clients and the invalidation-latency measurement.
+//!
+//! - `near_cache`: typed reads of the `content` family through `FamilyCache::get_shared` with the
+//!   family's near cache on, keys drawn from a Zipf distribution over documents of its own (hot
+//!   keys, as real traffic has; no other client writes them), and [`NEAR_WRITE_PERCENT`] % writes made through *another*
+//!   manager (its own store and tracking connection), so that every write reaches the reader's
+//!   copy only through the server's invalidation, as between two service instances.
+//! - `near_session_get`: `SessionManager::get` with the session near cache on, over as many
+//!   sessions as `session_get` but its own (the other session clients touch and rewrite theirs).
+//! - [`invalidation_latency`]: instance A writes a key instance B holds; the time until B has
+//!   dropped its copy (so it stops serving the old value).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use cache_core::Store;
+use cache_domain::{CacheConfig, CacheManager, Family};
+use cache_near::NearConfig;
+use cache_redis::{RedisConfig, RedisStore};
+use sessions::SessionManager;
+
+use crate::hist::Histogram;
+use crate::load::Client;
+use crate::workload::{near_doc_id, Doc, SET_TTL};
+
+/// Percentage of writes in the `near_cache` workload.
+pub const NEAR_WRITE_PERCENT: u64 = 5;
+
+/// Zipf exponent of the `near_cache` key distribution (the classic web-cache skew).
+pub const ZIPF_EXPONENT: f64 = 0.99;
+
+/// Keys drawn from a Zipf distribution over `0..n`: key `k` with probability proportional to
+/// `1 / (k + 1)^s`.
+#[derive(Debug, Clone)]
+pub struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    /// The distribution over `n` keys with exponent `s`.
+    pub fn new(n: u64, s: f64) -> Zipf {
+        let mut cdf = Vec::with_capacity(n as usize);
+        let mut sum = 0.0;
+        for k in 0..n.max(1) {
+            sum += 1.0 / ((k + 1) as f64).powf(s);
+            cdf.push(sum);
+        }
+        for c in &mut cdf {
+            *c /= sum;
+        }
+        Zipf { cdf }
+    }
+
+    /// The key for a uniform random number `r`.
+    pub fn sample(&self, r: u64) -> u64 {
+        let u = (r >> 11) as f64 / (1u64 << 53) as f64;
+        self.cdf.partition_point(|c| *c < u).min(self.cdf.len() - 1) as u64
+    }
+}
+
+/// A store of its own (its own connections and tracking connection): one "instance".
+async fn instance_store(config: &RedisConfig) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(Arc::new(
+        RedisStore::connect(config)
+            .await
+            .context("connecting a near-cache instance")?,
+    ))
+}
+
+/// A cache manager with the `content` family's near cache on.
+async fn near_manager(
+    config: &RedisConfig,
+    entries: usize,
+) -> anyhow::Result<CacheManager<Arc<dyn Store>>> {
+    let near = NearConfig::default().with_max_entries(entries);
+    Ok(CacheManager::builder(instance_store(config).await?)
+        .with_config(&CacheConfig::default().with_near_cache(Family::Content, near))
+        .build()?)
+}
+
+/// `near_cache`: see the [module documentation](self).
+pub struct NearCacheClient {
+    reader: CacheManager<Arc<dyn Store>>,
+    writer: CacheManager<Arc<dyn Store>>,
+    doc: Doc,
+    zipf: Arc<Zipf>,
+}
+
+impl NearCacheClient {
+    /// Two managers on `config`'s server over `keys` documents of their own, preloaded here.
+    pub async fn new(config: &RedisConfig, keys: u64) -> anyhow::Result<Self> {
+        let writer = CacheManager::new(instance_store(config).await?);
+        let doc = Doc::sample(1);
+        let mut start = 0;
+        while start < keys {
+            let end = (start + 500).min(keys);
+            let batch: Vec<(String, &Doc)> = (start..end).map(|i| (near_doc_id(i), &doc)).collect();
+            writer.content().with_ttl(SET_TTL).set_many(&batch).await?;
+            start = end;
+        }
+        Ok(Self {
+            reader: near_manager(config, 2 * keys as usize).await?,
+            writer,
+            doc,
+            zipf: Arc::new(Zipf::new(keys, ZIPF_EXPONENT)),
+        })
+    }
+}
+
+impl Client for NearCacheClient {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let id = near_doc_id(self.zipf.sample(r >> 8));
+        if r % 100 >= NEAR_WRITE_PERCENT {
+            let doc = self.reader.content().get_shared::<Doc>(&id).await?;
+            std::hint::black_box(doc);
+        } else {
+            self.writer
+                .content()
+                .with_ttl(SET_TTL)
+                .set(&id, &self.doc)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `near_session_get`: see the [module documentation](self).
+pub struct NearSessionGet {
+    sessions: SessionManager<Arc<dyn Store>>,
+    tokens: Arc<[String]>,
+}
+
+impl NearSessionGet {
+    /// A session manager with its near cache on, over `tokens`, sized to hold them all twice over:
+    /// S3-FIFO keeps a tenth of its capacity for newcomers, so a uniformly read working set as large
+    /// as the cache would keep evicting itself.
+    pub async fn new(config: &RedisConfig, tokens: Arc<[String]>) -> anyhow::Result<Self> {
+        let near = NearConfig::default()
+            .with_max_entries(2 * tokens.len().max(1))
+            .with_max_bytes(256 * 1024 * 1024);
+        let sessions = SessionManager::builder(instance_store(config).await?)
+            .with_near_cache(near)
+            .build()?;
+        Ok(Self { sessions, tokens })
+    }
+}
+
+impl Client for NearSessionGet {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let token = &self.tokens[(r % self.tokens.len() as u64) as usize];
+        let s = self.sessions.get(token).await?;
+        anyhow::ensure!(s.is_some(), "a preloaded session is missing");
+        Ok(())
+    }
+}
+
+/// Instance A writes a key instance B holds in its near cache, `samples` times; the histogram of
+/// the time from the start of A's write until B has dropped its copy (B polls its counters without
+/// sleeping, so the figure is the delivery time plus A's write round trip).
+pub async fn invalidation_latency(
+    config: &RedisConfig,
+    samples: usize,
+) -> anyhow::Result<Histogram> {
+    let a = CacheManager::new(instance_store(config).await?);
+    let b = near_manager(config, 16).await?;
+    let id = "latency-probe";
+    let mut hist = Histogram::new();
+    a.content().set(id, &0u64).await?;
+    for i in 0..samples as u64 {
+        // B reads until its near cache holds the key (the first read after a change misses).
+        let warm_until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let before = b.content().near_cache_stats().map_or(0, |s| s.hits);
+            b.content().get_shared::<u64>(id).await?;
+            if b.content().near_cache_stats().map_or(0, |s| s.hits) > before {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < warm_until,
+                "B's near cache never served the key"
+            );
+        }
+        let before = b
+            .content()
+            .near_cache_stats()
+            .map_or(0, |s| s.invalidations);
+        let t0 = Instant::now();
+        a.content().set(id, &(i + 1)).await?;
+        let give_up = t0 + Duration::from_secs(10);
+        while b
+            .content()
+            .near_cache_stats()
+            .map_or(0, |s| s.invalidations)
+            == before
+        {
+            anyhow::ensure!(Instant::now() < give_up, "B never heard A's write");
+            tokio::task::yield_now().await;
+        }
+        hist.record_duration(t0.elapsed());
+    }
+    Ok(hist)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Rng;
+
+    #[test]
+    fn zipf_is_skewed_and_in_range() {
+        let z = Zipf::new(10_000, ZIPF_EXPONENT);
+        let mut rng = Rng::new(1);
+        let mut top = 0;
+        for _ in 0..100_000 {
+            let k = z.sample(rng.next_u64());
+            assert!(k < 10_000);
+            if k < 100 {
+                top += 1;
+            }
+        }
+        // The hottest 1% of keys take roughly half of the traffic at s = 0.99.
+        assert!((35_000..65_000).contains(&top), "{top}");
+    }
+}

@@ -1,0 +1,188 @@
+//! The family near cache (`FamilyCache::get_shared` with `CacheConfig::with_near_cache`) on a real
+//! `redis-server`: two managers (each its own store, so its own tracking connection) and
+//! `redis-cli`; a write, a delete or an expiry elsewhere is seen; no stale read once the
+//! invalidation is processed; the memory bound holds; a version bump empties it; `CLIENT KILL` of
+//! the tracking connection and a server restart empty it; the memory backend gets none.
+//!
+//! Waits are bounded waits for an event, never timed assertions.
+
+use std::time::{Duration, Instant};
+
+use cache_core::Profile;
+use cache_domain::{CacheConfig, CacheManager, Family};
+use cache_near::NearConfig;
+use cache_redis::{RedisConfig, RedisEndpoint, RedisStore};
+use serde::{Deserialize, Serialize};
+use test_redis::RedisServer;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Doc {
+    n: u64,
+    body: String,
+}
+
+fn doc(n: u64) -> Doc {
+    Doc {
+        n,
+        body: "x".repeat(100),
+    }
+}
+
+async fn manager(server: &RedisServer, near: NearConfig) -> CacheManager<RedisStore> {
+    let config = RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+        .with_key_prefix("app");
+    let store = RedisStore::connect(&config).await.unwrap();
+    CacheManager::builder(store)
+        .with_config(&CacheConfig::default().with_near_cache(Family::Content, near))
+        .build()
+        .unwrap()
+}
+
+/// Waits (bounded: 20 s for a loaded machine) until `cond` holds.
+async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < Duration::from_secs(20), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Reads until the near cache serves `id`.
+async fn warm(m: &CacheManager<RedisStore>, id: &str) {
+    eventually("the near cache serves", async || {
+        let before = m.content().near_cache_stats().unwrap().hits;
+        assert!(m.content().get_shared::<Doc>(id).await.unwrap().is_some());
+        m.content().near_cache_stats().unwrap().hits > before
+    })
+    .await;
+}
+
+fn invalidations(m: &CacheManager<RedisStore>) -> u64 {
+    m.content().near_cache_stats().unwrap().invalidations
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_deletes_and_expiry_elsewhere_are_seen() {
+    let server = RedisServer::start();
+    let a = manager(&server, NearConfig::default()).await;
+    let b = manager(&server, NearConfig::default()).await;
+    a.content().set("d1", &doc(1)).await.unwrap();
+    warm(&b, "d1").await;
+    let s = b.content().near_cache_stats().unwrap();
+    assert!(s.hits >= 1 && s.misses >= 1, "{s:?}");
+
+    // A write on the other instance: once the invalidation is processed, never the old value.
+    let before = invalidations(&b);
+    a.content().set("d1", &doc(2)).await.unwrap();
+    eventually("B hears A's write", async || invalidations(&b) > before).await;
+    assert_eq!(
+        *b.content().get_shared::<Doc>("d1").await.unwrap().unwrap(),
+        doc(2)
+    );
+
+    // A delete from redis-cli.
+    warm(&b, "d1").await;
+    let before = invalidations(&b);
+    server.cli(["DEL", "app:content:d1"]);
+    eventually("B hears the DEL", async || invalidations(&b) > before).await;
+    assert_eq!(b.content().get_shared::<Doc>("d1").await.unwrap(), None);
+
+    // A short TTL: gone once it passed (the near cache never serves past it).
+    a.content()
+        .with_ttl(Duration::from_millis(30))
+        .set("d2", &doc(3))
+        .await
+        .unwrap();
+    assert!(b.content().get_shared::<Doc>("d2").await.unwrap().is_some());
+    eventually("the TTL passes", async || {
+        b.content().get_shared::<Doc>("d2").await.unwrap().is_none()
+    })
+    .await;
+
+    // The writing instance reads its own write at once.
+    a.content().set("d3", &doc(4)).await.unwrap();
+    warm(&a, "d3").await;
+    a.content().set("d3", &doc(5)).await.unwrap();
+    assert_eq!(
+        *a.content().get_shared::<Doc>("d3").await.unwrap().unwrap(),
+        doc(5)
+    );
+    // And a bump of the namespace version empties its near cache.
+    warm(&a, "d3").await;
+    a.content().bump_version().await.unwrap();
+    assert_eq!(a.content().near_cache_stats().unwrap().entries, 0);
+    assert_eq!(a.content().get_shared::<Doc>("d3").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_bound_holds() {
+    let server = RedisServer::start();
+    let m = manager(&server, NearConfig::default().with_max_entries(50)).await;
+    for i in 0..500 {
+        m.content().set(&format!("d{i}"), &doc(i)).await.unwrap();
+    }
+    for i in 0..500 {
+        m.content()
+            .get_shared::<Doc>(&format!("d{i}"))
+            .await
+            .unwrap();
+    }
+    let s = m.content().near_cache_stats().unwrap();
+    assert!(s.entries <= 50, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_tracking_connection_or_a_restart_empties_it() {
+    let server = RedisServer::start();
+    let m = manager(&server, NearConfig::default()).await;
+    m.content().set("d1", &doc(1)).await.unwrap();
+    warm(&m, "d1").await;
+    let flushes = m.content().near_cache_stats().unwrap().flushes;
+    server.cli(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no"]);
+    eventually("the loss is noticed", async || {
+        m.content().near_cache_stats().unwrap().flushes > flushes
+    })
+    .await;
+    assert_eq!(m.content().near_cache_stats().unwrap().entries, 0);
+    warm(&m, "d1").await;
+
+    let flushes = m.content().near_cache_stats().unwrap().flushes;
+    server.restart();
+    eventually("the restart is noticed", async || {
+        m.content().near_cache_stats().unwrap().flushes > flushes
+    })
+    .await;
+    // The restarted server is empty (no persistence): no stale value survives.
+    eventually("reads work again", async || {
+        m.content().get_shared::<Doc>("d1").await.unwrap().is_none()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_memory_backend_gets_no_near_cache() {
+    let m = CacheManager::builder(cache_memory::MemoryStore::new())
+        .with_config(
+            &CacheConfig::default().with_near_cache(Family::Content, NearConfig::default()),
+        )
+        .build()
+        .unwrap();
+    m.content().set("d", &doc(1)).await.unwrap();
+    assert_eq!(
+        *m.content().get_shared::<Doc>("d").await.unwrap().unwrap(),
+        doc(1)
+    );
+    assert!(m.content().near_cache_stats().is_none());
+}
+
+#[test]
+fn the_families_come_from_the_environment() {
+    let lookup = |v: &str| (v == "CACHE_NEAR_FAMILIES").then(|| "content, user=500".to_owned());
+    let c = CacheConfig::from_lookup(lookup).unwrap();
+    assert_eq!(c.near_cache(Family::Content), Some(NearConfig::default()));
+    assert_eq!(c.near_cache(Family::User).unwrap().max_entries, 500);
+    assert_eq!(c.near_cache(Family::KeywordTrends), None);
+    let bad = |v: &str| (v == "CACHE_NEAR_FAMILIES").then(|| "nope".to_owned());
+    let err = CacheConfig::from_lookup(bad).unwrap_err();
+    assert!(err.to_string().contains("CACHE_NEAR_FAMILIES"), "{err}");
+}

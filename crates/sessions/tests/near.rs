@@ -1,0 +1,220 @@
+//! The session near cache on a real `redis-server`: two instances (each its own store, so its own
+//! tracking connection) and `redis-cli`; a revocation, an update or a `DEL` elsewhere is seen;
+//! deadlines are enforced on hits; the touch still happens once per touch interval; a killed
+//! tracking connection empties the cache; the memory backend gets none.
+//!
+//! Waits are bounded waits for an event, never timed assertions.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cache_core::Profile;
+use cache_redis::{RedisConfig, RedisEndpoint, RedisStore};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sessions::keys::session_key;
+use sessions::{Clock, CreateOptions, NearConfig, SessionManager, SessionToken};
+use test_redis::RedisServer;
+
+/// The wall clock plus an offset the test moves (the library's time only; Redis keeps real time).
+#[derive(Debug, Default)]
+struct Shifted(AtomicI64);
+
+impl Shifted {
+    fn advance(&self, d: Duration) {
+        self.0.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for Shifted {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::TimeDelta::milliseconds(self.0.load(Ordering::SeqCst))
+    }
+}
+
+async fn store(server: &RedisServer) -> RedisStore {
+    let config = RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+        .with_key_prefix("sess");
+    RedisStore::connect(&config).await.unwrap()
+}
+
+async fn instance(
+    server: &RedisServer,
+    clock: &Arc<Shifted>,
+    near: bool,
+) -> SessionManager<RedisStore> {
+    let mut b = SessionManager::builder(store(server).await).with_clock(clock.clone());
+    if near {
+        b = b.with_near_cache(NearConfig::default().with_max_entries(100));
+    }
+    b.build().unwrap()
+}
+
+/// Waits (bounded: 20 s for a loaded machine) until `cond` holds.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(20), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Reads until the near cache serves the session (the first read after the tracking connection is
+/// up inserts it).
+async fn warm(m: &SessionManager<RedisStore>, token: &str) {
+    let start = Instant::now();
+    loop {
+        let before = m.near_cache_stats().unwrap().hits;
+        assert!(m.get(token).await.unwrap().is_some());
+        if m.near_cache_stats().unwrap().hits > before {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the near cache never served"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_elsewhere_is_seen_after_one_invalidation() {
+    let server = RedisServer::start();
+    let clock = Arc::new(Shifted::default());
+    let a = instance(&server, &clock, true).await;
+    let b = instance(&server, &clock, true).await;
+    let created = a
+        .create(
+            "ada",
+            CreateOptions::new().with_data(json!({"n": 1}).as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap();
+    let token = created.token.expose().to_owned();
+    warm(&b, &token).await;
+
+    // An update on A reaches B.
+    let before = b.near_cache_stats().unwrap().invalidations;
+    let mut patch = sessions::SessionData::new();
+    patch.insert("n".into(), json!(2));
+    a.update(&token, &patch).await.unwrap().unwrap();
+    eventually("B hears the update", || {
+        b.near_cache_stats().unwrap().invalidations > before
+    })
+    .await;
+    let s = b.get(&token).await.unwrap().unwrap();
+    assert_eq!(
+        s.data["n"],
+        json!(2),
+        "no stale read after the invalidation"
+    );
+
+    // A logout on A: B answers None once the invalidation arrived; the delay is measured.
+    warm(&b, &token).await;
+    let before = b.near_cache_stats().unwrap().invalidations;
+    let revoked = Instant::now();
+    assert!(a.delete(&token).await.unwrap());
+    eventually("B hears the revocation", || {
+        b.near_cache_stats().unwrap().invalidations > before
+    })
+    .await;
+    eprintln!(
+        "revocation seen by the other instance after {:?}",
+        revoked.elapsed()
+    );
+    assert!(b.get(&token).await.unwrap().is_none());
+    // A itself never serves it again (it dropped it before returning).
+    assert!(a.get(&token).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_and_killed_tracking_are_seen() {
+    let server = RedisServer::start();
+    let clock = Arc::new(Shifted::default());
+    let b = instance(&server, &clock, true).await;
+    let created = b.create("bob", CreateOptions::new()).await.unwrap();
+    let token = created.token.expose().to_owned();
+    warm(&b, &token).await;
+
+    // CLIENT KILL of the tracking connection empties the near cache.
+    let flushes = b.near_cache_stats().unwrap().flushes;
+    server.cli(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no"]);
+    eventually("the loss is noticed", || {
+        b.near_cache_stats().unwrap().flushes > flushes
+    })
+    .await;
+    assert_eq!(b.near_cache_stats().unwrap().entries, 0);
+    // Reads still work (through the store) and the cache fills again once tracking is back.
+    warm(&b, &token).await;
+
+    // A DEL from redis-cli.
+    let handle = SessionToken::parse(&token).unwrap();
+    let key = format!("sess:{}", session_key(handle.handle()).unwrap().as_str());
+    let before = b.near_cache_stats().unwrap().invalidations;
+    server.cli(["DEL", &key]);
+    eventually("B hears the DEL", || {
+        b.near_cache_stats().unwrap().invalidations > before
+    })
+    .await;
+    assert!(b.get(&token).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_enforce_deadlines_and_still_touch() {
+    let server = RedisServer::start();
+    let clock = Arc::new(Shifted::default());
+    let plain = instance(&server, &clock, false).await;
+    let b = SessionManager::builder(store(&server).await)
+        .with_clock(clock.clone())
+        .with_idle_timeout(Duration::from_secs(600))
+        .with_touch_interval(Duration::from_secs(60))
+        .with_near_cache(NearConfig::default())
+        .build()
+        .unwrap();
+    let created = b.create("cy", CreateOptions::new()).await.unwrap();
+    let token = created.token.expose().to_owned();
+    warm(&b, &token).await;
+    let first = plain.get(&token).await.unwrap().unwrap().last_accessed;
+
+    // Past the touch interval: the next read goes to the store and rewrites last_accessed.
+    clock.advance(Duration::from_secs(61));
+    let hits = b.near_cache_stats().unwrap().hits;
+    assert!(b.get(&token).await.unwrap().is_some());
+    assert_eq!(
+        b.near_cache_stats().unwrap().hits,
+        hits,
+        "a due touch is not a hit"
+    );
+    let key = format!(
+        "sess:{}",
+        session_key(SessionToken::parse(&token).unwrap().handle())
+            .unwrap()
+            .as_str()
+    );
+    let stored: serde_json::Value = serde_json::from_str(&server.cli(["GET", &key])).unwrap();
+    assert!(
+        stored
+            .to_string()
+            .contains(&clock.now().timestamp_millis().to_string()[..8]),
+        "last_accessed rewritten: {stored}"
+    );
+    let _ = first;
+    warm(&b, &token).await;
+
+    // Past the idle deadline (library time): a hit answers None and removes the session.
+    clock.advance(Duration::from_secs(601));
+    assert!(b.get(&token).await.unwrap().is_none());
+    assert_eq!(server.cli(["EXISTS", &key]), "0");
+}
+
+#[tokio::test]
+async fn the_memory_backend_gets_no_near_cache() {
+    let m = SessionManager::builder(cache_memory::MemoryStore::new())
+        .with_near_cache(NearConfig::default())
+        .build()
+        .unwrap();
+    assert!(m.near_cache_stats().is_none());
+    let created = m.create("dee", CreateOptions::new()).await.unwrap();
+    assert!(m.get(created.token.expose()).await.unwrap().is_some());
+}
