@@ -3,7 +3,7 @@
 //!
 //! Every call is bounded: a first attempt on a ready standalone connection by redis-rs's response
 //! timeout, everything else (reconnects, retries, cluster calls) by [`Limits::call_cap`] through one
-//! outer `tokio::time::timeout_at` counted from the start of the call (the first attempt's time
+//! outer `tokio::time::timeout` counted from the start of the call (the first attempt's time
 //! included). When the call runs inside a library call's deadline (`cache_core::deadline::current`)
 //! that ends earlier, the deadline is the end instead: the response timeout of each attempt and
 //! the retry budget are cut to what is left, and the error names the deadline's setting. Whether a
