@@ -22,19 +22,17 @@
 //! The namespace version of the family comes from memory ([`crate::versions`]), so the hot path of
 //! a `get` or `set` is one store round trip.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::cas::CasPolicy;
-use cache_core::deadline::{self, Deadline};
 use cache_core::{codec, Error, ErrorKind, Expiry, Result, SetOptions, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::config::{CacheConfig, WritePolicy, CALL_TIMEOUT_VAR};
+use crate::config::{CacheConfig, WritePolicy};
 use crate::family::{data_key, version_key, Family, Id};
 use crate::flight::Flights;
 use crate::near::{AnyValue, FamilyNear};
@@ -138,81 +136,7 @@ fn check_ttl(ttl: Duration) -> Result<Duration> {
     Ok(ttl)
 }
 
-/// What is left of one call's deadline (`CACHE_CALL_TIMEOUT`), spent by the call's store calls:
-/// each runs inside a [`deadline::scope`] of what is left (so that the store ends it there) and is
-/// cut by the runtime's timer at the same point for stores that do not. Time spent outside
-/// [`Budget::spend`] (a `get_or_load` loader, the wait for another caller's load) is not counted.
-#[derive(Debug)]
-pub(crate) struct Budget {
-    left: Duration,
-    started: std::time::Instant,
-}
-
-impl Budget {
-    pub(crate) fn new(total: Duration) -> Self {
-        Self {
-            left: total,
-            started: std::time::Instant::now(),
-        }
-    }
-
-    /// Whether anything is left.
-    pub(crate) fn is_spent(&self) -> bool {
-        self.left.is_zero()
-    }
-
-    /// Runs `fut` within what is left; `None` when the deadline passed first (the future was
-    /// dropped).
-    pub(crate) async fn spend<F: Future>(&mut self, fut: F) -> Option<F::Output> {
-        // tokio's clock, so that a paused test clock spends the budget too.
-        let started = tokio::time::Instant::now();
-        let d = Deadline::after(self.left, CALL_TIMEOUT_VAR);
-        let out = tokio::time::timeout(self.left, deadline::scope(d, fut))
-            .await
-            .ok();
-        self.left = self.left.saturating_sub(started.elapsed());
-        out
-    }
-
-    /// The timeout error of `op` ended by this budget.
-    pub(crate) fn timeout(&self, op: &str) -> Error {
-        Error::Timeout {
-            operation: format!("cache {op}"),
-            elapsed: self.started.elapsed(),
-            setting: CALL_TIMEOUT_VAR,
-        }
-    }
-}
-
 impl<S: Store> Inner<S> {
-    /// Runs one public call within the call timeout; when the deadline passes first,
-    /// `on_timeout` decides the answer (a miss for reads, the write policy for writes, the
-    /// timeout error for the rest).
-    pub(crate) async fn bounded<T>(
-        &self,
-        op: &'static str,
-        call: impl Future<Output = Result<T>>,
-        on_timeout: impl FnOnce(Error) -> Result<T>,
-    ) -> Result<T> {
-        let mut budget = Budget::new(self.config.call_timeout());
-        match budget.spend(call).await {
-            Some(result) => result,
-            None => on_timeout(budget.timeout(op)),
-        }
-    }
-
-    /// The answer of a read whose deadline passed: a miss, counted and logged like a failed read.
-    pub(crate) fn read_timed_out(&self, family: Family, e: &Error, n: u64) {
-        let fs = self.fs(family);
-        self.store_failed(fs, "read", e);
-        fs.stats.misses.add(n);
-    }
-
-    /// The answer of a write whose deadline passed: what the write policy says.
-    pub(crate) fn write_timed_out(&self, family: Family, e: Error) -> Result<()> {
-        self.write_failed(self.fs(family), e)
-    }
-
     /// The shared state; fails when a family's near cache cannot work with this store (on a
     /// cluster) or its bounds are invalid.
     pub(crate) fn new(store: S, config: CacheConfig) -> Result<Self> {
@@ -339,7 +263,7 @@ impl<S: Store> Inner<S> {
         }
     }
 
-    fn write_failed(&self, fs: &FamilyState, e: Error) -> Result<()> {
+    pub(crate) fn write_failed(&self, fs: &FamilyState, e: Error) -> Result<()> {
         if is_caller_error(&e) {
             return Err(e);
         }

@@ -98,6 +98,7 @@
 //! | `invalidate_pattern` | `cache.user().invalidate_matching(KeyMatch::IdPrefix(p))` or `KeyMatch::All` |
 //! | `get_stats` | [`CacheManager::stats`], `cache.user().stats()`, [`CacheManager::backend_stats`], [`CacheManager::key_counts`] |
 
+mod budget;
 pub mod config;
 pub mod crawl;
 pub mod engine;

@@ -38,8 +38,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::budget::Budget;
 use crate::config::LeaseConfig;
-use crate::engine::{Budget, FamilyState, Inner, Read, TOMBSTONE};
+use crate::engine::{FamilyState, Inner, Read, TOMBSTONE};
 use crate::error::LoadError;
 use crate::family::{data_key, lease_key, Family, Id};
 use crate::flight::{self, Join, LeaderGuard, Outcome};

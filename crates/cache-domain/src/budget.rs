@@ -1,0 +1,89 @@
+//! One deadline per cache manager call (`CACHE_CALL_TIMEOUT`): the [`Budget`] its store calls
+//! spend, and what a call answers when its deadline passes first (a miss for reads, the write
+//! policy for writes, the timeout error for the rest).
+
+use std::future::Future;
+use std::time::Duration;
+
+use cache_core::deadline::{self, Deadline};
+use cache_core::{Error, Result, Store};
+
+use crate::config::CALL_TIMEOUT_VAR;
+use crate::engine::Inner;
+use crate::family::Family;
+
+/// What is left of one call's deadline (`CACHE_CALL_TIMEOUT`), spent by the call's store calls:
+/// each runs inside a [`deadline::scope`] of what is left (so that the store ends it there) and is
+/// cut by the runtime's timer at the same point for stores that do not. Time spent outside
+/// [`Budget::spend`] (a `get_or_load` loader, the wait for another caller's load) is not counted.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    left: Duration,
+    started: std::time::Instant,
+}
+
+impl Budget {
+    pub(crate) fn new(total: Duration) -> Self {
+        Self {
+            left: total,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether anything is left.
+    pub(crate) fn is_spent(&self) -> bool {
+        self.left.is_zero()
+    }
+
+    /// Runs `fut` within what is left; `None` when the deadline passed first (the future was
+    /// dropped).
+    pub(crate) async fn spend<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        // tokio's clock, so that a paused test clock spends the budget too.
+        let started = tokio::time::Instant::now();
+        let d = Deadline::after(self.left, CALL_TIMEOUT_VAR);
+        let out = tokio::time::timeout(self.left, deadline::scope(d, fut))
+            .await
+            .ok();
+        self.left = self.left.saturating_sub(started.elapsed());
+        out
+    }
+
+    /// The timeout error of `op` ended by this budget.
+    pub(crate) fn timeout(&self, op: &str) -> Error {
+        Error::Timeout {
+            operation: format!("cache {op}"),
+            elapsed: self.started.elapsed(),
+            setting: CALL_TIMEOUT_VAR,
+        }
+    }
+}
+
+impl<S: Store> Inner<S> {
+    /// Runs one public call within the call timeout; when the deadline passes first,
+    /// `on_timeout` decides the answer (a miss for reads, the write policy for writes, the
+    /// timeout error for the rest).
+    pub(crate) async fn bounded<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T>>,
+        on_timeout: impl FnOnce(Error) -> Result<T>,
+    ) -> Result<T> {
+        let mut budget = Budget::new(self.config.call_timeout());
+        match budget.spend(call).await {
+            Some(result) => result,
+            None => on_timeout(budget.timeout(op)),
+        }
+    }
+
+    /// The answer of a read whose deadline passed: a miss, counted and logged like a failed read.
+    pub(crate) fn read_timed_out(&self, family: Family, e: &Error, n: u64) {
+        let fs = self.fs(family);
+        self.store_failed(fs, "read", e);
+        fs.stats.misses.add(n);
+    }
+
+    /// The answer of a write whose deadline passed: what the write policy says.
+    pub(crate) fn write_timed_out(&self, family: Family, e: Error) -> Result<()> {
+        self.write_failed(self.fs(family), e)
+    }
+}
