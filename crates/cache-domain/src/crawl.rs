@@ -289,12 +289,14 @@ impl<S: Store> Inner<S> {
             };
             update(&mut status);
             let bytes = codec::encode(&status)?;
-            match self
+            let swapped = self
                 .store
                 .compare_and_swap(&key, current.as_deref(), Some(&bytes), Expiry::In(ttl))
-                .await
-                .inspect_err(|e| self.store_failed(fs, "write", e))?
-            {
+                .await;
+            // The family's near copy (if it has a near cache) goes before this returns, whatever
+            // the answer: read-your-writes here.
+            self.near_forget(family, [key.as_str()]);
+            match swapped.inspect_err(|e| self.store_failed(fs, "write", e))? {
                 CasOutcome::Swapped => {
                     fs.stats.writes.inc();
                     return Ok(status);

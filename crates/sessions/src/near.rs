@@ -17,7 +17,8 @@
 //!   instance, which drops the record before the next read there (one invalidation delivery); the
 //!   instance that wrote drops it itself before the call returns.
 //! - **The memory backend** needs no near cache and gets none; on Redis Cluster it is refused when
-//!   the manager is built.
+//!   the manager is built; under Redis Sentinel the store answers `Unsupported` (its tracking
+//!   connection does not follow failovers), so it stays off (and `cachekit::Config` refuses it).
 //!
 //! [`SessionManagerBuilder::with_near_cache`]: crate::SessionManagerBuilder::with_near_cache
 
