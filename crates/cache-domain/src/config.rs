@@ -249,7 +249,8 @@ impl CacheConfig {
     /// `CACHE_NEAR_FAMILIES`): [`FamilyCache::get_shared`](crate::FamilyCache::get_shared) then
     /// serves hot values from process memory, kept correct by the server's invalidations. Needs a
     /// store that reports changes (Redis on one server): refused on Redis Cluster when the manager is
-    /// built, ignored on the memory backend.
+    /// built, off (logged) on a store that cannot report changes (Redis Sentinel), ignored on the
+    /// memory backend; `cachekit::Config` refuses it on Cluster and Sentinel.
     pub fn with_near_cache(mut self, family: Family, near: cache_near::NearConfig) -> Self {
         self.near[family.index()] = Some(near);
         self

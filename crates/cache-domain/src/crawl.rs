@@ -276,6 +276,9 @@ impl<S: Store> Inner<S> {
             })
         })
         .await;
+        // The family's near copy (if it has a near cache) goes before this returns, whatever the
+        // answer: read-your-writes here.
+        self.near_forget(family, [key.as_str()]);
         match result {
             Ok(status) => {
                 fs.stats.writes.inc();

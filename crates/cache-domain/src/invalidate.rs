@@ -59,7 +59,11 @@ impl<S: Store> Inner<S> {
         let deleted = self
             .store
             .delete_matching(&pattern, self.config.scan_count(), progress)
-            .await?;
+            .await;
+        // Which near copies the pattern covered is not known here: the family's near cache is
+        // emptied before this returns (the server's invalidations reach the other instances).
+        self.near_flush(family);
+        let deleted = deleted?;
         tracing::debug!(family = family.name(), %pattern, deleted, "pattern invalidation");
         Ok(deleted)
     }

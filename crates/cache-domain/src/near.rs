@@ -7,11 +7,13 @@
 //!   with a ticket taken before the read, so an invalidation racing the read never leaves a stale
 //!   entry; it is never served at or past the key's TTL.
 //! - Writes and invalidations through this manager drop their keys before they return
-//!   (read-your-writes here); other instances, scripts and `redis-cli` reach it through the server's
-//!   invalidation, within one delivery. A namespace version bump here empties the family's near
-//!   cache; a bump elsewhere is seen within the version refresh interval, as without it.
+//!   (read-your-writes here; a pattern invalidation empties the family's near cache); other
+//!   instances, scripts and `redis-cli` reach it through the server's invalidation, within one
+//!   delivery. A namespace version bump here empties the family's near cache; a bump elsewhere is
+//!   seen within the version refresh interval, as without it.
 //! - Tracking lost (connection dropped or killed, restart, failover, failed health check) empties
-//!   it before another hit. The memory backend gets none; on Redis Cluster the manager refuses it.
+//!   it before another hit. The memory backend gets none; on Redis Cluster the manager refuses it,
+//!   under Sentinel the store answers `Unsupported` (and `cachekit::Config` refuses both).
 //!
 //! [`CacheConfig::with_near_cache`]: crate::CacheConfig::with_near_cache
 //! [`FamilyCache::get_shared`]: crate::FamilyCache::get_shared

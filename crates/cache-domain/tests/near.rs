@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use cache_core::Profile;
-use cache_domain::{CacheConfig, CacheManager, Family};
+use cache_domain::{CacheConfig, CacheManager, CrawlState, CrawlStatus, Family, KeyMatch};
 use cache_near::NearConfig;
 use cache_redis::{RedisConfig, RedisEndpoint, RedisStore};
 use serde::{Deserialize, Serialize};
@@ -112,6 +112,58 @@ async fn writes_deletes_and_expiry_elsewhere_are_seen() {
     a.content().bump_version().await.unwrap();
     assert_eq!(a.content().near_cache_stats().unwrap().entries, 0);
     assert_eq!(a.content().get_shared::<Doc>("d3").await.unwrap(), None);
+}
+
+/// Pattern invalidation and crawl-status updates drop this instance's copies before they return,
+/// as `set` and `invalidate` do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pattern_invalidation_and_crawl_updates_read_their_writes() {
+    let server = RedisServer::start();
+    let config = RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+        .with_key_prefix("app");
+    let m = CacheManager::builder(RedisStore::connect(&config).await.unwrap())
+        .with_config(
+            &CacheConfig::default()
+                .with_near_cache(Family::Content, NearConfig::default())
+                .with_near_cache(Family::CrawlStatus, NearConfig::default()),
+        )
+        .build()
+        .unwrap();
+
+    m.content().set("d1", &doc(1)).await.unwrap();
+    warm(&m, "d1").await;
+    m.content()
+        .invalidate_matching(KeyMatch::IdPrefix("d".into()))
+        .await
+        .unwrap();
+    assert_eq!(m.content().get_shared::<Doc>("d1").await.unwrap(), None);
+
+    m.update_crawl_status("t1", |s| s.processed = 1)
+        .await
+        .unwrap();
+    eventually("the near cache serves the status", async || {
+        let before = m.crawl_status().near_cache_stats().unwrap().hits;
+        let s = m
+            .crawl_status()
+            .get_shared::<CrawlStatus>("t1")
+            .await
+            .unwrap();
+        assert_eq!(s.unwrap().processed, 1);
+        m.crawl_status().near_cache_stats().unwrap().hits > before
+    })
+    .await;
+    m.update_crawl_status("t1", |s| {
+        s.processed = 2;
+        s.state = CrawlState::Completed;
+    })
+    .await
+    .unwrap();
+    let s = m
+        .crawl_status()
+        .get_shared::<CrawlStatus>("t1")
+        .await
+        .unwrap();
+    assert_eq!(s.unwrap().processed, 2, "no stale status after the update");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

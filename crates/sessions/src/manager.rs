@@ -173,8 +173,8 @@ impl<S: Store> SessionManagerBuilder<S> {
     /// once per touch interval; a logout or revocation anywhere reaches it within one invalidation
     /// delivery (see the user guide's consistency model). It needs a store that reports changes
     /// (Redis on one server): [`SessionManagerBuilder::build`] refuses it on Redis Cluster, the
-    /// memory backend ignores it (it needs none), and a store that cannot report changes turns it
-    /// off at first use (logged).
+    /// memory backend ignores it (it needs none), and a store that cannot report changes (Redis
+    /// Sentinel) turns it off at first use (logged); `cachekit::Config` refuses it on both.
     pub fn with_near_cache(mut self, config: cache_near::NearConfig) -> Self {
         self.near = Some(config);
         self

@@ -6,7 +6,10 @@
 //! What a hit still does, and why the rules of [`SessionManager::get`] hold:
 //!
 //! - **Deadlines.** Every hit checks the idle and absolute deadlines against the manager's clock, as
-//!   a store read does: a cached record is never returned past either.
+//!   a store read does: a cached record is never returned past either. A hit found past one is
+//!   dropped and the store is read instead, so the expired record is judged and deleted on the
+//!   bytes stored (compare-and-swap, as without the near cache): a session another instance
+//!   refreshed meanwhile is never deleted.
 //! - **Touch and sliding.** When `last_accessed` is older than the touch interval, the hit goes to
 //!   the store instead (read, then the compare-and-swap touch that also slides the TTL), exactly as
 //!   without the near cache, so the TTL is slid at most once per touch interval per session.
@@ -17,7 +20,8 @@
 //!   instance, which drops the record before the next read there (one invalidation delivery); the
 //!   instance that wrote drops it itself before the call returns.
 //! - **The memory backend** needs no near cache and gets none; on Redis Cluster it is refused when
-//!   the manager is built.
+//!   the manager is built; under Redis Sentinel the store answers `Unsupported` (its tracking
+//!   connection does not follow failovers), so it stays off (and `cachekit::Config` refuses it).
 //!
 //! [`SessionManagerBuilder::with_near_cache`]: crate::SessionManagerBuilder::with_near_cache
 
