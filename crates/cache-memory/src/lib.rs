@@ -20,7 +20,7 @@
 //!   scans need changes only when a key is created or removed. Each method is still atomic on its
 //!   key; the batch methods ([`Store::get_many`](cache_core::Store::get_many), [`Store::set_many`](cache_core::Store::set_many), [`Store::delete`](cache_core::Store::delete)) are
 //!   atomic per key, not across keys, as the trait allows (and as on Redis Cluster).
-//! - **Closing**: [`Store::close`] refuses every later call through any clone or sibling with
+//! - **Closing**: [`Store::close`](cache_core::Store::close) refuses every later call through any clone or sibling with
 //!   [`cache_core::Error::Closed`], drops the data and ends the reaper.
 //! - **Bounds** (optional): a maximum entry count and/or byte count, with the eviction policy described
 //!   on [`MemoryStoreBuilder::with_max_entries`]; and a maximum value size
