@@ -40,6 +40,10 @@ macro_rules! delegate_store {
                     let $this = self;
                     $inner.backend_name()
                 }
+                fn ends_calls_at_deadline(&self) -> bool {
+                    let $this = self;
+                    $call!(@ends_at_deadline $this, $inner)
+                }
                 async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
                     let $this = self;
                     $call!($this, Op::new(Method::Get, Target::Key(key)), $inner.get(key))
@@ -206,6 +210,9 @@ macro_rules! delegate_store {
 
 /// Runs a delegated call as it is: no description of the call is built.
 macro_rules! direct_call {
+    (@ends_at_deadline $this:ident, $inner:expr) => {
+        $inner.ends_calls_at_deadline()
+    };
     ($this:ident, $op:expr, $call:expr) => {
         $call.await
     };
@@ -213,6 +220,11 @@ macro_rules! direct_call {
 
 /// Runs a delegated call inside `Layered::around`, which calls the hook before and after it.
 macro_rules! hooked_call {
+    // A hook may wait before a call (a gate, an injected delay) without looking at any deadline.
+    (@ends_at_deadline $this:ident, $inner:expr) => {{
+        let _ = $this;
+        false
+    }};
     ($this:ident, $op:expr, $call:expr) => {
         $this.around($op, $call).await
     };

@@ -275,6 +275,16 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// A short name of the backend (`memory`, `redis`, `redis-cluster`), for reports.
     fn backend_name(&self) -> &'static str;
 
+    /// Whether every call of this store ends by the deadline of the library call it runs under
+    /// ([`crate::deadline::current`]) on its own, answering [`Error::Timeout`] at the latest then.
+    /// When it does, the managers do not race their calls against a timer of their own (one timer
+    /// fewer per call on the hot path); when it does not (the default), they cut the call with the
+    /// runtime's timer at the deadline. Answer `true` only for a store whose every method either
+    /// never waits or bounds its waits by the deadline.
+    fn ends_calls_at_deadline(&self) -> bool {
+        false
+    }
+
     /// Reads a key. `None`: the key does not exist or has expired.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
 

@@ -169,3 +169,20 @@ fn method_names_are_the_trait_method_names() {
     assert_eq!(op.key(), Some("user:1"));
     assert_eq!(Op::new(Method::Ping, Target::None).key(), None);
 }
+
+#[test]
+fn only_stores_that_end_their_calls_at_the_deadline_say_so() {
+    let memory = MemoryStore::new();
+    assert!(
+        memory.ends_calls_at_deadline(),
+        "the memory store never waits"
+    );
+    let shared: Arc<dyn Store> = Arc::new(memory.clone());
+    assert!(shared.ends_calls_at_deadline(), "Arc forwards");
+    let boxed: Box<dyn Store> = Box::new(memory.clone());
+    assert!(boxed.ends_calls_at_deadline(), "Box forwards");
+    // A hook may wait before a call without looking at any deadline: a layered store does not
+    // promise it, whatever the store under it does, so the managers keep their own timer.
+    let layered = Layered::new(memory, Recorder::default());
+    assert!(!layered.ends_calls_at_deadline());
+}

@@ -20,13 +20,17 @@ use crate::family::Family;
 pub(crate) struct Budget {
     left: Duration,
     started: std::time::Instant,
+    /// The store ends its calls at the deadline itself ([`Store::ends_calls_at_deadline`]): no
+    /// timer of ours races them (one timer fewer per call).
+    store_ends_calls: bool,
 }
 
 impl Budget {
-    pub(crate) fn new(total: Duration) -> Self {
+    pub(crate) fn new(total: Duration, store_ends_calls: bool) -> Self {
         Self {
             left: total,
             started: std::time::Instant::now(),
+            store_ends_calls,
         }
     }
 
@@ -41,9 +45,13 @@ impl Budget {
         // tokio's clock, so that a paused test clock spends the budget too.
         let started = tokio::time::Instant::now();
         let d = Deadline::after(self.left, CALL_TIMEOUT_VAR);
-        let out = tokio::time::timeout(self.left, deadline::scope(d, fut))
-            .await
-            .ok();
+        let out = if self.store_ends_calls {
+            Some(deadline::scope(d, fut).await)
+        } else {
+            tokio::time::timeout(self.left, deadline::scope(d, fut))
+                .await
+                .ok()
+        };
         self.left = self.left.saturating_sub(started.elapsed());
         out
     }
@@ -68,7 +76,10 @@ impl<S: Store> Inner<S> {
         call: impl Future<Output = Result<T>>,
         on_timeout: impl FnOnce(Error) -> Result<T>,
     ) -> Result<T> {
-        let mut budget = Budget::new(self.config.call_timeout());
+        let mut budget = Budget::new(
+            self.config.call_timeout(),
+            self.store.ends_calls_at_deadline(),
+        );
         match budget.spend(call).await {
             Some(result) => result,
             None => on_timeout(budget.timeout(op)),

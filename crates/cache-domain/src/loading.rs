@@ -123,7 +123,10 @@ impl<S: Store> Inner<S> {
     {
         let ttl = self.ttl(family, ttl)?;
         let fs = self.fs(family);
-        let mut budget = Budget::new(self.config.call_timeout());
+        let mut budget = Budget::new(
+            self.config.call_timeout(),
+            self.store.ends_calls_at_deadline(),
+        );
         let version = budget
             .spend(self.version(fs))
             .await

@@ -27,6 +27,11 @@ impl Store for MemoryStore {
         "memory"
     }
 
+    /// No call waits for anything but a shard lock held for one operation.
+    fn ends_calls_at_deadline(&self) -> bool {
+        true
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let k = self.key(key)?;
         let found = {

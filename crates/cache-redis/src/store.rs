@@ -67,6 +67,27 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
+    /// Runs `fut`, a call made of waits outside `Connections::run` (a fan-out to every node, a
+    /// tracking registration), so that it ends by the deadline of the library call it is part of
+    /// ([`cache_core::deadline::current`]), as every other call does; without a deadline it runs as
+    /// it is (its own timeouts bound it).
+    async fn within_deadline<T>(
+        &self,
+        op: &str,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let Some(deadline) = cache_core::deadline::current() else {
+            return fut.await;
+        };
+        let started = Instant::now();
+        match tokio::time::timeout(deadline.remaining(), fut).await {
+            Ok(result) => result,
+            Err(_) => {
+                Err(deadline.timeout_error(format!("{op} on {}", self.conns.target()), started))
+            }
+        }
+    }
+
     /// Connects with `config` and the default options: see [`RedisStoreBuilder::connect`].
     pub async fn connect(config: &RedisConfig) -> Result<RedisStore> {
         Self::builder(config).connect().await
@@ -263,6 +284,13 @@ impl Store for RedisStore {
         }
     }
 
+    /// Every command goes through `Connections::run`, which ends it at the library call's
+    /// deadline; the few methods made of other waits (`ping`, `stats`, `track_changes`) are cut at
+    /// it by [`RedisStore::within_deadline`].
+    fn ends_calls_at_deadline(&self) -> bool {
+        true
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let _call = self.conns.enter()?;
         let full = self.full_key(key)?;
@@ -364,7 +392,8 @@ impl Store for RedisStore {
         prefix: &str,
         listener: std::sync::Weak<dyn cache_core::tracking::InvalidationListener>,
     ) -> Result<()> {
-        self.register_listener(prefix, listener).await
+        self.within_deadline("CLIENT TRACKING", self.register_listener(prefix, listener))
+            .await
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
@@ -577,7 +606,7 @@ impl Store for RedisStore {
     async fn ping(&self) -> Result<Duration> {
         let _call = self.conns.enter()?;
         if self.is_cluster() {
-            return self.ping_cluster().await;
+            return self.within_deadline("PING", self.ping_cluster()).await;
         }
         let timeout = self.conns.limits().response_timeout;
         self.conns
@@ -601,7 +630,10 @@ impl Store for RedisStore {
     async fn stats(&self) -> Result<Option<BackendStats>> {
         let _call = self.conns.enter()?;
         if self.is_cluster() {
-            return self.stats_cluster().await.map(Some);
+            return self
+                .within_deadline("INFO", self.stats_cluster())
+                .await
+                .map(Some);
         }
         let started = Instant::now();
         let text: String = self
