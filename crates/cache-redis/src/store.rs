@@ -286,7 +286,7 @@ impl Store for RedisStore {
 
     /// Every command goes through `Connections::run`, which ends it at the library call's
     /// deadline; the few methods made of other waits (`ping`, `stats`, `track_changes`) are cut at
-    /// it by [`RedisStore::within_deadline`].
+    /// it by `RedisStore::within_deadline`.
     fn ends_calls_at_deadline(&self) -> bool {
         true
     }
