@@ -2,6 +2,10 @@
 //! a fault injected into the server (crash and restart, or a stall), and the measurements that
 //! say how the library behaved.
 //!
+//! This file is over 600 lines because it is one harness: the scenarios, the load they run and the
+//! goals they are judged by share one set of measurements, and splitting them would spread one
+//! report over several files.
+//!
 //! # What is measured
 //!
 //! - Every library call (`SessionManager::create` / `update`, `get` / `set` on the cache's content

@@ -29,25 +29,6 @@ async fn quiet_store(server: &RedisServer) -> RedisStore {
     RedisStore::connect(&config).await.unwrap()
 }
 
-/// Calls per command since the last `CONFIG RESETSTAT`, from the server's `INFO commandstats`
-/// (which does not count the `INFO` that reads it), without the test's own `CONFIG RESETSTAT`.
-/// Commands a Lua script runs count too: this is the server's work, not only the round trips.
-fn commandstats(server: &RedisServer) -> BTreeMap<String, u64> {
-    let text = server.cli(["INFO", "commandstats"]);
-    text.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("calls="))?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .filter(|(name, _)| name != "config|resetstat")
-        .collect()
-}
-
 /// The commands `check` sends, per command name.
 async fn commands_of<F: std::future::Future>(
     server: &RedisServer,
@@ -55,7 +36,7 @@ async fn commands_of<F: std::future::Future>(
 ) -> (F::Output, BTreeMap<String, u64>) {
     server.cli(["CONFIG", "RESETSTAT"]);
     let out = check.await;
-    (out, commandstats(server))
+    (out, server.commandstats())
 }
 
 fn total(stats: &BTreeMap<String, u64>) -> u64 {

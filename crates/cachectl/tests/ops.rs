@@ -27,25 +27,6 @@ fn cachectl() -> Command {
     cmd
 }
 
-/// Calls per command since the last `CONFIG RESETSTAT` (commands run by Lua scripts included),
-/// without the test's own `CONFIG RESETSTAT`.
-fn commandstats(server: &RedisServer) -> BTreeMap<String, u64> {
-    server
-        .cli(["INFO", "commandstats"])
-        .lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("calls="))?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .filter(|(name, _)| name != "config|resetstat")
-        .collect()
-}
-
 /// Runs `cachectl args...` against `server`, expecting exit 0, and returns what the server counted.
 fn commands_of_cachectl(server: &RedisServer, args: &[&str]) -> BTreeMap<String, u64> {
     server.cli(["CONFIG", "RESETSTAT"]);
@@ -54,7 +35,7 @@ fn commands_of_cachectl(server: &RedisServer, args: &[&str]) -> BTreeMap<String,
         .args(args)
         .assert()
         .success();
-    commandstats(server)
+    server.commandstats()
 }
 
 #[test]
@@ -99,7 +80,7 @@ fn health_without_the_flag_writes_nothing_and_the_self_test_reports_its_steps() 
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(text.contains("HEALTHY") && text.contains("ready"), "{text}");
     assert!(!text.contains("self-test"), "{text}");
-    let stats = commandstats(&server);
+    let stats = server.commandstats();
     for write in ["set", "del", "unlink", "evalsha", "eval", "zadd"] {
         assert!(
             !stats.contains_key(write),

@@ -315,6 +315,26 @@ impl RedisServer {
         }
     }
 
+    /// Calls per command since the last `CONFIG RESETSTAT` (or the start), from the server's
+    /// `INFO commandstats`, which does not count the `INFO` that reads it; the `CONFIG RESETSTAT` a
+    /// test sends to start counting is left out. Commands a Lua script runs count too: this is the
+    /// server's work, not only the round trips.
+    pub fn commandstats(&self) -> std::collections::BTreeMap<String, u64> {
+        self.cli(["INFO", "commandstats"])
+            .lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))?
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), calls))
+            })
+            .filter(|(name, _)| name != "config|resetstat")
+            .collect()
+    }
+
     /// Runs `redis-cli` against this server with `args` (authenticating when the server has a
     /// password) and returns its standard output, trimmed. Panics when `redis-cli` fails to run.
     /// Handy for inspecting the server independently of the code under test.

@@ -1,6 +1,10 @@
 //! [`RedisSentinel`]: a primary, its replicas and a group of Redis Sentinels, all real processes on
 //! free loopback ports.
 //!
+//! This file is over 600 lines because a Sentinel topology is one lifecycle (start, wait for
+//! agreement, fail over, kill, restart, tear down) whose steps wait on each other's state; it is
+//! test harness, not library code.
+//!
 //! - The data nodes are [`RedisServer`]s: one primary and (by default) two replicas started with
 //!   `--replicaof` the primary, all with `--repl-diskless-sync-delay 0` (Redis 7 waits 5 s by default
 //!   for more replicas before a full sync, which would make every start and failover slow). With a
