@@ -485,12 +485,13 @@ pub async fn setup(
                 },
             ),
             "near_cache" => Entry::new(name, crate::near::NearCacheClient::new(&cfg, keys).await?),
-            "near_session_get" => {
-                // Sessions of its own: `session_get` touches and `session_update` rewrites the
-                // shared ones, which would invalidate this client's copies between its rounds.
-                let own: Arc<[String]> = create_sessions(&manager, sessions).await?.into();
-                Entry::new(name, crate::near::NearSessionGet::new(&cfg, own).await?)
-            }
+            // Sessions of its own, under a prefix of its own: `session_get` touches and
+            // `session_update` rewrites the shared ones, which would invalidate this client's
+            // copies between its rounds.
+            "near_session_get" => Entry::new(
+                name,
+                crate::near::NearSessionGet::new(&cfg, sessions).await?,
+            ),
             _ => unreachable!("every name of CLIENTS and EXTRA_CLIENTS is matched"),
         };
         entries.push(entry);
@@ -500,7 +501,7 @@ pub async fn setup(
 
 /// Creates `n` sessions (spread over 64 concurrent tasks and `n / 10` users) and returns their
 /// tokens.
-async fn create_sessions(
+pub(crate) async fn create_sessions(
     manager: &SessionManager<Arc<dyn Store>>,
     n: u64,
 ) -> anyhow::Result<Vec<String>> {

@@ -59,10 +59,19 @@ impl Zipf {
     }
 }
 
-/// A store of its own (its own connections and tracking connection): one "instance".
+/// The key prefix of the near-cache clients' stores (`CACHE_KEY_PREFIX`). Not the other clients'
+/// [`PREFIX`](crate::workload::PREFIX): a tracking connection is told of every write under its
+/// broadcast prefixes, so sharing the prefix would push every write of `cache` (same family) and
+/// every sliding read of `session_get` (a `GETEX` changes the key's TTL) to the near clients'
+/// tracking connections, and charge that server and client work to the clients it measures.
+pub const NEAR_PREFIX: &str = "benchnear";
+
+/// A store of its own (its own connections and tracking connection): one "instance", with the
+/// near clients' [`NEAR_PREFIX`].
 async fn instance_store(config: &RedisConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let config = config.clone().with_key_prefix(NEAR_PREFIX);
     Ok(Arc::new(
-        RedisStore::connect(config)
+        RedisStore::connect(&config)
             .await
             .context("connecting a near-cache instance")?,
     ))
@@ -132,16 +141,17 @@ pub struct NearSessionGet {
 }
 
 impl NearSessionGet {
-    /// A session manager with its near cache on, over `tokens`, sized to hold them all twice over:
-    /// S3-FIFO keeps a tenth of its capacity for newcomers, so a uniformly read working set as large
-    /// as the cache would keep evicting itself.
-    pub async fn new(config: &RedisConfig, tokens: Arc<[String]>) -> anyhow::Result<Self> {
+    /// A session manager with its near cache on, over `n` sessions of its own (created here), sized
+    /// to hold them all twice over: S3-FIFO keeps a tenth of its capacity for newcomers, so a
+    /// uniformly read working set as large as the cache would keep evicting itself.
+    pub async fn new(config: &RedisConfig, n: u64) -> anyhow::Result<Self> {
         let near = NearConfig::default()
-            .with_max_entries(2 * tokens.len().max(1))
+            .with_max_entries(2 * n.max(1) as usize)
             .with_max_bytes(256 * 1024 * 1024);
         let sessions = SessionManager::builder(instance_store(config).await?)
             .with_near_cache(near)
             .build()?;
+        let tokens = crate::clients::create_sessions(&sessions, n).await?.into();
         Ok(Self { sessions, tokens })
     }
 }

@@ -23,7 +23,6 @@
 //! a `get` or `set` is one store round trip.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::cas::CasPolicy;
@@ -35,7 +34,7 @@ use tokio::time::Instant;
 use crate::config::{CacheConfig, WritePolicy};
 use crate::family::{data_key, version_key, Family, Id};
 use crate::flight::Flights;
-use crate::near::{AnyValue, FamilyNear};
+use crate::near::FamilyNear;
 use crate::stats::FamilyCounters;
 use crate::versions::VersionSlot;
 
@@ -338,73 +337,6 @@ impl<S: Store> Inner<S> {
         }
         fs.stats.misses.inc();
         Ok(None)
-    }
-
-    /// [`crate::FamilyCache::get_shared`]: like `get_one`, through the family's near cache when it
-    /// is on (see [`crate::near`]).
-    pub(crate) async fn get_shared<T: DeserializeOwned + Send + Sync + 'static>(
-        &self,
-        family: Family,
-        id: Id<'_>,
-    ) -> Result<Option<Arc<T>>> {
-        let Some(near) = self.near(family).await else {
-            return Ok(self.get_one::<T>(family, id).await?.map(Arc::new));
-        };
-        let fs = self.fs(family);
-        let version = match self.version(fs).await {
-            Ok(v) => v,
-            Err(e) => {
-                self.store_failed(fs, "read namespace version", &e);
-                fs.stats.misses.inc();
-                return Ok(None);
-            }
-        };
-        let key = data_key(family, version, id)?;
-        if let Some(hit) = near.get(&key) {
-            // Another type under the same key (two callers reading one family differently) is a
-            // miss, and the read below replaces it.
-            if let Ok(v) = hit.downcast::<T>() {
-                fs.stats.hits.inc();
-                return Ok(Some(v));
-            }
-        }
-        let ticket = near.ticket(&key);
-        let started = Instant::now();
-        let (bytes, ttl) = match self.store.get_with_ttl(&key).await {
-            Ok(Some((b, ttl))) if b != TOMBSTONE => (b, ttl),
-            Ok(_) => {
-                fs.stats.misses.inc();
-                return Ok(None);
-            }
-            Err(e) => {
-                self.store_failed(fs, "read", &e);
-                fs.stats.misses.inc();
-                return Ok(None);
-            }
-        };
-        let value: Arc<T> = match codec::decode(&bytes) {
-            Ok(v) => Arc::new(v),
-            Err(e) => {
-                self.discard_corrupt(fs, &key, &bytes, &e).await;
-                fs.stats.misses.inc();
-                return Ok(None);
-            }
-        };
-        let until = match ttl {
-            cache_core::KeyTtl::ExpiresIn(left) => Some(started + left),
-            cache_core::KeyTtl::Persistent => None,
-            // Gone right after it was read: do not keep it.
-            cache_core::KeyTtl::Missing => Some(started),
-        };
-        near.insert(
-            ticket,
-            &key,
-            Arc::clone(&value) as Arc<AnyValue>,
-            until,
-            bytes.len(),
-        );
-        fs.stats.hits.inc();
-        Ok(Some(value))
     }
 
     pub(crate) async fn set_one<T: Serialize + Sync + ?Sized>(

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::engine::Inner;
 use crate::error::LoadError;
 use crate::family::{Family, Id, KeyMatch};
+use crate::near::Lookup;
 use crate::stats::FamilyStats;
 
 /// One family of a [`CacheManager`](crate::CacheManager): typed reads and writes, bulk calls,
@@ -105,7 +106,19 @@ impl<'a, S: Store> FamilyCache<'a, S> {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        self.inner.get_shared(self.family, self.id(id)?).await
+        let id = self.id(id)?;
+        // A hit needs neither the store nor a deadline.
+        let missed = match self.inner.near_lookup::<T>(self.family, id) {
+            Lookup::Hit(v) => return Ok(Some(v)),
+            Lookup::Miss(key) => Some(key),
+            Lookup::Unknown => None,
+        };
+        self.inner
+            .bounded("get", self.inner.get_shared(self.family, id, missed), |e| {
+                self.inner.read_timed_out(self.family, &e, 1);
+                Ok(None)
+            })
+            .await
     }
 
     /// What the family's near cache has done (`None` when it is off or not used with this store).

@@ -83,6 +83,16 @@ fn parse_version(key: &str, raw: Option<&[u8]>) -> Result<u64> {
 impl<S: Store> Inner<S> {
     /// The family's namespace version: from memory while fresh; re-read by one caller per refresh
     /// interval (the others use the known value); read by the caller when never read before.
+    /// The known version while it is fresh (within the refresh interval), without a store call.
+    pub(crate) fn known_version(&self, fs: &FamilyState) -> Option<u64> {
+        let slot = &fs.version;
+        let fetched = slot.fetched_at.load(Ordering::Acquire);
+        if fetched != 0 && self.now_ms().saturating_sub(fetched) < self.refresh_ms {
+            return Some(slot.version.load(Ordering::Acquire));
+        }
+        None
+    }
+
     pub(crate) async fn version(&self, fs: &FamilyState) -> Result<u64> {
         let slot = &fs.version;
         let fetched = slot.fetched_at.load(Ordering::Acquire);

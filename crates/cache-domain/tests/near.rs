@@ -48,7 +48,7 @@ async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
 }
 
 /// Reads until the near cache serves `id`.
-async fn warm(m: &CacheManager<RedisStore>, id: &str) {
+async fn warm<S: cache_core::Store>(m: &CacheManager<S>, id: &str) {
     eventually("the near cache serves", async || {
         let before = m.content().near_cache_stats().unwrap().hits;
         assert!(m.content().get_shared::<Doc>(id).await.unwrap().is_some());
@@ -57,7 +57,7 @@ async fn warm(m: &CacheManager<RedisStore>, id: &str) {
     .await;
 }
 
-fn invalidations(m: &CacheManager<RedisStore>) -> u64 {
+fn invalidations<S: cache_core::Store>(m: &CacheManager<S>) -> u64 {
     m.content().near_cache_stats().unwrap().invalidations
 }
 
@@ -237,4 +237,161 @@ fn the_families_come_from_the_environment() {
     let bad = |v: &str| (v == "CACHE_NEAR_FAMILIES").then(|| "nope".to_owned());
     let err = CacheConfig::from_lookup(bad).unwrap_err();
     assert!(err.to_string().contains("CACHE_NEAR_FAMILIES"), "{err}");
+}
+
+/// Once armed, counts the store reads behind near-cache misses (`get_with_ttl`) and holds each of
+/// them until the test releases it (a `watch` whose value is how many reads may go on).
+#[derive(Debug)]
+struct GateReads {
+    armed: std::sync::atomic::AtomicBool,
+    reads: std::sync::atomic::AtomicU64,
+    released: tokio::sync::watch::Sender<u64>,
+}
+
+impl GateReads {
+    fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            armed: Default::default(),
+            reads: Default::default(),
+            released: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn release_one(&self) {
+        self.released.send_modify(|n| *n += 1);
+    }
+}
+
+#[async_trait::async_trait]
+impl cache_core::layer::StoreHook for GateReads {
+    async fn before(&self, op: &cache_core::layer::Op<'_>) -> cache_core::Result<()> {
+        if op.method == cache_core::layer::Method::GetWithTtl
+            && self.armed.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            let n = self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let mut rx = self.released.subscribe();
+            let _ = rx.wait_for(|released| *released >= n).await;
+        }
+        Ok(())
+    }
+}
+
+type Gated = cache_core::layer::Layered<RedisStore, std::sync::Arc<GateReads>>;
+
+/// A manager over a gated store whose near cache is tracking (it has served a hit).
+async fn gated_manager(
+    server: &RedisServer,
+    gate: &std::sync::Arc<GateReads>,
+) -> CacheManager<Gated> {
+    let config = RedisConfig::new(Profile::Development, RedisEndpoint::server(server.url()))
+        .with_key_prefix("app");
+    let store = RedisStore::connect(&config).await.unwrap();
+    let m = CacheManager::builder(cache_core::layer::Layered::new(
+        store,
+        std::sync::Arc::clone(gate),
+    ))
+    .with_config(&CacheConfig::default().with_near_cache(Family::Content, NearConfig::default()))
+    .build()
+    .unwrap();
+    m.content().set("tracking", &doc(0)).await.unwrap();
+    warm(&m, "tracking").await;
+    gate.arm();
+    m
+}
+
+fn coalesced<S: cache_core::Store>(m: &CacheManager<S>) -> u64 {
+    m.content().near_cache_stats().unwrap().coalesced
+}
+
+/// When a hot key changes, every request reading it misses at once: one store read per key, the
+/// other callers wait for its answer (the herd a near cache otherwise sends to Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_of_a_key_send_one_read() {
+    let server = RedisServer::start();
+    let gate = GateReads::new();
+    let m = std::sync::Arc::new(gated_manager(&server, &gate).await);
+    let before = invalidations(&m);
+    m.content().set("hot", &doc(1)).await.unwrap();
+    // The write's own invalidation comes back from the server too (this manager's tracking
+    // connection is not the one that wrote); wait for it, or it would refuse the insert below.
+    eventually("the server's invalidation of our write", async || {
+        invalidations(&m) == before + 2
+    })
+    .await;
+    let readers: Vec<_> = (0..32)
+        .map(|_| {
+            let m = std::sync::Arc::clone(&m);
+            tokio::spawn(async move { m.content().get_shared::<Doc>("hot").await })
+        })
+        .collect();
+    eventually("31 readers wait for the first one's read", async || {
+        coalesced(&m) == 31
+    })
+    .await;
+    assert_eq!(gate.reads(), 1, "one read of the key in flight");
+    gate.release_one();
+    for r in readers {
+        assert_eq!(*r.await.unwrap().unwrap().unwrap(), doc(1));
+    }
+    assert_eq!(gate.reads(), 1, "one store read served all 32 callers");
+    // And the value is held now.
+    assert_eq!(
+        *m.content().get_shared::<Doc>("hot").await.unwrap().unwrap(),
+        doc(1)
+    );
+    assert_eq!(gate.reads(), 1);
+}
+
+/// A read that starts after the key changed (the invalidation was processed) never receives the
+/// answer of a read that started before: it reads the store itself and sees the new value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_after_a_change_does_not_join_an_older_read() {
+    let server = RedisServer::start();
+    let gate = GateReads::new();
+    let m = std::sync::Arc::new(gated_manager(&server, &gate).await);
+    let other = manager(&server, NearConfig::default()).await;
+    let before = invalidations(&m);
+    m.content().set("k", &doc(1)).await.unwrap();
+    eventually("the server's invalidation of our write", async || {
+        invalidations(&m) == before + 2
+    })
+    .await;
+    let first = {
+        let m = std::sync::Arc::clone(&m);
+        tokio::spawn(async move { m.content().get_shared::<Doc>("k").await })
+    };
+    eventually("the first read is held", async || gate.reads() == 1).await;
+    // Read the old value from Redis, then let it wait; the key changes on another instance.
+    let before = m.content().near_cache_stats().unwrap().invalidations;
+    other.content().set("k", &doc(2)).await.unwrap();
+    eventually("the change is heard", async || {
+        m.content().near_cache_stats().unwrap().invalidations > before
+    })
+    .await;
+    let second = {
+        let m = std::sync::Arc::clone(&m);
+        tokio::spawn(async move { m.content().get_shared::<Doc>("k").await })
+    };
+    eventually("the second caller reads for itself", async || {
+        gate.reads() == 2
+    })
+    .await;
+    assert_eq!(coalesced(&m), 0);
+    gate.release_one();
+    gate.release_one();
+    assert!(first.await.unwrap().unwrap().is_some());
+    assert_eq!(*second.await.unwrap().unwrap().unwrap(), doc(2));
+    // Whatever the first read found, the near cache holds the new value only.
+    assert_eq!(
+        *m.content().get_shared::<Doc>("k").await.unwrap().unwrap(),
+        doc(2)
+    );
 }

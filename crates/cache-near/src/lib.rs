@@ -40,6 +40,40 @@
 //! A local write calls [`NearCache::invalidate`] for the key (read-your-writes on this instance);
 //! the server's invalidation then reaches every other instance.
 //!
+//! # One store read per key at a time
+//!
+//! When a hot key changes, every request that reads it misses at once. [`NearCache::miss`] lets
+//! the first of them read the store (a [`Fill`]) and makes the others wait for its answer (a
+//! [`Wait`]) instead of sending the same read: one round trip per key per change, whatever the
+//! concurrency. A waiter joins only a read that started after the key's last invalidation (same
+//! stripe sequence and tracking epoch as now), so it never receives a value older than a change
+//! this cache had already been told of when the waiter arrived; a change told during the read
+//! refuses the leader's insert, but the leader and its waiters still get the value, which was read
+//! while their calls ran. A leader dropped before it answers (cancelled, panicked) wakes its
+//! waiters with nothing, and they read for themselves.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cache_near::{InvalidationListener, Miss, NearCache, NearConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let near: NearCache<String> = NearCache::new("docs", NearConfig::default()).unwrap();
+//! near.tracking_ready();
+//! let value = match near.miss("user:42") {
+//!     Miss::Lead(fill) => {
+//!         let value = Arc::new("ada".to_owned()); // read and decode from the store
+//!         fill.finish(Some((value.clone(), None, 3)));
+//!         Some(value)
+//!     }
+//!     // `None`: the leader went away without an answer; read the store yourself.
+//!     Miss::Wait(wait) => wait.wait().await.flatten(),
+//! };
+//! assert_eq!(value.as_deref().map(String::as_str), Some("ada"));
+//! assert_eq!(near.get("user:42").as_deref().map(String::as_str), Some("ada"));
+//! # }
+//! ```
+//!
 //! # Consistency model
 //!
 //! - **Invalidation races** are closed by sequence numbers: every key maps to one of
@@ -76,6 +110,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Number of invalidation stripes per cache (a power of two).
@@ -173,6 +208,9 @@ pub struct NearStats {
     pub invalidations: u64,
     /// Times the whole cache was emptied (tracking lost, flush).
     pub flushes: u64,
+    /// Misses that waited for another caller's read of the same key instead of reading the store
+    /// themselves ([`NearCache::miss`]).
+    pub coalesced: u64,
     /// Entries held now.
     pub entries: u64,
     /// Bytes held now, as weighed for the bound.
@@ -186,6 +224,103 @@ pub struct Ticket {
     epoch: u64,
     stripe: usize,
     seq: u64,
+}
+
+/// What a caller does after a miss: see [`NearCache::miss`].
+pub enum Miss<V: ?Sized + Send + Sync + 'static> {
+    /// Read the store, then [`Fill::finish`] with what it holds.
+    Lead(Fill<V>),
+    /// Another caller is reading the key: [`Wait::wait`] for its answer.
+    Wait(Wait<V>),
+}
+
+impl<V: ?Sized + Send + Sync + 'static> fmt::Debug for Miss<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Miss::Lead(fill) => f.debug_tuple("Lead").field(fill).finish(),
+            Miss::Wait(_) => f.write_str("Wait"),
+        }
+    }
+}
+
+/// The one store read of a key in flight; see [`NearCache::miss`]. Dropping it without
+/// [`Fill::finish`] wakes its waiters with nothing (they read for themselves).
+#[must_use = "a Fill is finished with what the store holds"]
+pub struct Fill<V: ?Sized + Send + Sync + 'static> {
+    cache: NearCache<V>,
+    key: Box<str>,
+    id: u64,
+    ticket: Ticket,
+    tx: Option<watch::Sender<Answer<V>>>,
+}
+
+impl<V: ?Sized + Send + Sync + 'static> fmt::Debug for Fill<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fill")
+            .field("key", &self.key)
+            .field("ticket", &self.ticket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: ?Sized + Send + Sync + 'static> Fill<V> {
+    /// The ticket of this read (taken when it started).
+    pub fn ticket(&self) -> Ticket {
+        self.ticket
+    }
+
+    /// Ends the read with what the store held: `Some((value, expires_at, bytes))` as for
+    /// [`NearCache::insert`] (inserted unless a change was told since the read started), `None` for
+    /// no value. The waiters get the same answer. Returns whether the value was inserted.
+    pub fn finish(mut self, found: Option<(Arc<V>, Option<Instant>, usize)>) -> bool {
+        let (answer, inserted) = match found {
+            Some((value, expires_at, bytes)) => {
+                let inserted =
+                    self.cache
+                        .insert(self.ticket, &self.key, Arc::clone(&value), expires_at, bytes);
+                (Answer::Found(value), inserted)
+            }
+            None => (Answer::Absent, false),
+        };
+        self.cache.land(self.ticket.stripe, self.id);
+        if let Some(tx) = self.tx.take() {
+            // No receiver left is fine: nobody waited.
+            let _ = tx.send(answer);
+        }
+        inserted
+    }
+}
+
+impl<V: ?Sized + Send + Sync + 'static> Drop for Fill<V> {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            // Not finished: leave the map, and dropping the sender wakes the waiters empty-handed.
+            self.cache.land(self.ticket.stripe, self.id);
+        }
+    }
+}
+
+/// A caller waiting for another caller's store read of the same key; see [`NearCache::miss`].
+#[must_use = "a Wait is awaited with Wait::wait"]
+pub struct Wait<V: ?Sized> {
+    rx: watch::Receiver<Answer<V>>,
+}
+
+impl<V: ?Sized> Wait<V> {
+    /// The leader's answer: `Some(Some(value))`, `Some(None)` when the store held nothing, `None`
+    /// when the leader went away without answering (read the store yourself).
+    pub async fn wait(mut self) -> Option<Option<Arc<V>>> {
+        let answer = self
+            .rx
+            .wait_for(|a| !matches!(a, Answer::Pending))
+            .await
+            .ok()?;
+        match &*answer {
+            Answer::Found(v) => Some(Some(Arc::clone(v))),
+            Answer::Absent => Some(None),
+            Answer::Pending => None,
+        }
+    }
 }
 
 struct Slot<V: ?Sized> {
@@ -224,6 +359,7 @@ struct Counters {
     refused: AtomicU64,
     invalidations: AtomicU64,
     flushes: AtomicU64,
+    coalesced: AtomicU64,
 }
 
 /// `metrics` handles, registered once so that the hot path does no label lookup.
@@ -248,11 +384,38 @@ impl Meters {
     }
 }
 
+/// What a store read in flight answers its waiters.
+enum Answer<V: ?Sized> {
+    Pending,
+    Found(Arc<V>),
+    Absent,
+}
+
+/// A store read in flight ([`NearCache::miss`]).
+struct Flight<V: ?Sized> {
+    key: Box<str>,
+    /// Tells flights apart, so that a leader removes its own entry only.
+    id: u64,
+    /// The stripe sequence and tracking epoch when the read started: joined only while both are
+    /// still current.
+    seq: u64,
+    epoch: u64,
+    rx: watch::Receiver<Answer<V>>,
+}
+
+/// One stripe of keys: its invalidation sequence and the store reads of its keys in flight.
+struct Stripe<V: ?Sized> {
+    seq: u64,
+    flights: Vec<Flight<V>>,
+}
+
 struct Inner<V: ?Sized> {
     name: String,
     table: Table<V>,
-    /// Invalidation sequence per stripe of keys; its lock orders inserts against invalidations.
-    stripes: Box<[Mutex<u64>]>,
+    /// Invalidation sequence and reads in flight per stripe of keys; its lock orders inserts
+    /// against invalidations.
+    stripes: Box<[Mutex<Stripe<V>>]>,
+    next_flight: AtomicU64,
     stripe_hasher: foldhash::fast::RandomState,
     /// Even: tracking is up; odd: down. Every flush and every transition moves it.
     epoch: AtomicU64,
@@ -315,7 +478,15 @@ impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
                 table,
-                stripes: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
+                stripes: (0..STRIPES)
+                    .map(|_| {
+                        Mutex::new(Stripe {
+                            seq: 0,
+                            flights: Vec::new(),
+                        })
+                    })
+                    .collect(),
+                next_flight: AtomicU64::new(1),
                 stripe_hasher: foldhash::fast::RandomState::default(),
                 epoch: AtomicU64::new(1),
                 transition: Mutex::new(()),
@@ -367,7 +538,7 @@ impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
     /// A ticket for a read of `key` from the store: take it before the read starts.
     pub fn ticket(&self, key: &str) -> Ticket {
         let stripe = self.stripe(key);
-        let seq = *self.inner.stripes[stripe].lock();
+        let seq = self.inner.stripes[stripe].lock().seq;
         Ticket {
             epoch: self.inner.epoch.load(Ordering::Acquire),
             stripe,
@@ -400,7 +571,7 @@ impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
         let weight = ((bytes + key.len()) as u64).max(inner.min_weight);
         let stripe = inner.stripes[ticket.stripe].lock();
         if ticket.epoch % 2 == 1
-            || *stripe != ticket.seq
+            || stripe.seq != ticket.seq
             || inner.epoch.load(Ordering::Acquire) != ticket.epoch
         {
             drop(stripe);
@@ -440,6 +611,73 @@ impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
         inner.table.clear();
     }
 
+    /// After a [`NearCache::get`] that missed: whether this caller reads the store for `key`
+    /// ([`Miss::Lead`]) or waits for a read of it already in flight ([`Miss::Wait`]); see [one
+    /// store read per key at a time](crate#one-store-read-per-key-at-a-time).
+    pub fn miss(&self, key: &str) -> Miss<V> {
+        self.start(key, true)
+    }
+
+    /// A [`Fill`] for `key` that joins no read in flight (a caller that cannot use the answer of
+    /// the read in flight, e.g. because it reads another type).
+    pub fn lead(&self, key: &str) -> Fill<V> {
+        match self.start(key, false) {
+            Miss::Lead(fill) => fill,
+            // `join == false` never answers `Wait`.
+            Miss::Wait(_) => unreachable!("start(_, false) always leads"),
+        }
+    }
+
+    fn start(&self, key: &str, join: bool) -> Miss<V> {
+        let inner = &*self.inner;
+        let stripe_ix = self.stripe(key);
+        let mut stripe = inner.stripes[stripe_ix].lock();
+        let epoch = inner.epoch.load(Ordering::Acquire);
+        if join {
+            let seq = stripe.seq;
+            if let Some(f) = stripe
+                .flights
+                .iter()
+                .find(|f| f.seq == seq && f.epoch == epoch && &*f.key == key)
+            {
+                let rx = f.rx.clone();
+                drop(stripe);
+                inner.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                return Miss::Wait(Wait { rx });
+            }
+        }
+        let id = inner.next_flight.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(Answer::Pending);
+        let ticket = Ticket {
+            epoch,
+            stripe: stripe_ix,
+            seq: stripe.seq,
+        };
+        stripe.flights.push(Flight {
+            key: key.into(),
+            id,
+            seq: ticket.seq,
+            epoch,
+            rx,
+        });
+        drop(stripe);
+        Miss::Lead(Fill {
+            cache: self.clone(),
+            key: key.into(),
+            id,
+            ticket,
+            tx: Some(tx),
+        })
+    }
+
+    /// Removes flight `id` of `key`'s stripe.
+    fn land(&self, stripe: usize, id: u64) {
+        self.inner.stripes[stripe]
+            .lock()
+            .flights
+            .retain(|f| f.id != id);
+    }
+
     /// What the cache has done, and what it holds now.
     pub fn stats(&self) -> NearStats {
         let c = &self.inner.counters;
@@ -450,6 +688,7 @@ impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
             stale_inserts_refused: c.refused.load(Ordering::Relaxed),
             invalidations: c.invalidations.load(Ordering::Relaxed),
             flushes: c.flushes.load(Ordering::Relaxed),
+            coalesced: c.coalesced.load(Ordering::Relaxed),
             entries: self.inner.table.len() as u64,
             bytes: self.inner.table.weight(),
         }
@@ -460,7 +699,7 @@ impl<V: ?Sized + Send + Sync + 'static> InvalidationListener for NearCache<V> {
     fn invalidate(&self, key: &str) {
         let inner = &*self.inner;
         let mut stripe = inner.stripes[self.stripe(key)].lock();
-        *stripe += 1;
+        stripe.seq += 1;
         inner.table.remove(key);
         drop(stripe);
         inner.counters.invalidations.fetch_add(1, Ordering::Relaxed);

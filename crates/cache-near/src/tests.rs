@@ -204,3 +204,91 @@ async fn no_stale_hit_after_an_invalidation_returns() {
     }
     assert!(hits > 0, "the readers hit at least sometimes");
 }
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_misses_of_a_key_share_one_read() {
+    let near = tracking(NearConfig::default());
+    let Miss::Lead(fill) = near.miss("k") else {
+        panic!("the first miss leads")
+    };
+    let waiters: Vec<_> = (0..3)
+        .map(|_| match near.miss("k") {
+            Miss::Wait(w) => tokio::spawn(w.wait()),
+            Miss::Lead(_) => panic!("a read of k is in flight: wait for it"),
+        })
+        .collect();
+    // Another key is read on its own.
+    assert!(matches!(near.miss("other"), Miss::Lead(_)));
+    assert!(fill.finish(Some((Arc::new(7), None, 8))));
+    for w in waiters {
+        assert_eq!(w.await.unwrap(), Some(Some(Arc::new(7))));
+    }
+    assert_eq!(near.get("k").as_deref(), Some(&7));
+    assert_eq!(near.stats().coalesced, 3);
+    // The read is over: the next miss leads again.
+    near.invalidate("k");
+    assert!(matches!(near.miss("k"), Miss::Lead(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_miss_after_an_invalidation_does_not_join_the_older_read() {
+    let near = tracking(NearConfig::default());
+    let Miss::Lead(old) = near.miss("k") else {
+        panic!("leads")
+    };
+    let Miss::Wait(early) = near.miss("k") else {
+        panic!("joins")
+    };
+    // The key changes while the read is in flight: a read that starts now must not receive what
+    // the older read found.
+    near.invalidate("k");
+    let Miss::Lead(new) = near.miss("k") else {
+        panic!("a miss after the invalidation reads the store itself")
+    };
+    let Miss::Wait(late) = near.miss("k") else {
+        panic!("and a later miss joins the newer read")
+    };
+    // The older read's insert is refused, but its waiter (whose call ran during the read) gets it.
+    assert!(!old.finish(Some((Arc::new(1), None, 8))));
+    assert_eq!(early.wait().await, Some(Some(Arc::new(1))));
+    assert!(near.get("k").is_none(), "nothing stale was inserted");
+    assert!(new.finish(Some((Arc::new(2), None, 8))));
+    assert_eq!(late.wait().await, Some(Some(Arc::new(2))));
+    assert_eq!(near.get("k").as_deref(), Some(&2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_gone_without_an_answer_frees_its_waiters() {
+    let near = tracking(NearConfig::default());
+    let Miss::Lead(fill) = near.miss("k") else {
+        panic!("leads")
+    };
+    let Miss::Wait(w) = near.miss("k") else {
+        panic!("joins")
+    };
+    drop(fill); // cancelled or panicked
+    assert_eq!(w.wait().await, None, "told to read for itself");
+    assert!(
+        matches!(near.miss("k"), Miss::Lead(_)),
+        "no flight left behind"
+    );
+    // An absent key is an answer too.
+    let Miss::Lead(fill) = near.miss("gone") else {
+        panic!("leads")
+    };
+    let Miss::Wait(w) = near.miss("gone") else {
+        panic!("joins")
+    };
+    assert!(!fill.finish(None));
+    assert_eq!(w.wait().await, Some(None));
+    // Losing tracking: a miss afterwards does not join a read that started before.
+    let Miss::Lead(_before) = near.miss("k2") else {
+        panic!("leads")
+    };
+    near.tracking_lost();
+    near.tracking_ready();
+    assert!(matches!(near.miss("k2"), Miss::Lead(_)));
+    // `lead` never joins.
+    let _a = near.lead("k3");
+    let _b = near.lead("k3");
+}

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: throughput and latency of the library's clients against raw redis-rs.
 //!
 //! ```text
-//! bench [--smoke] [--clients raw,store,...] [--rounds N] [--round-ms MS] [--keys N] [--no-docs]
+//! bench [--smoke] [--clients raw,store,...] [--rounds N] [--round-ms MS] [--keys N]
+//!       [--concurrency 1,16,64] [--no-docs]
 //! ```
 //!
 //! Starts its own `redis-server` (never the one on port 6379), preloads the keys, runs the plan
@@ -27,11 +28,12 @@ struct Args {
     rounds: Option<usize>,
     round_ms: Option<u64>,
     keys: Option<u64>,
+    concurrency: Option<&'static [usize]>,
     docs: bool,
 }
 
 const USAGE: &str = "usage: bench [--smoke] [--clients a,b,...] [--rounds N] [--round-ms MS] \
-                     [--keys N] [--no-docs]\nclients: raw, store, raw_json, cache, \
+                     [--keys N] [--concurrency 1,16,64] [--no-docs]\nclients: raw, store, raw_json, cache, \
                      raw_session_get, session_get, session_update, raw_pipeline64, batch64, memory, \
                      near_cache, near_session_get \
                      (default: all of these); diagnostic: \
@@ -44,6 +46,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
         rounds: None,
         round_ms: None,
         keys: None,
+        concurrency: None,
         docs: true,
     };
     let mut it = std::env::args().skip(1);
@@ -69,6 +72,14 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
                 args.round_ms = Some(value("--round-ms")?.parse().context("--round-ms")?)
             }
             "--keys" => args.keys = Some(value("--keys")?.parse().context("--keys")?),
+            "--concurrency" => {
+                let levels = value("--concurrency")?
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>().context("--concurrency"))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                // Parsed once per process: leaking it gives the plan its `'static` slice.
+                args.concurrency = Some(levels.leak());
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -95,14 +106,14 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
     let plan = if args.smoke {
         Plan {
-            concurrency: &[1, 16, 64],
+            concurrency: args.concurrency.unwrap_or(&[1, 16, 64]),
             rounds: args.rounds.unwrap_or(1),
             round: Duration::from_millis(args.round_ms.unwrap_or(60)),
             warmup: Duration::from_millis(20),
         }
     } else {
         Plan {
-            concurrency: &[1, 16, 64],
+            concurrency: args.concurrency.unwrap_or(&[1, 16, 64]),
             rounds: args.rounds.unwrap_or(10),
             round: Duration::from_millis(args.round_ms.unwrap_or(350)),
             warmup: Duration::from_millis(200),
@@ -249,7 +260,10 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              writes made through a second manager with its own connections (so each write reaches \
              the reader's copy only through Redis's invalidation, as between two instances); \
              `near_session_get` = `session_get` with the session near cache on, over {sessions} \
-             sessions of its own. The invalidation \
+             sessions of its own. Both near clients use a key prefix of their own \
+             (`{near_prefix}`): a tracking connection is told of every write under its broadcast \
+             prefix, so sharing `{prefix}` with `cache` and `session_get` would push their writes \
+             and TTL slides to the near clients and charge that work to them. The invalidation \
              latency is measured after the rounds: instance A writes a key instance B holds, \
              {lat} times, and B polls (without sleeping) until it has dropped its copy; the time \
              counts from the start of A's write. Reference clients (raw \
@@ -269,6 +283,8 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
             round = plan.round,
             zipf = bench::near::ZIPF_EXPONENT,
             near_w = bench::near::NEAR_WRITE_PERCENT,
+            near_prefix = bench::near::NEAR_PREFIX,
+            prefix = bench::workload::PREFIX,
             lat = latency.as_ref().map_or(0, |l| l.samples),
         );
         let doc = report::markdown(
