@@ -275,9 +275,13 @@ impl<V: ?Sized + Send + Sync + 'static> Fill<V> {
     pub fn finish(mut self, found: Option<(Arc<V>, Option<Instant>, usize)>) -> bool {
         let (answer, inserted) = match found {
             Some((value, expires_at, bytes)) => {
-                let inserted =
-                    self.cache
-                        .insert(self.ticket, &self.key, Arc::clone(&value), expires_at, bytes);
+                let inserted = self.cache.insert(
+                    self.ticket,
+                    &self.key,
+                    Arc::clone(&value),
+                    expires_at,
+                    bytes,
+                );
                 (Answer::Found(value), inserted)
             }
             None => (Answer::Absent, false),
