@@ -71,7 +71,10 @@ async fn script(store: DynStore, config: &Config) -> BTreeMap<&'static str, Valu
         .await
         .expect("update")
         .expect("live");
-    seen.insert("updated_data", Value::Object(updated.data));
+    seen.insert(
+        "updated_data",
+        Value::Object(std::sync::Arc::unwrap_or_clone(updated.data)),
+    );
     seen.insert(
         "listed",
         json!(sessions.list_user_sessions("u").await.expect("list").len()),

@@ -154,7 +154,7 @@ async fn sessions_tour(
     out.line(&format!(
         "get -> user {}, data {}, idle timeout {}, expires at {} unless used again",
         s.user_id,
-        Value::Object(s.data.clone()),
+        Value::Object((*s.data).clone()),
         human_duration(s.idle_timeout),
         s.expires_at().format("%H:%M:%S UTC"),
     ));
@@ -251,7 +251,7 @@ async fn sessions_tour(
         let data = if s.data.len() > 3 {
             format!("{} fields", s.data.len())
         } else {
-            Value::Object(s.data.clone()).to_string()
+            Value::Object((*s.data).clone()).to_string()
         };
         out.line(&format!(
             "  handle {}...  created {}  last access {}  expires {}  data {data}",

@@ -153,7 +153,7 @@ pub(crate) fn session_line(s: &Session) -> String {
         s.created_at.to_rfc3339(),
         s.last_accessed.to_rfc3339(),
         s.expires_at().to_rfc3339(),
-        serde_json::Value::Object(s.data.clone())
+        serde_json::Value::Object((*s.data).clone())
     )
 }
 
@@ -167,6 +167,6 @@ pub(crate) fn session_json(s: &Session) -> serde_json::Value {
         "expires_at": s.expires_at().to_rfc3339(),
         "absolute_deadline": s.absolute_deadline.to_rfc3339(),
         "idle_timeout_ms": s.idle_timeout.as_millis() as u64,
-        "data": serde_json::Value::Object(s.data.clone()),
+        "data": serde_json::Value::Object((*s.data).clone()),
     })
 }

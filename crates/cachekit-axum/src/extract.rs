@@ -75,7 +75,10 @@ impl Session {
 
     /// The session's data (empty once it ended).
     pub fn data(&self) -> SessionData {
-        self.state.view().map(|v| v.data).unwrap_or_default()
+        self.state
+            .view()
+            .map(|v| Arc::unwrap_or_clone(v.data))
+            .unwrap_or_default()
     }
 
     /// One field of the data, deserialized; `None` when absent or of another shape.

@@ -175,7 +175,7 @@ impl RequestState {
     pub(crate) fn patch(&self, patch: SessionData) -> Result<(), SessionError> {
         let mut inner = self.inner.lock();
         let live = inner.live.as_mut().ok_or(SessionError::NoSession)?;
-        merge_patch(&mut live.view.data, &patch);
+        merge_patch(Arc::make_mut(&mut live.view.data), &patch);
         let folded = live
             .pending
             .last_mut()
@@ -211,7 +211,7 @@ impl RequestState {
                     if let Some(live) = inner.live.as_mut() {
                         // Changes made while the write was in flight stay pending and visible.
                         for p in &live.pending {
-                            merge_patch(&mut view.data, p);
+                            merge_patch(Arc::make_mut(&mut view.data), p);
                         }
                         live.view = view;
                     }
@@ -335,7 +335,7 @@ impl RequestState {
                 if let Some(live) = inner.live.as_mut() {
                     let mut view = rotated.session;
                     for p in &live.pending {
-                        merge_patch(&mut view.data, p);
+                        merge_patch(Arc::make_mut(&mut view.data), p);
                     }
                     live.token = rotated.token;
                     live.view = view;

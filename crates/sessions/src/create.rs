@@ -1,6 +1,7 @@
 //! Creating sessions: [`SessionManager::create`], the index-record-index write order that keeps the
 //! per-user index a superset of live sessions, and the per-user maximum.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::keys::Key;
@@ -93,7 +94,7 @@ impl<S: Store> SessionManager<S> {
         let now = self.now_ms();
         let record = Record {
             user_id: user_id.to_owned(),
-            data: opts.data,
+            data: Arc::new(opts.data),
             created_at_ms: now,
             last_accessed_ms: now,
             idle_timeout_ms: idle_ms,

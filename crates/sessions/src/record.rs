@@ -1,5 +1,6 @@
 //! The stored session record, the public [`Session`] view of it, and the JSON merge used by updates.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,7 +20,8 @@ pub type SessionData = Map<String, Value>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Record {
     pub(crate) user_id: String,
-    pub(crate) data: SessionData,
+    /// Shared, so that a near-cache hit hands out the data without copying it.
+    pub(crate) data: Arc<SessionData>,
     pub(crate) created_at_ms: i64,
     /// Rewritten only when older than the touch interval, so it may lag the true last access by up to
     /// that interval.
@@ -78,8 +80,10 @@ pub struct Session {
     pub handle: SessionHandle,
     /// The user the session belongs to.
     pub user_id: String,
-    /// The session's data, a JSON object.
-    pub data: SessionData,
+    /// The session's data, a JSON object, shared with the near cache (read it through the `Arc`;
+    /// [`Arc::make_mut`] or [`Arc::unwrap_or_clone`] for a copy of your own; changes are made with
+    /// `SessionManager::update`).
+    pub data: Arc<SessionData>,
     /// When the session was created (kept across rotations).
     pub created_at: DateTime<Utc>,
     /// The last access. From `get` this is the time of that call; from listings it is the stored value,
@@ -165,7 +169,7 @@ mod tests {
     fn expiry_arithmetic() {
         let r = Record {
             user_id: "u".into(),
-            data: Map::new(),
+            data: Arc::new(Map::new()),
             created_at_ms: 1_000,
             last_accessed_ms: 1_000,
             idle_timeout_ms: 100,

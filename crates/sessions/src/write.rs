@@ -2,6 +2,7 @@
 //! [`SessionManager::extend`] (one compare-and-swap loop) and [`SessionManager::rotate`] (a new token,
 //! the old one retired by compare-and-swap so no concurrent update is lost).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::cas::{self, Decision};
@@ -31,7 +32,7 @@ impl<S: Store> SessionManager<S> {
     /// The body of [`SessionManager::update`], without its deadline.
     async fn update_unbounded(&self, token: &str, patch: &SessionData) -> Result<Option<Session>> {
         self.modify(token, |rec, _now| {
-            merge_patch(&mut rec.data, patch);
+            merge_patch(Arc::make_mut(&mut rec.data), patch);
             Ok(Expiry::Keep)
         })
         .await
@@ -45,8 +46,9 @@ impl<S: Store> SessionManager<S> {
 
     /// The body of [`SessionManager::replace`], without its deadline.
     async fn replace_unbounded(&self, token: &str, data: SessionData) -> Result<Option<Session>> {
+        let data = Arc::new(data);
         self.modify(token, move |rec, _now| {
-            rec.data.clone_from(&data);
+            rec.data = Arc::clone(&data);
             Ok(Expiry::Keep)
         })
         .await

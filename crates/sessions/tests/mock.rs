@@ -198,7 +198,7 @@ async fn update_conflict_retry_costs_no_extra_read() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        serde_json::Value::Object(s.data),
+        serde_json::Value::Object(std::sync::Arc::unwrap_or_clone(s.data)),
         json!({"a": 1, "other": true, "mine": 1})
     );
 }

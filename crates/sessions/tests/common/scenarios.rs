@@ -47,7 +47,7 @@ pub async fn lifecycle(f: impl Fixture) {
         .unwrap()
         .expect("update of a live session");
     assert_eq!(
-        Value::Object(s.data.clone()),
+        Value::Object((*s.data).clone()),
         json!({"cart": [1, 2], "profile": {"lang": "en", "tz": "UTC"}, "flag": true})
     );
     let s = m
@@ -68,7 +68,10 @@ pub async fn lifecycle(f: impl Fixture) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(Value::Object(s.data), json!({"only": 1}));
+    assert_eq!(
+        Value::Object(std::sync::Arc::unwrap_or_clone(s.data)),
+        json!({"only": 1})
+    );
 
     // extend: a new idle timeout, never past the absolute deadline
     let s = m
@@ -97,7 +100,7 @@ pub async fn lifecycle(f: impl Fixture) {
         .unwrap()
         .is_none());
     let s = m.get(&new_token).await.unwrap().expect("new token works");
-    assert_eq!(Value::Object(s.data.clone()), json!({"only": 1}));
+    assert_eq!(Value::Object((*s.data).clone()), json!({"only": 1}));
     assert_eq!(s.created_at, created.session.created_at);
     assert_eq!(s.absolute_deadline, created.session.absolute_deadline);
     assert_eq!(s.idle_timeout, Duration::from_secs(7200));
@@ -106,7 +109,7 @@ pub async fn lifecycle(f: impl Fixture) {
     let listed = m.list_user_sessions("alice").await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].handle, rotated.session.handle);
-    assert_eq!(Value::Object(listed[0].data.clone()), json!({"only": 1}));
+    assert_eq!(Value::Object((*listed[0].data).clone()), json!({"only": 1}));
 
     // delete
     assert!(m.delete(&new_token).await.unwrap());
@@ -197,7 +200,7 @@ pub async fn update_during_rotation_is_kept(f: impl Fixture) {
         .unwrap()
         .expect("new token works");
     assert_eq!(
-        Value::Object(s.data),
+        Value::Object(std::sync::Arc::unwrap_or_clone(s.data)),
         json!({"a": 1, "b": 2}),
         "update kept"
     );
