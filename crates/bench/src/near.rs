@@ -9,6 +9,8 @@
 //!   sessions as `session_get` but its own (the other session clients touch and rewrite theirs).
 //! - [`invalidation_latency`]: instance A writes a key instance B holds; the time until B has
 //!   dropped its copy (so it stops serving the old value).
+//! - [`revocation_latency`]: instance A logs a session out that instance B holds in its session near
+//!   cache; the time until B answers that the session is gone.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use cache_core::Store;
 use cache_domain::{CacheConfig, CacheManager, Family};
 use cache_near::NearConfig;
 use cache_redis::{RedisConfig, RedisStore};
-use sessions::SessionManager;
+use sessions::{CreateOptions, SessionManager};
 
 use crate::hist::Histogram;
 use crate::load::Client;
@@ -205,6 +207,47 @@ pub async fn invalidation_latency(
             == before
         {
             anyhow::ensure!(Instant::now() < give_up, "B never heard A's write");
+            tokio::task::yield_now().await;
+        }
+        hist.record_duration(t0.elapsed());
+    }
+    Ok(hist)
+}
+
+/// Instance A logs out (`SessionManager::delete`) a session instance B holds in its session near
+/// cache, `samples` times; the histogram of the time from the start of A's logout until B's
+/// `get` answers that the session is gone. B calls `get` in a loop without sleeping: each call is a
+/// near-cache hit until the server's invalidation arrives, then a store read that finds nothing,
+/// so the figure is what a request on B would see, not a counter.
+pub async fn revocation_latency(config: &RedisConfig, samples: usize) -> anyhow::Result<Histogram> {
+    let a = SessionManager::builder(instance_store(config).await?).build()?;
+    let b = SessionManager::builder(instance_store(config).await?)
+        .with_near_cache(NearConfig::default().with_max_entries(64))
+        .build()?;
+    let mut hist = Histogram::new();
+    for i in 0..samples {
+        let created = a
+            .create(&format!("latency-{i}"), CreateOptions::new())
+            .await?;
+        let token = created.token.expose();
+        // B reads until its near cache serves the session (the first read after a change misses).
+        let warm_until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let before = b.near_cache_stats().map_or(0, |s| s.hits);
+            anyhow::ensure!(b.get(token).await?.is_some(), "B lost a live session");
+            if b.near_cache_stats().map_or(0, |s| s.hits) > before {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < warm_until,
+                "B's near cache never served the session"
+            );
+        }
+        let t0 = Instant::now();
+        anyhow::ensure!(a.delete(token).await?, "A's logout found no session");
+        let give_up = t0 + Duration::from_secs(10);
+        while b.get(token).await?.is_some() {
+            anyhow::ensure!(Instant::now() < give_up, "B never heard A's logout");
             tokio::task::yield_now().await;
         }
         hist.record_duration(t0.elapsed());

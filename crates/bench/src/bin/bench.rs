@@ -170,32 +170,39 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
     println!("measured in {:.1?}", t0.elapsed());
     drop(entries);
     drop(probe);
-    let latency = if args.clients.is_empty() || args.clients.iter().any(|c| c.starts_with("near")) {
+    let mut latency = Vec::new();
+    if args.clients.is_empty() || args.clients.iter().any(|c| c.starts_with("near")) {
         let samples = if args.smoke { 50 } else { 2_000 };
         let cfg = clients::config(&server.url())?;
         let hist = bench::near::invalidation_latency(&cfg, samples).await?;
-        let (p50, p99) = (hist.quantile(0.5), hist.quantile(0.99));
-        println!(
-            "invalidation latency over {samples} writes: p50 {:.1} µs, p99 {:.1} µs",
-            p50 as f64 / 1e3,
-            p99 as f64 / 1e3
-        );
-        Some(report::Latency {
+        latency.push(report::Latency::of(
+            "Invalidation",
+            "instance A writes a key instance B holds in its near cache; time until B has \
+             dropped it, from the start of A's write",
             samples,
-            p50_us: p50 as f64 / 1e3,
-            p99_us: p99 as f64 / 1e3,
-            max_us: hist.max() as f64 / 1e3,
-        })
-    } else {
-        None
-    };
+            &hist,
+        ));
+        let samples = if args.smoke { 50 } else { 1_000 };
+        let hist = bench::near::revocation_latency(&cfg, samples).await?;
+        latency.push(report::Latency::of(
+            "Revocation",
+            "instance A logs out a session instance B holds in its session near cache; time \
+             until B's `get` answers that it is gone, from the start of A's logout",
+            samples,
+            &hist,
+        ));
+        for l in &latency {
+            println!(
+                "{} latency over {} samples: p50 {:.1} µs, p99 {:.1} µs",
+                l.what, l.samples, l.p50_us, l.p99_us
+            );
+        }
+    }
     drop(server);
 
     let rows = report::rows(&cells);
     let mut checks = report::checks(&rows, &report::targets(machine.cores));
-    if let Some(l) = &latency {
-        checks.push(report::latency_check(l));
-    }
+    checks.extend(latency.iter().map(report::latency_check));
     let dir = output_dir("bench")?;
     let results = dir.join("results.jsonl");
     std::fs::write(&results, report::jsonl(&rows)?)
@@ -266,7 +273,10 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              and TTL slides to the near clients and charge that work to them. The invalidation \
              latency is measured after the rounds: instance A writes a key instance B holds, \
              {lat} times, and B polls (without sleeping) until it has dropped its copy; the time \
-             counts from the start of A's write. Reference clients (raw \
+             counts from the start of A's write. The revocation latency likewise: instance A \
+             logs out a session instance B holds in its session near cache, {rev} times, and B \
+             calls `get` (without sleeping) until it answers that the session is gone. \
+             Reference clients (raw \
              redis-rs doing the decoding a typed answer needs): `raw_json` = `raw` plus \
              `serde_json` decode of each document read and encode of each written (what `cache` \
              does); `raw_session_get` = one `GETEX PX` of a session record plus its decode into a \
@@ -285,7 +295,8 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
             near_w = bench::near::NEAR_WRITE_PERCENT,
             near_prefix = bench::near::NEAR_PREFIX,
             prefix = bench::workload::PREFIX,
-            lat = latency.as_ref().map_or(0, |l| l.samples),
+            lat = latency.first().map_or(0, |l| l.samples),
+            rev = latency.get(1).map_or(0, |l| l.samples),
         );
         let doc = report::markdown(
             &rows,
