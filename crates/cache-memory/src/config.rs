@@ -1,6 +1,7 @@
 //! [`MemoryConfig`]: the settings of the in-memory backend, with the profile defaults and the
 //! environment variables they share with the Redis backend (`CACHE_KEY_PREFIX`,
-//! `CACHE_MAX_VALUE_BYTES`; see `docs/operations.md`).
+//! `CACHE_MAX_VALUE_BYTES`) and its own bounds (`CACHE_MEMORY_MAX_ENTRIES`,
+//! `CACHE_MEMORY_MAX_BYTES`); see `docs/operations.md`.
 //!
 //! Precedence, lowest first: the profile's defaults ([`MemoryConfig::new`]), the environment
 //! ([`MemoryConfig::from_lookup`] / [`MemoryConfig::from_env`]), then `with_*` calls.
@@ -11,6 +12,11 @@ use cache_core::keys::validate_prefix;
 use cache_core::{Error, Profile, Result};
 
 use crate::DEFAULT_MAX_VALUE_BYTES;
+
+/// The variable that bounds the entries of the memory store ([`MemoryConfig::max_entries`]).
+pub const MAX_ENTRIES_VAR: &str = "CACHE_MEMORY_MAX_ENTRIES";
+/// The variable that bounds the bytes of the memory store ([`MemoryConfig::max_bytes`]).
+pub const MAX_BYTES_VAR: &str = "CACHE_MEMORY_MAX_BYTES";
 
 /// Every setting of a [`MemoryStore`](crate::MemoryStore) that a deployment chooses (the reap
 /// interval stays on [`MemoryStoreBuilder`](crate::MemoryStoreBuilder): it is for tests).
@@ -35,11 +41,11 @@ pub struct MemoryConfig {
     /// Largest value the store accepts, in bytes (`CACHE_MAX_VALUE_BYTES`, default
     /// [`DEFAULT_MAX_VALUE_BYTES`], as on Redis).
     pub max_value_bytes: usize,
-    /// Most entries held, with LRU eviction beyond (see
+    /// Most entries held, with LRU eviction beyond (`CACHE_MEMORY_MAX_ENTRIES`; see
     /// [`MemoryStoreBuilder::with_max_entries`](crate::MemoryStoreBuilder::with_max_entries));
     /// `None` (the default) for no bound.
     pub max_entries: Option<usize>,
-    /// Most key and value bytes held, with LRU eviction beyond (see
+    /// Most key and value bytes held, with LRU eviction beyond (`CACHE_MEMORY_MAX_BYTES`; see
     /// [`MemoryStoreBuilder::with_max_bytes`](crate::MemoryStoreBuilder::with_max_bytes)); `None`
     /// (the default) for no bound.
     pub max_bytes: Option<usize>,
@@ -68,8 +74,9 @@ impl MemoryConfig {
         Self::from_lookup(profile, |name| std::env::var(name).ok())
     }
 
-    /// The defaults of `profile`, overridden by `CACHE_KEY_PREFIX` and `CACHE_MAX_VALUE_BYTES` as
-    /// `lookup` finds them (blank counts as unset), validated.
+    /// The defaults of `profile`, overridden by `CACHE_KEY_PREFIX`, `CACHE_MAX_VALUE_BYTES`,
+    /// `CACHE_MEMORY_MAX_ENTRIES` and `CACHE_MEMORY_MAX_BYTES` as `lookup` finds them (blank counts
+    /// as unset), validated.
     pub fn from_lookup(profile: Profile, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let env = Lookup::new(&lookup);
         let mut c = Self::new(profile);
@@ -78,6 +85,12 @@ impl MemoryConfig {
         }
         if let Some(n) = env.number("CACHE_MAX_VALUE_BYTES")? {
             c.max_value_bytes = n;
+        }
+        if let Some(n) = env.number(MAX_ENTRIES_VAR)? {
+            c.max_entries = Some(n);
+        }
+        if let Some(n) = env.number(MAX_BYTES_VAR)? {
+            c.max_bytes = Some(n);
         }
         c.validate()?;
         Ok(c)
@@ -114,10 +127,10 @@ impl MemoryConfig {
             return Err(Error::config("CACHE_MAX_VALUE_BYTES", "must be at least 1"));
         }
         if self.max_entries == Some(0) {
-            return Err(Error::config("max_entries", "must be at least 1"));
+            return Err(Error::config(MAX_ENTRIES_VAR, "must be at least 1"));
         }
         if self.max_bytes == Some(0) {
-            return Err(Error::config("max_bytes", "must be at least 1"));
+            return Err(Error::config(MAX_BYTES_VAR, "must be at least 1"));
         }
         Ok(())
     }
@@ -126,6 +139,38 @@ impl MemoryConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bounds_come_from_the_environment() {
+        let vars = |name: &str| match name {
+            "CACHE_MEMORY_MAX_ENTRIES" => Some("50000".to_owned()),
+            "CACHE_MEMORY_MAX_BYTES" => Some(" 268435456 ".to_owned()),
+            _ => None,
+        };
+        let c = MemoryConfig::from_lookup(Profile::Production, vars).unwrap();
+        assert_eq!(c.max_entries, Some(50_000));
+        assert_eq!(c.max_bytes, Some(256 * 1024 * 1024));
+        // Blank is unset; zero and garbage are refused, naming the variable.
+        let blank = |name: &str| {
+            [MAX_ENTRIES_VAR, MAX_BYTES_VAR]
+                .contains(&name)
+                .then(|| "  ".to_owned())
+        };
+        let c = MemoryConfig::from_lookup(Profile::Production, blank).unwrap();
+        assert_eq!((c.max_entries, c.max_bytes), (None, None));
+        for (var, value) in [
+            ("CACHE_MEMORY_MAX_ENTRIES", "0"),
+            ("CACHE_MEMORY_MAX_BYTES", "0"),
+            ("CACHE_MEMORY_MAX_ENTRIES", "lots"),
+            ("CACHE_MEMORY_MAX_BYTES", "-1"),
+        ] {
+            let err = MemoryConfig::from_lookup(Profile::Production, |n: &str| {
+                (n == var).then(|| value.to_owned())
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains(var), "{var}={value}: {err}");
+        }
+    }
 
     #[test]
     fn profile_defaults_environment_and_errors() {

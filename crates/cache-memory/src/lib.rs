@@ -77,7 +77,7 @@ use cache_core::{Error, Result};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
-pub use config::MemoryConfig;
+pub use config::{MemoryConfig, MAX_BYTES_VAR, MAX_ENTRIES_VAR};
 pub use glob::glob_match;
 use state::{FullKey, Limits, Shard, Totals};
 
