@@ -124,7 +124,7 @@ pub fn session_manager<S: Store>(store: S, config: &Config) -> Result<SessionMan
         .build()
 }
 
-/// The code of `README.md`, the user guides and `docs/operations.md`, compiled (and run, unless
+/// The code of `README.md`, the user guides, `docs/operations.md` and `docs/scaling.md`, compiled (and run, unless
 /// marked `no_run`) as doc tests, so that the documentation cannot drift from the API. Each file
 /// needs the backends its examples name; `cargo xtask ci` tests with every feature.
 /// (`docs/user-guide-web.md` is a doc test of `cachekit-axum`.)
@@ -145,4 +145,8 @@ mod doc_examples {
     #[cfg(feature = "redis")]
     #[doc = include_str!("../../../docs/operations.md")]
     struct Operations;
+
+    #[cfg(feature = "redis")]
+    #[doc = include_str!("../../../docs/scaling.md")]
+    struct Scaling;
 }
