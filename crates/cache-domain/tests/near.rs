@@ -298,7 +298,13 @@ async fn gated_manager(
         store,
         std::sync::Arc::clone(gate),
     ))
-    .with_config(&CacheConfig::default().with_near_cache(Family::Content, NearConfig::default()))
+    // The gate holds reads for as long as a test needs: a call deadline far beyond any test keeps
+    // a held read from timing out on a slow machine.
+    .with_config(
+        &CacheConfig::default()
+            .with_near_cache(Family::Content, NearConfig::default())
+            .with_call_timeout(Duration::from_secs(120)),
+    )
     .build()
     .unwrap();
     m.content().set("tracking", &doc(0)).await.unwrap();
