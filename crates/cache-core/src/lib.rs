@@ -54,8 +54,8 @@ pub use config::Profile;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use keys::Key;
 pub use store::{
-    BackendStats, CasOutcome, Expiry, KeyTtl, PoolStats, ScanCursor, ScanPage, SetCondition,
-    SetOptions, Store, StoreExt,
+    BackendStats, CasOutcome, Expiry, KeyTtl, PoolStats, ScanCursor, ScanPage, Selected,
+    SetCondition, SetOptions, Store, StoreExt,
 };
 
 // Re-exported so that backends and users implement the trait with the same macro version.

@@ -485,6 +485,17 @@ delegate_store! {
     call: direct_call;
 }
 
+/// What [`StoreExt::delete_matching_where`] did (or, from [`StoreExt::count_matching_where`], would
+/// do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Selected {
+    /// Keys deleted (counted, for a dry run).
+    pub deleted: u64,
+    /// Matching keys the selection left alone.
+    pub passed_over: u64,
+}
+
 /// Conveniences built on [`Store`] alone, available on every store (blanket impl).
 #[async_trait]
 pub trait StoreExt: Store {
@@ -514,22 +525,63 @@ pub trait StoreExt: Store {
         count: u32,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<u64> {
-        let (mut scanned, mut deleted) = (0u64, 0u64);
+        let all = |_: &str| true;
+        Ok(self
+            .delete_matching_where(pattern, count, &all, progress)
+            .await?
+            .deleted)
+    }
+
+    /// [`StoreExt::delete_matching`] of only the matching keys `select` accepts (the others are
+    /// counted and left alone), e.g. to keep another component's keys out of a broad pattern.
+    async fn delete_matching_where(
+        &self,
+        pattern: &str,
+        count: u32,
+        select: &(dyn for<'k> Fn(&'k str) -> bool + Send + Sync),
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<Selected> {
+        let mut out = Selected::default();
+        let mut scanned = 0u64;
         let mut cursor = ScanCursor::start();
         loop {
             let page = self.scan(pattern, cursor, count).await?;
             if !page.keys.is_empty() {
                 scanned += page.keys.len() as u64;
-                let refs: Vec<&str> = page.keys.iter().map(String::as_str).collect();
-                deleted += self.delete(&refs).await?;
-                progress(scanned, deleted);
+                let refs: Vec<&str> = page
+                    .keys
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|k| select(k))
+                    .collect();
+                out.passed_over += (page.keys.len() - refs.len()) as u64;
+                if !refs.is_empty() {
+                    out.deleted += self.delete(&refs).await?;
+                }
+                progress(scanned, out.deleted);
             }
             match page.next {
                 Some(next) => cursor = next,
                 None => break,
             }
         }
-        Ok(deleted)
+        Ok(out)
+    }
+
+    /// Counts the matching keys `select` accepts and those it does not, deleting nothing (a dry run
+    /// of [`StoreExt::delete_matching_where`]).
+    async fn count_matching_where(
+        &self,
+        pattern: &str,
+        count: u32,
+        select: &(dyn for<'k> Fn(&'k str) -> bool + Send + Sync),
+    ) -> Result<Selected> {
+        let keys = self.scan_all(pattern, count).await?;
+        let accepted = keys.iter().filter(|k| select(k)).count() as u64;
+        Ok(Selected {
+            deleted: accepted,
+            passed_over: keys.len() as u64 - accepted,
+        })
     }
 
     /// Counts the keys matching `pattern` without deleting them (a dry run of

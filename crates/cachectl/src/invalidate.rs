@@ -9,7 +9,8 @@
 //!
 //! The session families are refused: session keys are managed by `cachectl sessions ...`, and
 //! deleting a session index would break "sign out everywhere" (its sessions could no longer be
-//! listed or revoked).
+//! listed or revoked). For the same reason a raw pattern never deletes session keys: those it
+//! matches are counted and left alone (`*` clears the caches, not the logins).
 
 use std::sync::Arc;
 
@@ -32,7 +33,8 @@ pub(crate) struct InvalidateArgs {
     /// metrics id is `TYPE:DATE`. The live key under the family's current version is deleted.
     #[arg(long, requires = "family")]
     pub(crate) id: Option<String>,
-    /// A raw glob pattern relative to the prefix (e.g. `post:keyword:*`). Use with care.
+    /// A raw glob pattern relative to the prefix (e.g. `post:keyword:*`). Use with care. Session
+    /// keys it matches are left alone (and counted): see `cachectl sessions`.
     #[arg(long)]
     pub(crate) pattern: Option<String>,
     /// Count what would be deleted, delete nothing.
@@ -145,6 +147,14 @@ async fn whole_family(
     Ok(0)
 }
 
+/// Whether `key` (relative to the prefix) belongs to the session manager: a raw pattern leaves it
+/// alone.
+fn is_session_key(key: &str) -> bool {
+    cachekit::sessions::keys::FAMILIES
+        .iter()
+        .any(|f| key.starts_with(f.prefix))
+}
+
 async fn by_pattern(
     pattern: &str,
     dry_run: bool,
@@ -152,24 +162,42 @@ async fn by_pattern(
     store: &dyn Store,
     out: &Out,
 ) -> anyhow::Result<u8> {
+    let not_sessions = |key: &str| !is_session_key(key);
+    let kept = |n: u64| {
+        if n == 0 {
+            String::new()
+        } else {
+            format!("; {n} session key(s) left alone (see `cachectl sessions`)")
+        }
+    };
     if dry_run {
         let n = store
-            .count_matching(pattern, config.cache.scan_count())
+            .count_matching_where(pattern, config.cache.scan_count(), &not_sessions)
             .await?;
         out.report(
-            &json!({"pattern": pattern, "dry_run": true, "matched": n}),
-            &format!("dry run: {n} key(s) match {pattern:?}; nothing deleted"),
+            &json!({"pattern": pattern, "dry_run": true, "matched": n.deleted,
+                    "session_keys_left": n.passed_over}),
+            &format!(
+                "dry run: {} key(s) match {pattern:?}; nothing deleted{}",
+                n.deleted,
+                kept(n.passed_over)
+            ),
         );
         return Ok(0);
     }
     let (bar, progress) = progress_bar(out, pattern);
-    let deleted = store
-        .delete_matching(pattern, config.cache.scan_count(), &progress)
+    let done = store
+        .delete_matching_where(pattern, config.cache.scan_count(), &not_sessions, &progress)
         .await?;
     bar.finish_and_clear();
     out.report(
-        &json!({"pattern": pattern, "dry_run": false, "deleted": deleted}),
-        &format!("deleted {deleted} key(s) matching {pattern:?}"),
+        &json!({"pattern": pattern, "dry_run": false, "deleted": done.deleted,
+                "session_keys_left": done.passed_over}),
+        &format!(
+            "deleted {} key(s) matching {pattern:?}{}",
+            done.deleted,
+            kept(done.passed_over)
+        ),
     );
     Ok(0)
 }

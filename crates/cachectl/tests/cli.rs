@@ -339,6 +339,40 @@ fn every_command_on_a_real_redis() {
     );
     assert_eq!(v["deleted"], 30);
 
+    // A raw pattern never deletes session keys: `*` clears the cache, not the logins.
+    let session_keys = || {
+        let mut keys: Vec<String> = server
+            .cli(["--scan", "--pattern", "clitest:session*"])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        keys.sort();
+        keys
+    };
+    let sessions_before = session_keys();
+    assert!(!sessions_before.is_empty(), "the test has sessions");
+    let v = json_of(
+        &base(&["--json", "invalidate", "--pattern", "*", "--dry-run"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    let left = sessions_before.len() as u64;
+    assert_eq!(v["session_keys_left"], left, "{v}");
+    base(&["invalidate", "--pattern", "*"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "{left} session key(s) left alone"
+        )));
+    assert_eq!(
+        session_keys(),
+        sessions_before,
+        "every session key is still there"
+    );
+    base(&["get", "user:42"]).assert().failure();
+
     // The demo on Redis cleans up after itself.
     base(&["demo"])
         .assert()

@@ -109,6 +109,25 @@ pub async fn check_scan(store: &dyn Store) {
         ),
         119
     );
+    // A selection over the same scan: only the keys it accepts are deleted, the others counted.
+    let odd = |k: &str| k.ends_with(['1', '3', '5', '7', '9']);
+    let dry = must(
+        store
+            .count_matching_where(&format!("{esc}:item:*"), 13, &odd)
+            .await,
+        "count_matching_where",
+    );
+    assert_eq!((dry.deleted, dry.passed_over), (60, 59), "119 keys, 60 odd");
+    let done = must(
+        store
+            .delete_matching_where(&format!("{esc}:item:*"), 13, &odd, &|_, _| {})
+            .await,
+        "delete_matching_where",
+    );
+    assert_eq!((done.deleted, done.passed_over), (60, 59));
+    let left = scan_everything(store, &format!("{esc}:item:*"), 50).await;
+    assert_eq!(left.len(), 59);
+    assert!(left.iter().all(|k| !odd(k)), "only the selected keys went");
     cleanup(store, &ns).await;
 }
 
