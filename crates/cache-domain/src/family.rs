@@ -439,6 +439,23 @@ pub(crate) fn pattern(family: Family, selection: &KeyMatch, version: u64) -> Res
     Ok(pattern)
 }
 
+/// Whether `key`, matched by [`pattern`]`(family, selection, version)`, is a data key of that
+/// version. Only a selection at version 0 needs the check: version-0 keys carry no `v{n}:`
+/// segment, so `user:v*` (ids starting with `v`) also matches `user:v3:…`, a key of another
+/// version. An escaped id has no `:`, so a key of the selected version has exactly as many `:`
+/// after the family prefix as its id rule (none for one id, one for a pair).
+pub(crate) fn selects(family: Family, selection: &KeyMatch, version: u64, key: &str) -> bool {
+    if version > 0 || matches!(selection, KeyMatch::All) {
+        return true;
+    }
+    let id_colons = match family.spec().id {
+        IdRule::Single { .. } => 0,
+        IdRule::Pair { .. } => 1,
+    };
+    key.strip_prefix(family.spec().prefix)
+        .is_some_and(|rest| rest.matches(':').count() == id_colons)
+}
+
 /// The escaped form of a possibly empty id prefix.
 fn escape_prefix(p: &str) -> Result<String> {
     if p.is_empty() {

@@ -9,7 +9,7 @@
 use cache_core::{Result, Store, StoreExt};
 
 use crate::engine::Inner;
-use crate::family::{data_key, pattern, Family, Id, KeyMatch};
+use crate::family::{data_key, pattern, selects, Family, Id, KeyMatch};
 
 impl<S: Store> Inner<S> {
     /// Deletes the keys of these ids under their families' current versions, read fresh, in one
@@ -38,13 +38,17 @@ impl<S: Store> Inner<S> {
         deleted
     }
 
-    /// The `SCAN` pattern of `selection`, with the family's version read fresh when it matters.
-    async fn selection_pattern(&self, family: Family, selection: &KeyMatch) -> Result<String> {
+    /// The `SCAN` pattern of `selection` and the version it selects, read fresh when it matters.
+    async fn selection_pattern(
+        &self,
+        family: Family,
+        selection: &KeyMatch,
+    ) -> Result<(String, u64)> {
         let version = match selection {
             KeyMatch::All => 0,
             _ => self.fresh_versions(&[family]).await?[0],
         };
-        pattern(family, selection, version)
+        Ok((pattern(family, selection, version)?, version))
     }
 
     /// Deletes the keys `selection` names, calling `progress(scanned, deleted)` after each batch;
@@ -55,11 +59,13 @@ impl<S: Store> Inner<S> {
         selection: &KeyMatch,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<u64> {
-        let pattern = self.selection_pattern(family, selection).await?;
+        let (pattern, version) = self.selection_pattern(family, selection).await?;
+        let select = |key: &str| selects(family, selection, version, key);
         let deleted = self
             .store
-            .delete_matching(&pattern, self.config.scan_count(), progress)
-            .await;
+            .delete_matching_where(&pattern, self.config.scan_count(), &select, progress)
+            .await
+            .map(|done| done.deleted);
         // Which near copies the pattern covered is not known here: the family's near cache is
         // emptied before this returns (the server's invalidations reach the other instances).
         self.near_flush(family);
@@ -70,9 +76,12 @@ impl<S: Store> Inner<S> {
 
     /// Counts the keys `selection` names (what [`Inner::invalidate_matching`] would delete now).
     pub(crate) async fn count_matching(&self, family: Family, selection: &KeyMatch) -> Result<u64> {
-        let pattern = self.selection_pattern(family, selection).await?;
-        self.store
-            .count_matching(&pattern, self.config.scan_count())
-            .await
+        let (pattern, version) = self.selection_pattern(family, selection).await?;
+        let select = |key: &str| selects(family, selection, version, key);
+        Ok(self
+            .store
+            .count_matching_where(&pattern, self.config.scan_count(), &select)
+            .await?
+            .deleted)
     }
 }

@@ -731,6 +731,29 @@ pub async fn pattern_invalidation_escapes_ids(t: &Target) {
         .unwrap()
         .is_some());
 
+    // At namespace version 0 keys carry no `v{n}:` segment, so ids starting with `v` share a
+    // pattern with keys of other versions (`user:v*` matches `user:v3:…`, `metrics:v*` matches
+    // `metrics:v3:api:…`): those are not this version's and are left alone.
+    cache.user().set("vic", &1).await.unwrap();
+    cache.user().set("v3", &1).await.unwrap();
+    t.raw_set("user:v3:vanessa", "\"another version\"").await;
+    cache.metrics().set("vapi:2026-11-01", &1).await.unwrap();
+    t.raw_set("metrics:v3:api:2026-11-01", "1").await;
+    let v = KeyMatch::IdPrefix("v".into());
+    assert_eq!(cache.user().count_matching(v.clone()).await.unwrap(), 2);
+    assert_eq!(
+        cache.user().invalidate_matching(v.clone()).await.unwrap(),
+        2
+    );
+    assert!(!t.exists("user:vic").await && !t.exists("user:v3").await);
+    assert!(t.exists("user:v3:vanessa").await, "another version's key");
+    assert_eq!(cache.metrics().invalidate_matching(v).await.unwrap(), 1);
+    assert!(!t.exists("metrics:vapi:2026-11-01").await);
+    assert!(
+        t.exists("metrics:v3:api:2026-11-01").await,
+        "another version's key"
+    );
+
     // The whole family, in batches, with progress; other families untouched.
     let bulk: Vec<(String, u32)> = (0..1200).map(|i| (format!("bulk{i}"), i)).collect();
     cache.user().set_many(&bulk).await.unwrap();
@@ -742,14 +765,15 @@ pub async fn pattern_invalidation_escapes_ids(t: &Target) {
         })
         .await
         .unwrap();
-    assert_eq!(n, 1201);
+    // Every version's keys: the bulk, the one left above and `user:v3:vanessa`.
+    assert_eq!(n, 1202);
     assert!(
         batches.load(Ordering::SeqCst) >= 2,
         "deleted in several batches"
     );
     assert!(t.exists("keyword:user:%2A").await);
     let counts = cache.key_counts().await.unwrap();
-    assert_eq!((counts[&Family::User], counts[&Family::Metrics]), (0, 2));
+    assert_eq!((counts[&Family::User], counts[&Family::Metrics]), (0, 3));
 }
 
 pub async fn version_bump_invalidates_a_family_across_managers(t: &Target) {
