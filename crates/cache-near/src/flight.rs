@@ -169,6 +169,7 @@ impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
                 let rx = f.rx.clone();
                 drop(stripe);
                 inner.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                inner.meters.coalesced.increment(1);
                 return Miss::Wait(Wait { rx });
             }
         }

@@ -270,6 +270,7 @@ struct Meters {
     misses: metrics::Counter,
     invalidations: metrics::Counter,
     flushes: metrics::Counter,
+    coalesced: metrics::Counter,
 }
 
 impl Meters {
@@ -281,7 +282,8 @@ impl Meters {
             invalidations: metrics::counter!(
                 "cachekit_near_invalidations_total", "cache" => label.clone()
             ),
-            flushes: metrics::counter!("cachekit_near_flushes_total", "cache" => label),
+            flushes: metrics::counter!("cachekit_near_flushes_total", "cache" => label.clone()),
+            coalesced: metrics::counter!("cachekit_near_coalesced_total", "cache" => label),
         }
     }
 }
