@@ -138,7 +138,7 @@ async fn bounds_come_from_the_config() {
     assert!(present(&store, "b").await);
     let err = MemoryStore::from_config(&MemoryConfig::default().with_max_bytes(0)).unwrap_err();
     assert!(
-        matches!(&err, Error::Config { setting, .. } if setting == "max_bytes"),
+        matches!(&err, Error::Config { setting, .. } if setting == "CACHE_MEMORY_MAX_BYTES"),
         "{err}"
     );
 }
