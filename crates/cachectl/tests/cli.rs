@@ -1,6 +1,8 @@
 //! Every `cachectl` command, run as a real process, on the in-memory backend and on a spawned
 //! `redis-server`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
@@ -9,22 +11,9 @@ use predicates::prelude::*;
 use serde_json::Value;
 use test_redis::RedisServer;
 
-/// A `cachectl` command with a clean environment (no REDIS_URL from the machine leaks in).
+/// A `cachectl` command with a clean environment, bounded to 60 s.
 fn cachectl() -> Command {
-    let mut cmd =
-        Command::cargo_bin("cachectl").expect("the cachectl binary is built by cargo test");
-    for var in [
-        "REDIS_URL",
-        "REDIS_CLUSTER_NODES",
-        "CACHE_BACKEND",
-        "CACHE_KEY_PREFIX",
-        "CACHE_PROFILE",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.timeout(Duration::from_secs(60));
-    cmd
+    common::cachectl(Duration::from_secs(60))
 }
 
 fn json_of(output: &[u8]) -> Value {

@@ -3,28 +3,17 @@
 //! that no output (text, JSON, logs) ever shows a password, on a password-protected server and a
 //! password-protected cluster.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use assert_cmd::Command;
 use test_redis::{RedisCluster, RedisServer};
 
-/// A `cachectl` command with a clean environment (no REDIS_URL from the machine leaks in).
+/// A `cachectl` command with a clean environment, bounded to 120 s.
 fn cachectl() -> Command {
-    let mut cmd =
-        Command::cargo_bin("cachectl").expect("the cachectl binary is built by cargo test");
-    for var in [
-        "REDIS_URL",
-        "REDIS_CLUSTER_NODES",
-        "CACHE_BACKEND",
-        "CACHE_KEY_PREFIX",
-        "CACHE_PROFILE",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.timeout(Duration::from_secs(120));
-    cmd
+    common::cachectl(Duration::from_secs(120))
 }
 
 /// Runs `cachectl args...` against `server`, expecting exit 0, and returns what the server counted.
