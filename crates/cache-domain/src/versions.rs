@@ -81,8 +81,6 @@ fn parse_version(key: &str, raw: Option<&[u8]>) -> Result<u64> {
 }
 
 impl<S: Store> Inner<S> {
-    /// The family's namespace version: from memory while fresh; re-read by one caller per refresh
-    /// interval (the others use the known value); read by the caller when never read before.
     /// The known version while it is fresh (within the refresh interval), without a store call.
     pub(crate) fn known_version(&self, fs: &FamilyState) -> Option<u64> {
         let slot = &fs.version;
@@ -93,32 +91,32 @@ impl<S: Store> Inner<S> {
         None
     }
 
+    /// The family's namespace version: from memory while fresh; re-read by one caller per refresh
+    /// interval (the others use the known value); read by the caller when never read before.
     pub(crate) async fn version(&self, fs: &FamilyState) -> Result<u64> {
-        let slot = &fs.version;
-        let fetched = slot.fetched_at.load(Ordering::Acquire);
-        if fetched != 0 {
-            let known = slot.version.load(Ordering::Acquire);
-            let now = self.now_ms();
-            if now.saturating_sub(fetched) < self.refresh_ms {
-                return Ok(known);
-            }
-            if slot.refreshing.swap(true, Ordering::AcqRel) {
-                return Ok(known);
-            }
-            let _clear = ClearOnDrop(&slot.refreshing);
-            return match self.fetch_version(fs).await {
-                Ok(v) => Ok(v),
-                Err(e) => {
-                    // Other calls keep the known version and the refresh is tried again after
-                    // another interval. This call returns the error (the caller counts it and
-                    // treats it as a miss or a failed write) instead of going on to a second
-                    // store call: a call must not wait out two store timeouts in an outage.
-                    slot.fetched_at.store(now, Ordering::Release);
-                    Err(e)
-                }
-            };
+        if let Some(fresh) = self.known_version(fs) {
+            return Ok(fresh);
         }
-        self.fetch_version(fs).await
+        let slot = &fs.version;
+        if slot.fetched_at.load(Ordering::Acquire) == 0 {
+            return self.fetch_version(fs).await;
+        }
+        let known = slot.version.load(Ordering::Acquire);
+        if slot.refreshing.swap(true, Ordering::AcqRel) {
+            return Ok(known);
+        }
+        let _clear = ClearOnDrop(&slot.refreshing);
+        match self.fetch_version(fs).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                // Other calls keep the known version and the refresh is tried again after another
+                // interval. This call returns the error (the caller counts it and treats it as a
+                // miss or a failed write) instead of going on to a second store call: a call must
+                // not wait out two store timeouts in an outage.
+                slot.fetched_at.store(self.now_ms(), Ordering::Release);
+                Err(e)
+            }
+        }
     }
 
     async fn fetch_version(&self, fs: &FamilyState) -> Result<u64> {
