@@ -455,8 +455,18 @@ impl RedisServer {
         *self.child() = Some(child);
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
+            // A PING answer alone does not prove the server is ours: when another test's server
+            // took the port between `free_port` and the bind, ours aborts and theirs answers. Ours
+            // is up once its own log says so.
             if self.answers_ping() {
-                return Ok(());
+                let log = self.log_since(log_start);
+                if log.contains("Ready to accept connections") {
+                    return Ok(());
+                }
+                if log.contains("Address already in use") {
+                    self.kill();
+                    return Err(StartError::PortTaken);
+                }
             }
             let exited = {
                 let mut child = self.child();

@@ -791,9 +791,23 @@ impl SentinelNode {
             })?;
         *self.child() = Some(child);
         let deadline = Instant::now() + crate::STARTUP_TIMEOUT;
+        let log_since_start = || {
+            let all = std::fs::read(&self.log).unwrap_or_default();
+            let start = usize::try_from(log_start).unwrap_or(0).min(all.len());
+            String::from_utf8_lossy(&all[start..]).into_owned()
+        };
         loop {
+            // A PONG alone does not prove the sentinel is ours: when another test's server took the
+            // port meanwhile, ours aborts and theirs answers. Ours logs its mode once it listens.
             if matches!(self.query(&["PING"]), Ok(Reply::Status(ref s)) if s == "PONG") {
-                return Ok(());
+                let log = log_since_start();
+                if log.contains("Running mode=sentinel") {
+                    return Ok(());
+                }
+                if log.contains("Address already in use") {
+                    self.kill();
+                    return Err(SpawnError::PortTaken);
+                }
             }
             let exited = {
                 let mut child = self.child();
@@ -806,9 +820,7 @@ impl SentinelNode {
                 }
             };
             if let Some(status) = exited {
-                let all = std::fs::read(&self.log).unwrap_or_default();
-                let start = usize::try_from(log_start).unwrap_or(0).min(all.len());
-                let log = String::from_utf8_lossy(&all[start..]);
+                let log = log_since_start();
                 return Err(if log.contains("Address already in use") {
                     SpawnError::PortTaken
                 } else {
