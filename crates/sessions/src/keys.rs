@@ -15,7 +15,7 @@
 //! prefix. These strings are part of the stored format: changing one makes existing sessions
 //! unreadable.
 
-use cache_core::keys::{escape_id, unescape_id, Key};
+use cache_core::keys::{escape_id, escape_id_into, unescape_id, Key};
 use cache_core::Result;
 
 use crate::token::SessionHandle;
@@ -102,7 +102,11 @@ impl SessionFamily {
 
 /// `session:{handle}`: the key of the session record named by `handle`.
 pub fn session_key(handle: &SessionHandle) -> Result<Key> {
-    Key::new(format!("{}{}", SESSION.prefix, escape_id(handle.as_str())?))
+    // One allocation, sized for the common case (a handle has nothing to escape).
+    let mut key = String::with_capacity(SESSION.prefix.len() + handle.as_str().len());
+    key.push_str(SESSION.prefix);
+    escape_id_into(&mut key, handle.as_str())?;
+    Key::new(key)
 }
 
 /// `sessions:user:{user_id}`: the key of `user_id`'s session index. Errors with
