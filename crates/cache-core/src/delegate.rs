@@ -19,6 +19,8 @@ macro_rules! delegate_store {
         call: $call:ident;
     ) => {
         const _: () = {
+            use ::std::future::Future;
+            use ::std::pin::Pin;
             use ::std::time::Duration;
 
             // Unused where `$call` discards the call's description (`direct_call`).
@@ -30,7 +32,14 @@ macro_rules! delegate_store {
             };
             use $crate::Result;
 
-            #[$crate::async_trait]
+            /// The future of a [`Store`] method as `async_trait` declares it.
+            type Fut<'f, T> = Pin<Box<dyn Future<Output = T> + Send + 'f>>;
+
+            // The methods are written in the form `#[async_trait]` gives the trait's `async fn`s
+            // (a boxed future, one lifetime per reference), not as `async fn`s: a direct
+            // delegation then hands back the inner store's boxed future as it is, instead of
+            // boxing a second future around it (an allocation and a free more per call, and
+            // on glibc's allocator a lock shared by the runtime's threads).
             impl<$($generics)*> Store for $ty {
                 fn prefix(&self) -> &str {
                     let $this = self;
@@ -44,177 +53,196 @@ macro_rules! delegate_store {
                     let $this = self;
                     $call!(@ends_at_deadline $this, $inner)
                 }
-                async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+                fn get<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<Option<Vec<u8>>>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::Get, Target::Key(key)), $inner.get(key))
                 }
-                async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+                fn get_many<'s, 'a, 'b, 'f>(&'s self, keys: &'a [&'b str]) -> Fut<'f, Result<Vec<Option<Vec<u8>>>>>
+                where
+                    's: 'f, 'a: 'f, 'b: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::GetMany, Target::Keys(keys)), $inner.get_many(keys))
                 }
-                async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
+                fn get_ex<'s, 'a, 'f>(&'s self, key: &'a str, ttl: Duration) -> Fut<'f, Result<Option<Vec<u8>>>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::GetEx, Target::Key(key)), $inner.get_ex(key, ttl))
                 }
-                async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool> {
+                fn set<'s, 'a, 'b, 'f>(&'s self, key: &'a str, value: &'b [u8], opts: SetOptions) -> Fut<'f, Result<bool>>
+                where
+                    's: 'f, 'a: 'f, 'b: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::Set, Target::Key(key)), $inner.set(key, value, opts))
                 }
-                async fn set_many(&self, entries: &[(&str, &[u8])], expiry: Expiry) -> Result<()> {
+                fn set_many<'s, 'a, 'b, 'c, 'f>(&'s self, entries: &'a [(&'b str, &'c [u8])], expiry: Expiry) -> Fut<'f, Result<()>>
+                where
+                    's: 'f, 'a: 'f, 'b: 'f, 'c: 'f, Self: 'f,
+                {
                     let $this = self;
-                    $call!(
-                        $this,
-                        Op::new(Method::SetMany, Target::Entries(entries)),
-                        $inner.set_many(entries, expiry)
-                    )
+                    $call!($this, Op::new(Method::SetMany, Target::Entries(entries)), $inner.set_many(entries, expiry))
                 }
-                async fn delete(&self, keys: &[&str]) -> Result<u64> {
+                fn delete<'s, 'a, 'b, 'f>(&'s self, keys: &'a [&'b str]) -> Fut<'f, Result<u64>>
+                where
+                    's: 'f, 'a: 'f, 'b: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::Delete, Target::Keys(keys)), $inner.delete(keys))
                 }
-                async fn exists(&self, key: &str) -> Result<bool> {
+                fn exists<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<bool>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::Exists, Target::Key(key)), $inner.exists(key))
                 }
-                async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
+                fn expire<'s, 'a, 'f>(&'s self, key: &'a str, ttl: Duration) -> Fut<'f, Result<bool>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::Expire, Target::Key(key)), $inner.expire(key, ttl))
                 }
-                async fn persist(&self, key: &str) -> Result<bool> {
+                fn persist<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<bool>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::Persist, Target::Key(key)), $inner.persist(key))
                 }
-                async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+                fn ttl<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<KeyTtl>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::Ttl, Target::Key(key)), $inner.ttl(key))
                 }
-                async fn incr_by(
-                    &self,
-                    key: &str,
-                    delta: i64,
-                    ttl_if_created: Option<Duration>,
-                ) -> Result<i64> {
+                fn incr_by<'s, 'a, 'f>(&'s self, key: &'a str, delta: i64, ttl_if_created: Option<Duration>) -> Fut<'f, Result<i64>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
-                    $call!(
-                        $this,
-                        Op::new(Method::IncrBy, Target::Key(key)),
-                        $inner.incr_by(key, delta, ttl_if_created)
-                    )
+                    $call!($this, Op::new(Method::IncrBy, Target::Key(key)), $inner.incr_by(key, delta, ttl_if_created))
                 }
-                async fn compare_and_swap(
-                    &self,
-                    key: &str,
-                    expected: Option<&[u8]>,
-                    new: Option<&[u8]>,
-                    expiry: Expiry,
-                ) -> Result<CasOutcome> {
+                fn compare_and_swap<'s, 'a, 'b, 'c, 'f>(&'s self, key: &'a str, expected: Option<&'b [u8]>, new: Option<&'c [u8]>, expiry: Expiry) -> Fut<'f, Result<CasOutcome>>
+                where
+                    's: 'f, 'a: 'f, 'b: 'f, 'c: 'f, Self: 'f,
+                {
                     let $this = self;
-                    $call!(
-                        $this,
-                        Op::new(Method::CompareAndSwap, Target::Key(key)),
-                        $inner.compare_and_swap(key, expected, new, expiry)
-                    )
+                    $call!($this, Op::new(Method::CompareAndSwap, Target::Key(key)), $inner.compare_and_swap(key, expected, new, expiry))
                 }
-                async fn scan(
-                    &self,
-                    pattern: &str,
-                    cursor: ScanCursor,
-                    count: u32,
-                ) -> Result<ScanPage> {
+                fn scan<'s, 'a, 'f>(&'s self, pattern: &'a str, cursor: ScanCursor, count: u32) -> Fut<'f, Result<ScanPage>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
-                    $call!(
-                        $this,
-                        Op::new(Method::Scan, Target::Pattern(pattern)),
-                        $inner.scan(pattern, cursor, count)
-                    )
+                    $call!($this, Op::new(Method::Scan, Target::Pattern(pattern)), $inner.scan(pattern, cursor, count))
                 }
-                async fn zadd(&self, key: &str, member: &str, score: f64) -> Result<bool> {
+                fn zadd<'s, 'a, 'b, 'f>(&'s self, key: &'a str, member: &'b str, score: f64) -> Fut<'f, Result<bool>>
+                where
+                    's: 'f, 'a: 'f, 'b: 'f, Self: 'f,
+                {
                     let $this = self;
-                    $call!(
-                        $this,
-                        Op::new(Method::Zadd, Target::Key(key)),
-                        $inner.zadd(key, member, score)
-                    )
+                    $call!($this, Op::new(Method::Zadd, Target::Key(key)), $inner.zadd(key, member, score))
                 }
-                async fn zrem(&self, key: &str, members: &[&str]) -> Result<u64> {
+                fn zrem<'s, 'a, 'b, 'c, 'f>(&'s self, key: &'a str, members: &'b [&'c str]) -> Fut<'f, Result<u64>>
+                where
+                    's: 'f, 'a: 'f, 'b: 'f, 'c: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::Zrem, Target::Key(key)), $inner.zrem(key, members))
                 }
-                async fn zrange_by_score(
-                    &self,
-                    key: &str,
-                    min: f64,
-                    max: f64,
-                    limit: Option<usize>,
-                ) -> Result<Vec<(String, f64)>> {
+                fn zrange_by_score<'s, 'a, 'f>(&'s self, key: &'a str, min: f64, max: f64, limit: Option<usize>) -> Fut<'f, Result<Vec<(String, f64)>>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
-                    $call!(
-                        $this,
-                        Op::new(Method::ZrangeByScore, Target::Key(key)),
-                        $inner.zrange_by_score(key, min, max, limit)
-                    )
+                    $call!($this, Op::new(Method::ZrangeByScore, Target::Key(key)), $inner.zrange_by_score(key, min, max, limit))
                 }
-                async fn zrem_range_by_score(&self, key: &str, min: f64, max: f64) -> Result<u64> {
+                fn zrem_range_by_score<'s, 'a, 'f>(&'s self, key: &'a str, min: f64, max: f64) -> Fut<'f, Result<u64>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
-                    $call!(
-                        $this,
-                        Op::new(Method::ZremRangeByScore, Target::Key(key)),
-                        $inner.zrem_range_by_score(key, min, max)
-                    )
+                    $call!($this, Op::new(Method::ZremRangeByScore, Target::Key(key)), $inner.zrem_range_by_score(key, min, max))
                 }
-                async fn zcard(&self, key: &str) -> Result<u64> {
+                fn zcard<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<u64>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::Zcard, Target::Key(key)), $inner.zcard(key))
                 }
-                async fn ping(&self) -> Result<Duration> {
+                fn ping<'s, 'f>(&'s self) -> Fut<'f, Result<Duration>>
+                where
+                    's: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::Ping, Target::None), $inner.ping())
                 }
-                async fn flush_prefix(&self) -> Result<u64> {
+                fn flush_prefix<'s, 'f>(&'s self) -> Fut<'f, Result<u64>>
+                where
+                    's: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::FlushPrefix, Target::None), $inner.flush_prefix())
                 }
-                async fn stats(&self) -> Result<Option<BackendStats>> {
+                fn stats<'s, 'f>(&'s self) -> Fut<'f, Result<Option<BackendStats>>>
+                where
+                    's: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::Stats, Target::None), $inner.stats())
                 }
-                async fn pool_stats(&self) -> Option<PoolStats> {
+                fn pool_stats<'s, 'f>(&'s self) -> Fut<'f, Option<PoolStats>>
+                where
+                    's: 'f,
+                    Self: 'f,
+                {
                     // Like `prefix()`: no I/O, so no hook.
                     let $this = self;
-                    $inner.pool_stats().await
+                    $inner.pool_stats()
                 }
-                async fn close(&self) -> Result<()> {
+                fn close<'s, 'f>(&'s self) -> Fut<'f, Result<()>>
+                where
+                    's: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::Close, Target::None), $inner.close())
                 }
-                async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
+                fn get_with_ttl<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<Option<(Vec<u8>, KeyTtl)>>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
                     $call!($this, Op::new(Method::GetWithTtl, Target::Key(key)), $inner.get_with_ttl(key))
                 }
-                async fn track_changes(
-                    &self,
-                    prefix: &str,
-                    listener: ::std::sync::Weak<dyn $crate::tracking::InvalidationListener>,
-                ) -> Result<()> {
+                fn track_changes<'s, 'a, 'f>(&'s self, prefix: &'a str, listener: ::std::sync::Weak<dyn $crate::tracking::InvalidationListener>) -> Fut<'f, Result<()>>
+                where
+                    's: 'f, 'a: 'f, Self: 'f,
+                {
                     let $this = self;
-                    $call!(
-                        $this,
-                        Op::new(Method::TrackChanges, Target::None),
-                        $inner.track_changes(prefix, listener)
-                    )
+                    $call!($this, Op::new(Method::TrackChanges, Target::None), $inner.track_changes(prefix, listener))
                 }
             }
         };
     };
 }
 
-/// Runs a delegated call as it is: no description of the call is built.
+/// Runs a delegated call as it is: the inner store's future is the call's, and no description of
+/// the call is built.
 macro_rules! direct_call {
     (@ends_at_deadline $this:ident, $inner:expr) => {
         $inner.ends_calls_at_deadline()
     };
     ($this:ident, $op:expr, $call:expr) => {
-        $call.await
+        $call
     };
 }
 
@@ -226,6 +254,6 @@ macro_rules! hooked_call {
         false
     }};
     ($this:ident, $op:expr, $call:expr) => {
-        $this.around($op, $call).await
+        Box::pin(async move { $this.around($op, $call).await })
     };
 }
