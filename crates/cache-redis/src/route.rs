@@ -89,17 +89,21 @@ impl RedisStore {
         }
     }
 
-    /// Runs a read of one key (`full` is its full key); in a cluster it goes to the key's primary,
-    /// or to a replica for a [`RedisStore::replica_reads`] view.
+    /// Runs a read of one key, the first argument of `cmd` (as [`RedisStore::key_cmd`] builds it);
+    /// in a cluster it goes to the key's primary, or to a replica for a
+    /// [`RedisStore::replica_reads`] view.
     pub(crate) async fn read<T: FromRedisValue>(
         &self,
         op: &'static str,
         key: &str,
-        full: &str,
         cmd: Cmd,
     ) -> Result<T> {
         let target = if self.is_cluster() {
-            Target::Slot(Route::with_key(full.as_bytes(), self.read_addr()))
+            let full = match cmd.args_iter().nth(1) {
+                Some(redis::Arg::Simple(k)) => k,
+                _ => &[],
+            };
+            Target::Slot(Route::with_key(full, self.read_addr()))
         } else {
             Target::Auto
         };

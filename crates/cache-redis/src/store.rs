@@ -27,6 +27,26 @@ use crate::retry::Idempotency;
 use crate::scripts;
 use crate::slots::Connections;
 
+/// A full key (the store's prefix, then a relative key) as one command argument, written into the
+/// command's buffer in two pieces.
+struct PrefixedKey<'a> {
+    prefix: &'a str,
+    key: &'a str,
+}
+
+impl redis::ToRedisArgs for PrefixedKey<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        use std::io::Write as _;
+        let mut arg = out.writer_for_next_arg();
+        // A command's writer extends a `Vec`: writing to it cannot fail.
+        let _ = arg.write_all(self.prefix.as_bytes());
+        let _ = arg.write_all(self.key.as_bytes());
+    }
+}
+
 /// A [`Store`] on one Redis server (standalone, or a primary behind a proxy), on the primary of a
 /// Redis Sentinel service ([`RedisEndpoint::Sentinel`](crate::RedisEndpoint::Sentinel); see the
 /// [crate documentation](crate#redis-sentinel)) or on a Redis Cluster
@@ -219,6 +239,20 @@ impl RedisStore {
         self.conns.trackers.stats(&self.prefix)
     }
 
+    /// The command `name` on `key`: the key checked ([`check_key`]) and written with the store's
+    /// prefix straight into the command (no `String` is assembled for the full key), the command
+    /// sized for `more` bytes of further arguments (no regrowth on the hot path).
+    pub(crate) fn key_cmd(&self, name: &str, key: &str, more: usize) -> Result<redis::Cmd> {
+        check_key(key)?;
+        let mut cmd =
+            redis::Cmd::with_capacity(6, name.len() + self.key_prefix.len() + key.len() + more);
+        cmd.arg(name).arg(PrefixedKey {
+            prefix: &self.key_prefix,
+            key,
+        });
+        Ok(cmd)
+    }
+
     /// The full Redis key of a relative key.
     pub fn full_key(&self, key: &str) -> Result<String> {
         check_key(key)?;
@@ -293,10 +327,8 @@ impl Store for RedisStore {
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let _call = self.conns.enter()?;
-        let full = self.full_key(key)?;
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(&full);
-        self.read("GET", key, &full, cmd).await
+        let cmd = self.key_cmd("GET", key, 0)?;
+        self.read("GET", key, cmd).await
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
@@ -310,8 +342,8 @@ impl Store for RedisStore {
     async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
         let _call = self.conns.enter()?;
         let ms = ttl_millis(ttl)?;
-        let mut cmd = redis::cmd("GETEX");
-        cmd.arg(self.full_key(key)?).arg("PX").arg(ms);
+        let mut cmd = self.key_cmd("GETEX", key, 32)?;
+        cmd.arg("PX").arg(ms);
         // Repeating sets the same TTL (from a slightly later instant) and reads the same value.
         self.query("GETEX", Some(key), Idempotency::Repeatable, cmd)
             .await
@@ -319,10 +351,9 @@ impl Store for RedisStore {
 
     async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool> {
         let _call = self.conns.enter()?;
-        let full = self.full_key(key)?;
         self.check_value(value)?;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(full).arg(value);
+        let mut cmd = self.key_cmd("SET", key, value.len() + 40)?;
+        cmd.arg(value);
         match opts.condition {
             SetCondition::IfAbsent => {
                 cmd.arg("NX");
@@ -376,10 +407,8 @@ impl Store for RedisStore {
 
     async fn exists(&self, key: &str) -> Result<bool> {
         let _call = self.conns.enter()?;
-        let full = self.full_key(key)?;
-        let mut cmd = redis::cmd("EXISTS");
-        cmd.arg(&full);
-        let n: u64 = self.read("EXISTS", key, &full, cmd).await?;
+        let cmd = self.key_cmd("EXISTS", key, 0)?;
+        let n: u64 = self.read("EXISTS", key, cmd).await?;
         Ok(n > 0)
     }
 
@@ -415,10 +444,8 @@ impl Store for RedisStore {
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let _call = self.conns.enter()?;
-        let full = self.full_key(key)?;
-        let mut cmd = redis::cmd("PTTL");
-        cmd.arg(&full);
-        let ms: i64 = self.read("PTTL", key, &full, cmd).await?;
+        let cmd = self.key_cmd("PTTL", key, 0)?;
+        let ms: i64 = self.read("PTTL", key, cmd).await?;
         Ok(match ms {
             -2 => KeyTtl::Missing,
             -1 => KeyTtl::Persistent,
@@ -573,16 +600,14 @@ impl Store for RedisStore {
         limit: Option<usize>,
     ) -> Result<Vec<(String, f64)>> {
         let _call = self.conns.enter()?;
-        let full = self.full_key(key)?;
-        let mut cmd = redis::cmd("ZRANGEBYSCORE");
-        cmd.arg(&full)
-            .arg(score_arg(min, "min")?)
+        let mut cmd = self.key_cmd("ZRANGEBYSCORE", key, 64)?;
+        cmd.arg(score_arg(min, "min")?)
             .arg(score_arg(max, "max")?)
             .arg("WITHSCORES");
         if let Some(n) = limit {
             cmd.arg("LIMIT").arg(0).arg(n.min(i64::MAX as usize));
         }
-        self.read("ZRANGEBYSCORE", key, &full, cmd).await
+        self.read("ZRANGEBYSCORE", key, cmd).await
     }
 
     async fn zrem_range_by_score(&self, key: &str, min: f64, max: f64) -> Result<u64> {
@@ -597,10 +622,8 @@ impl Store for RedisStore {
 
     async fn zcard(&self, key: &str) -> Result<u64> {
         let _call = self.conns.enter()?;
-        let full = self.full_key(key)?;
-        let mut cmd = redis::cmd("ZCARD");
-        cmd.arg(&full);
-        self.read("ZCARD", key, &full, cmd).await
+        let cmd = self.key_cmd("ZCARD", key, 0)?;
+        self.read("ZCARD", key, cmd).await
     }
 
     async fn ping(&self) -> Result<Duration> {
