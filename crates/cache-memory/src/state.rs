@@ -61,11 +61,46 @@ impl Entry {
     }
 }
 
+/// Bytes of a key kept in its slot: keys up to this long are compared without reading their own
+/// allocation.
+const HEAD: usize = 40;
+
 /// A key with its entry, as stored in a shard's table.
 #[derive(Debug)]
 struct Slot {
     key: Arc<str>,
+    /// The key's hash: growing the table rehashes without reading the keys.
+    hash: u64,
+    /// The key's first [`HEAD`] bytes (zero-padded), compared in the slot a lookup has just read
+    /// instead of in the key's own allocation: in a table larger than the CPU caches, that read
+    /// missed the caches on every lookup (~19% of a profile of 1 KiB reads, under `memcmp`).
+    head: [u8; HEAD],
     entry: Entry,
+}
+
+impl Slot {
+    fn new(key: Arc<str>, hash: u64, entry: Entry) -> Self {
+        let mut head = [0; HEAD];
+        let n = key.len().min(HEAD);
+        head[..n].copy_from_slice(&key.as_bytes()[..n]);
+        Slot {
+            key,
+            hash,
+            head,
+            entry,
+        }
+    }
+
+    /// Whether this slot holds `key`. The length is in the slot (the `Arc<str>`'s own length), so
+    /// only a key longer than [`HEAD`] whose head matches reads the key's allocation.
+    fn is(&self, key: &[u8]) -> bool {
+        let len = self.key.len();
+        if len != key.len() {
+            return false;
+        }
+        let n = len.min(HEAD);
+        self.head[..n] == key[..n] && (len <= HEAD || self.key.as_bytes()[HEAD..] == key[HEAD..])
+    }
 }
 
 /// Counters reported by `stats()`, per shard (summed by the store).
@@ -199,7 +234,7 @@ struct Indexes<'a> {
 impl Indexes<'_> {
     /// Removes the index records and counts of a slot just taken out of the table.
     fn unindex(self, slot: Slot) -> (Arc<str>, Entry) {
-        let Slot { key, entry } = slot;
+        let Slot { key, entry, .. } = slot;
         self.ordered.remove(&key);
         if let Some(at) = entry.indexed_at {
             self.expiries.remove(&(at, key.clone()));
@@ -275,7 +310,7 @@ impl<H: BuildHasher> Shard<H> {
         // One probe: the entry is either expired (removed through the same probe) or returned.
         // The fields are borrowed apart so that the expired branch may update the indexes while
         // the returned entry borrows the table.
-        let Ok(found) = self.table.find_entry(hash, |s| s.key.as_bytes() == key) else {
+        let Ok(found) = self.table.find_entry(hash, |s| s.is(key)) else {
             return None;
         };
         let entry = &found.get().entry;
@@ -341,7 +376,7 @@ impl<H: BuildHasher> Shard<H> {
     }
 
     fn remove_hashed(&mut self, hash: u64, key: &[u8]) -> Option<(Arc<str>, Entry)> {
-        let Ok(found) = self.table.find_entry(hash, |s| s.key.as_bytes() == key) else {
+        let Ok(found) = self.table.find_entry(hash, |s| s.is(key)) else {
             return None;
         };
         let (slot, _) = found.remove();
@@ -393,7 +428,7 @@ impl<H: BuildHasher> Shard<H> {
         let size = Self::entry_size(key.len(), value.size());
         let tick = self.totals.as_ref().map_or(0, |t| t.next_tick());
         let bytes = key.bytes();
-        if let Some(slot) = self.table.find_mut(key.hash, |s| s.key.as_bytes() == bytes) {
+        if let Some(slot) = self.table.find_mut(key.hash, |s| s.is(bytes)) {
             // Overwrite in place: the key and its ordered-index record stay.
             let entry = &mut slot.entry;
             let old_size = entry.size;
@@ -432,18 +467,15 @@ impl<H: BuildHasher> Shard<H> {
             t.entries.fetch_add(1, AtomicOrdering::Relaxed);
             t.bytes.fetch_add(size, AtomicOrdering::Relaxed);
         }
-        let hasher = &self.hasher;
         self.table
-            .insert_unique(key.hash, Slot { key: k, entry }, |s| {
-                hash_of(hasher, &s.key)
-            });
+            .insert_unique(key.hash, Slot::new(k, key.hash, entry), |s| s.hash);
         None
     }
 
     /// Recounts the size of the entry at `key` after its value changed in place.
     pub(crate) fn resized(&mut self, key: &FullKey<'_>) {
         let bytes = key.bytes();
-        if let Some(slot) = self.table.find_mut(key.hash, |s| s.key.as_bytes() == bytes) {
+        if let Some(slot) = self.table.find_mut(key.hash, |s| s.is(bytes)) {
             let size = Self::entry_size(key.len(), slot.entry.value.size());
             let old = slot.entry.size;
             self.bytes = self.bytes - old + size;
@@ -458,7 +490,7 @@ impl<H: BuildHasher> Shard<H> {
     /// Changes the deadline of an existing entry.
     pub(crate) fn set_expiry(&mut self, key: &FullKey<'_>, at: Option<Instant>) {
         let bytes = key.bytes();
-        if let Some(slot) = self.table.find_mut(key.hash, |s| s.key.as_bytes() == bytes) {
+        if let Some(slot) = self.table.find_mut(key.hash, |s| s.is(bytes)) {
             slot.entry.expires_at = at;
             Self::index_deadline(&mut self.expiries, &slot.key, &mut slot.entry);
         }

@@ -162,3 +162,39 @@ async fn with_prefix_shares_data() {
     assert_eq!(a.flush_prefix().await.unwrap(), 1);
     assert_eq!(b.get("k").await.unwrap().as_deref(), Some(&b"b"[..]));
 }
+
+/// A slot compares a key's first 40 bytes in place and reads the key's own allocation only for
+/// the rest: keys that agree on their head, or differ only past it, or in length by one byte
+/// around it, must still each find their own entry.
+#[tokio::test]
+async fn keys_that_share_their_first_bytes_stay_apart() {
+    let s = store();
+    // With the prefix `t:` the full keys are 2 bytes longer than these.
+    let head = "h".repeat(38);
+    let keys = [
+        head.clone(),         // 40 bytes in full: all in the slot
+        format!("{head}a"),   // 41: one byte past the head
+        format!("{head}b"),   // 41: differs from the previous only past the head
+        format!("{head}ab"),  // 42
+        format!("{head}abc"), // 43
+        "h".repeat(37),       // 39: a prefix of all the above
+        format!("{head}a{}", "z".repeat(100)),
+        format!("{head}a{}", "y".repeat(100)),
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        s.set(k, i.to_string().as_bytes(), SetOptions::new())
+            .await
+            .unwrap();
+    }
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(
+            s.get(k).await.unwrap(),
+            Some(i.to_string().into_bytes()),
+            "{k:?}"
+        );
+    }
+    assert_eq!(s.get(&format!("{head}c")).await.unwrap(), None);
+    assert_eq!(s.delete(&[keys[1].as_str()]).await.unwrap(), 1);
+    assert_eq!(s.get(&keys[1]).await.unwrap(), None);
+    assert_eq!(s.get(&keys[2]).await.unwrap(), Some(b"2".to_vec()));
+}
