@@ -58,11 +58,16 @@ impl Budget {
 
     /// The timeout error of `op` ended by this budget.
     pub(crate) fn timeout(&self, op: &str) -> Error {
-        Error::Timeout {
-            operation: format!("cache {op}"),
-            elapsed: self.started.elapsed(),
-            setting: CALL_TIMEOUT_VAR,
-        }
+        timeout_error(op, self.started)
+    }
+}
+
+/// The timeout error of the cache call `op` that started at `started`.
+fn timeout_error(op: &str, started: std::time::Instant) -> Error {
+    Error::Timeout {
+        operation: format!("cache {op}"),
+        elapsed: started.elapsed(),
+        setting: CALL_TIMEOUT_VAR,
     }
 }
 
@@ -76,13 +81,24 @@ impl<S: Store> Inner<S> {
         call: impl Future<Output = Result<T>>,
         on_timeout: impl FnOnce(Error) -> Result<T>,
     ) -> Result<T> {
-        let mut budget = Budget::new(
-            self.config.call_timeout(),
-            self.store.ends_calls_at_deadline(),
+        // One clock read per call (a `Budget` reads it four times: it is for calls made of
+        // several store calls); the deadline counts from it, and so does a timeout's `elapsed`.
+        let started = std::time::Instant::now();
+        let total = self.config.call_timeout();
+        let scoped = deadline::scope(
+            Deadline::after_from(started, total, CALL_TIMEOUT_VAR),
+            call,
         );
-        match budget.spend(call).await {
+        // A store that ends its calls at the deadline needs no timer of ours. Relative, not
+        // `timeout_at`: a paused and advanced tokio clock would place a std instant in its past.
+        let out = if self.store.ends_calls_at_deadline() {
+            Some(scoped.await)
+        } else {
+            tokio::time::timeout(total, scoped).await.ok()
+        };
+        match out {
             Some(result) => result,
-            None => on_timeout(budget.timeout(op)),
+            None => on_timeout(timeout_error(op, started)),
         }
     }
 

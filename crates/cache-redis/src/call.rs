@@ -51,7 +51,8 @@ impl Connections {
         let cap_end = start + self.limits().call_cap();
         let (end, end_setting, by_deadline) = match cache_core::deadline::current() {
             Some(d) if d.instant() < cap_end => {
-                if d.is_expired() {
+                // `start` is now, near enough: one clock read on the fast path.
+                if start >= d.instant() {
                     return Err(d.timeout_error(format!("{op} on {}", self.target()), start));
                 }
                 (d.instant(), d.setting(), true)
@@ -91,8 +92,9 @@ impl Connections {
             if let Some((mut conn, generation)) = self.ready(idx) {
                 first_slot = None;
                 // Without a deadline shorter than the response timeout this does nothing: the
-                // response timeout bounds the first attempt.
-                let left = end.saturating_duration_since(Instant::now());
+                // response timeout bounds the first attempt. Counted from `start` (a clock read
+                // fewer; the attempt starts within microseconds of it).
+                let left = end.saturating_duration_since(start);
                 if left < self.limits().response_timeout {
                     conn.set_response_timeout(left.max(Duration::from_millis(1)));
                 }

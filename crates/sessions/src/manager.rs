@@ -350,8 +350,10 @@ impl<S: Store> SessionManager<S> {
         op: &'static str,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        // The one clock read of the call's deadline (and of a timeout's `elapsed`).
         let started = std::time::Instant::now();
-        let deadline = Deadline::after(self.inner.settings.call_timeout, CALL_TIMEOUT_VAR);
+        let timeout = self.inner.settings.call_timeout;
+        let deadline = Deadline::after_from(started, timeout, CALL_TIMEOUT_VAR);
         // Relative, not `timeout_at`: the deadline is a std instant, which a paused and advanced
         // tokio clock would place in its past.
         // A store that ends its calls at the deadline itself needs no timer of ours (one timer
@@ -359,7 +361,7 @@ impl<S: Store> SessionManager<S> {
         if self.inner.store.ends_calls_at_deadline() {
             return deadline::scope(deadline, call).await;
         }
-        match tokio::time::timeout(deadline.remaining(), deadline::scope(deadline, call)).await {
+        match tokio::time::timeout(timeout, deadline::scope(deadline, call)).await {
             Ok(result) => result,
             Err(_) => Err(deadline.timeout_error(format!("session {op}"), started)),
         }
