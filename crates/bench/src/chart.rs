@@ -125,6 +125,7 @@ mod tests {
             ratio_vs_reference: None,
             server_us_per_op: None,
             server_cpu_vs_raw: None,
+            client_us_per_op: None,
             ops: 1,
             errors: 0,
             first_error: None,

@@ -18,19 +18,26 @@ use sessions::{CreateOptions, SessionData, SessionManager};
 
 use crate::load::{Client, CpuProbe, Entry};
 use crate::workload::{
-    doc_id, kv_key, raw_key, session_data, Doc, BATCH, GET_PERCENT, PREFIX, SET_TTL,
+    doc_id, kv_key, raw_key, session_data, Doc, BATCH, GET_PERCENT, PREFIX, SESSION_TOUCH_INTERVAL,
+    SET_TTL,
 };
 
 /// Diagnostic clients, run only when named with `--clients`: `store_1conn` is `store` with one
 /// shared connection instead of the default (to separate the cost of the library's code from the
-/// cost of spreading commands over several sockets).
-pub const EXTRA_CLIENTS: [&str; 1] = ["store_1conn"];
+/// cost of spreading commands over several sockets); `session_touch` is `session_get` with a touch
+/// interval of zero, so that every call also rewrites `last_accessed` (compare-and-swap): the cost
+/// of the calls that a default manager makes once per session per minute.
+pub const EXTRA_CLIENTS: [&str; 2] = ["store_1conn", "session_touch"];
 
 /// Every client name of a default run, in schedule order. `raw_json` and `raw_session_get` are
 /// reference points, not library clients: raw redis-rs plus the decoding the library's typed
 /// answer needs (see their docs), so the report can tell the cost of the library's code from the
-/// cost of turning bytes into data.
-pub const CLIENTS: [&str; 12] = [
+/// cost of turning bytes into data. `memory_json`, `memory_cache`, `memory_raw_session_get` and
+/// `memory_session_get` are `raw_json`, `cache`, `raw_session_get` and `session_get` on the
+/// in-memory store: without a network the CPU per call is the library's own and the decoding's,
+/// measured without the kernel's socket work (most of a Redis client's CPU on a small machine, and
+/// varying with how the calls happen to batch).
+pub const CLIENTS: [&str; 16] = [
     "raw",
     "store",
     "raw_json",
@@ -41,6 +48,10 @@ pub const CLIENTS: [&str; 12] = [
     "raw_pipeline64",
     "batch64",
     "memory",
+    "memory_json",
+    "memory_cache",
+    "memory_raw_session_get",
+    "memory_session_get",
     "near_cache",
     "near_session_get",
 ];
@@ -152,6 +163,51 @@ impl Client for Kv {
                 .set(&key, &self.value, SetOptions::ttl(SET_TTL))
                 .await?;
         }
+        Ok(())
+    }
+}
+
+/// `memory_json`: what `raw_json` does, on a [`Store`] (the in-memory one): the bytes of each
+/// `get` decoded into a [`Doc`], each `set` encoded from one.
+pub struct KvJson {
+    store: Arc<dyn Store>,
+    doc: Doc,
+    keys: u64,
+}
+
+impl Client for KvJson {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let key = kv_key((r >> 8) % self.keys);
+        if is_get(r) {
+            let v = self.store.get(&key).await?;
+            let doc: Option<Doc> = v.map(|b| serde_json::from_slice(&b)).transpose()?;
+            std::hint::black_box(doc);
+        } else {
+            let bytes = serde_json::to_vec(&self.doc)?;
+            self.store
+                .set(&key, &bytes, SetOptions::ttl(SET_TTL))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `memory_raw_session_get`: what `raw_session_get` does, on a [`Store`] (the in-memory one).
+pub struct StoreSessionGet {
+    store: Arc<dyn Store>,
+    keys: Arc<[String]>,
+}
+
+impl Client for StoreSessionGet {
+    async fn op(&self, r: u64) -> anyhow::Result<()> {
+        let key = &self.keys[(r % self.keys.len() as u64) as usize];
+        let v = self
+            .store
+            .get_ex(key, sessions::DEFAULT_IDLE_TIMEOUT)
+            .await?;
+        let bytes = v.context("a preloaded session is missing")?;
+        let record: serde_json::Value = serde_json::from_slice(&bytes)?;
+        std::hint::black_box(record);
         Ok(())
     }
 }
@@ -370,10 +426,42 @@ pub async fn setup(
             start = end;
         }
     }
+    let memory_cache = CacheManager::new(Arc::clone(&memory));
+    if wanted("memory_cache") {
+        let mut start = 0;
+        while start < keys {
+            let end = (start + chunk).min(keys);
+            let batch: Vec<(String, &Doc)> = (start..end).map(|i| (doc_id(i), &doc)).collect();
+            memory_cache.content().set_many(&batch).await?;
+            start = end;
+        }
+    }
+    let memory_sessions = session_manager(&memory)?;
+    let mut memory_tokens: Arc<[String]> = Arc::from(Vec::new());
+    if wanted("memory_session_get") || wanted("memory_raw_session_get") {
+        memory_tokens = create_sessions(&memory, sessions).await?.into();
+    }
+    // The store keys of those sessions (relative: the store adds its prefix).
+    let memory_session_keys: Arc<[String]> = memory_tokens
+        .iter()
+        .map(|t| {
+            let token = sessions::SessionToken::parse(t)?;
+            anyhow::Ok(
+                sessions::keys::session_key(token.handle())?
+                    .as_str()
+                    .to_owned(),
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into();
     let mut tokens: Arc<[String]> = Arc::from(Vec::new());
-    let manager = SessionManager::new(Arc::clone(&redis_store));
-    if wanted("session_get") || wanted("session_update") || wanted("raw_session_get") {
-        tokens = create_sessions(&manager, sessions).await?.into();
+    let manager = session_manager(&redis_store)?;
+    if wanted("session_get")
+        || wanted("session_update")
+        || wanted("raw_session_get")
+        || wanted("session_touch")
+    {
+        tokens = create_sessions(&redis_store, sessions).await?.into();
     }
     let one_conn: Option<Arc<dyn Store>> = if only.iter().any(|o| o == "store_1conn") {
         Some(Arc::new(
@@ -484,6 +572,45 @@ pub async fn setup(
                     keys,
                 },
             ),
+            "session_touch" => Entry::new(
+                name,
+                SessionGet {
+                    sessions: SessionManager::builder(Arc::clone(&redis_store))
+                        .with_touch_interval(std::time::Duration::ZERO)
+                        .build()?,
+                    tokens: Arc::clone(&tokens),
+                },
+            ),
+            "memory_json" => Entry::new(
+                name,
+                KvJson {
+                    store: Arc::clone(&memory),
+                    doc: doc.clone(),
+                    keys,
+                },
+            ),
+            "memory_cache" => Entry::new(
+                name,
+                Cache {
+                    cache: memory_cache.clone(),
+                    doc: doc.clone(),
+                    keys,
+                },
+            ),
+            "memory_raw_session_get" => Entry::new(
+                name,
+                StoreSessionGet {
+                    store: Arc::clone(&memory),
+                    keys: Arc::clone(&memory_session_keys),
+                },
+            ),
+            "memory_session_get" => Entry::new(
+                name,
+                SessionGet {
+                    sessions: memory_sessions.clone(),
+                    tokens: Arc::clone(&memory_tokens),
+                },
+            ),
             "near_cache" => Entry::new(name, crate::near::NearCacheClient::new(&cfg, keys).await?),
             // Sessions of its own, under a prefix of its own: `session_get` touches and
             // `session_update` rewrites the shared ones, which would invalidate this client's
@@ -499,12 +626,20 @@ pub async fn setup(
     Ok(entries)
 }
 
-/// Creates `n` sessions (spread over 64 concurrent tasks and `n / 10` users) and returns their
-/// tokens.
-pub(crate) async fn create_sessions(
-    manager: &SessionManager<Arc<dyn Store>>,
-    n: u64,
-) -> anyhow::Result<Vec<String>> {
+/// The session manager of the benchmark's session clients over `store`: defaults, but for a
+/// touch interval of [`SESSION_TOUCH_INTERVAL`].
+pub(crate) fn session_manager(
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<SessionManager<Arc<dyn Store>>> {
+    Ok(SessionManager::builder(Arc::clone(store))
+        .with_touch_interval(SESSION_TOUCH_INTERVAL)
+        .build()?)
+}
+
+/// Creates `n` sessions in `store` (spread over 64 concurrent tasks and `n / 10` users) and
+/// returns their tokens.
+pub(crate) async fn create_sessions(store: &Arc<dyn Store>, n: u64) -> anyhow::Result<Vec<String>> {
+    let manager = session_manager(store)?;
     let tasks = 64u64;
     let handles: Vec<_> = (0..tasks)
         .map(|t| {

@@ -124,9 +124,38 @@ impl Machine {
     }
 }
 
+/// CPU time this process has used so far, over all its threads (the sum of the first field of
+/// `/proc/self/task/*/schedstat`, nanoseconds on the CPU), or `None` where that is not available.
+/// A round's delta divided by its operations is the client's CPU per operation: unlike ops/s, it
+/// does not move when another tenant of the machine takes the cores for a while.
+pub fn process_cpu() -> Option<std::time::Duration> {
+    let mut total: u64 = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(task) = task else { continue };
+        // A thread that ended between the listing and the read has nothing more to add.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(std::time::Duration::from_nanos(total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_cpu_grows_with_work() {
+        let before = process_cpu().expect("Linux has /proc/self/task/*/schedstat");
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(20) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = process_cpu().expect("still there");
+        assert!(after > before, "{before:?} -> {after:?}");
+    }
 
     #[test]
     fn root_holds_the_workspace_manifest() {

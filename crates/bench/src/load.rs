@@ -35,6 +35,8 @@ pub struct Measured {
     pub hist: Histogram,
     /// CPU time the Redis server spent during the rounds (`INFO cpu` delta), when measured.
     pub server_cpu: Option<Duration>,
+    /// CPU time this process spent during the rounds (all its threads), when measured.
+    pub client_cpu: Option<Duration>,
 }
 
 impl Measured {
@@ -51,6 +53,16 @@ impl Measured {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
         };
+        self.client_cpu = match (self.client_cpu, other.client_cpu) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// This process's CPU time per operation, microseconds, when measured.
+    pub fn client_us_per_op(&self) -> Option<f64> {
+        let cpu = self.client_cpu?;
+        (self.ops > 0).then(|| cpu.as_secs_f64() * 1e6 / self.ops as f64)
     }
 
     /// Server CPU time per operation, microseconds, when measured.
@@ -212,7 +224,11 @@ pub async fn run_plan(
                     Some(p) => Some(p.cpu().await?),
                     None => None,
                 };
+                let client_before = crate::env::process_cpu();
                 let mut m = (entries[i].run)(c, plan.round, seed).await?;
+                m.client_cpu = client_before
+                    .zip(crate::env::process_cpu())
+                    .map(|(b, a)| a.saturating_sub(b));
                 if let (Some(p), Some(before)) = (probe, before) {
                     m.server_cpu = Some(p.cpu().await?.saturating_sub(before));
                 }

@@ -150,10 +150,12 @@ impl NearSessionGet {
         let near = NearConfig::default()
             .with_max_entries(2 * n.max(1) as usize)
             .with_max_bytes(256 * 1024 * 1024);
-        let sessions = SessionManager::builder(instance_store(config).await?)
+        let store = instance_store(config).await?;
+        let sessions = SessionManager::builder(Arc::clone(&store))
+            .with_touch_interval(crate::workload::SESSION_TOUCH_INTERVAL)
             .with_near_cache(near)
             .build()?;
-        let tokens = crate::clients::create_sessions(&sessions, n).await?.into();
+        let tokens = crate::clients::create_sessions(&store, n).await?.into();
         Ok(Self { sessions, tokens })
     }
 }

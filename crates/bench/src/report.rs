@@ -34,6 +34,9 @@ pub struct Row {
     pub server_us_per_op: Option<f64>,
     /// Server CPU per operation relative to the baseline's at the same concurrency.
     pub server_cpu_vs_raw: Option<f64>,
+    /// This process's CPU per operation (all its threads over the rounds / operations),
+    /// microseconds: the client's own cost, steadier than ops/s on a shared machine.
+    pub client_us_per_op: Option<f64>,
     /// Operations measured.
     pub ops: u64,
     /// Operations that failed (should be 0).
@@ -58,6 +61,8 @@ pub fn reference_of(client: &str) -> Option<&'static str> {
     match client {
         "cache" => Some("raw_json"),
         "session_get" => Some("raw_session_get"),
+        "memory_cache" => Some("memory_json"),
+        "memory_session_get" => Some("memory_raw_session_get"),
         _ => None,
     }
 }
@@ -110,6 +115,7 @@ pub fn rows(cells: &[Cell]) -> Vec<Row> {
                 ratio_vs_reference: reference,
                 server_us_per_op: server.map(|s| round(s, 2)),
                 server_cpu_vs_raw: server_ratio,
+                client_us_per_op: m.client_us_per_op().map(|s| round(s, 2)),
                 ops: m.ops,
                 errors: m.errors,
                 first_error: m.first_error.clone(),
@@ -136,14 +142,14 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// A Markdown table of the rows (also readable as plain text on a terminal).
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| client | C | ops/s | p50 µs | p99 µs | vs baseline | p99 vs baseline | vs reference | server µs/op | server CPU vs baseline | errors |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| client | C | ops/s | p50 µs | p99 µs | vs baseline | p99 vs baseline | vs reference | server µs/op | server CPU vs baseline | client µs/op | errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         // Writing to a String cannot fail.
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
             r.client,
             r.concurrency,
             r.ops_per_s,
@@ -154,6 +160,7 @@ pub fn table(rows: &[Row]) -> String {
             opt(r.ratio_vs_reference, 2),
             opt(r.server_us_per_op, 2),
             opt(r.server_cpu_vs_raw, 2),
+            opt(r.client_us_per_op, 2),
             r.errors
         );
     }
@@ -462,7 +469,10 @@ pub fn markdown(rows: &[Row], checks: &[Check], input: &DocInput<'_>) -> String 
          `raw_session_get`: raw redis-rs doing the same decoding, so the ratio is the cost of the \
          library's own code. `server µs/op`: the server's CPU time (`INFO cpu`, system + user) \
          during the client's rounds divided by its operations: the capacity of the one Redis \
-         thread an operation costs.\n\n",
+         thread an operation costs. `client µs/op`: the CPU time of the bench process (all its \
+         threads, from `/proc/self/task/*/schedstat`) during the client's rounds divided by its \
+         operations: the client's own cost, which moves less than ops/s when other tenants of the \
+         machine take the cores.\n\n",
     );
     out.push_str(&table(rows));
     for l in &input.latency {

@@ -244,7 +244,13 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              one multi-threaded tokio runtime with {cores} worker threads for every client. \
              Workload of the key-value clients: {get}% `GET`, {set}% `SET ... PX {ttl}` of a \
              {size}-byte JSON document over {keys} preloaded keys; `session_get` and \
-             `session_update` pick one of {sessions} preloaded sessions (~1 KiB of data each); \
+             `session_update` pick one of {sessions} preloaded sessions (~1 KiB of data each; \
+             the session managers use a touch interval of {touch:?}, longer than the run, so no \
+             `get` rewrites `last_accessed`: in a service that happens once per session per \
+             minute at the default, while here each session is read every few seconds in rounds \
+             that share the time with the other clients, which would pack a minute's rewrites of \
+             every session into the session clients' rounds; the diagnostic client \
+             `session_touch` measures a rewriting read); \
              `batch64` / `raw_pipeline64` read 64 consecutive keys per operation. Library clients \
              use the `production` profile (`RedisStore` with its default {shared} shared \
              connections) and are called through `Arc<dyn Store>`; `cache` is \
@@ -261,7 +267,11 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              (one `GETEX` sliding the idle expiry); `session_update` = `SessionManager::update` \
              (atomic merge: `GET` + compare-and-swap script); `raw_pipeline64` = one redis-rs \
              pipeline of 64 `GET`s; `batch64` = `Store::get_many` of 64 keys (one `MGET`); \
-             `memory` = `MemoryStore`, same workload, no network; `near_cache` = \
+             `memory` = `MemoryStore`, same workload, no network; `memory_json`, \
+             `memory_cache`, `memory_raw_session_get`, `memory_session_get` = `raw_json`, \
+             `cache`, `raw_session_get`, `session_get` on a `MemoryStore` (their `vs reference` \
+             and `client µs/op` show the library's own CPU per call without the kernel's socket \
+             work); `near_cache` = \
              `FamilyCache::get_shared` of the `content` family with its near cache on, keys drawn \
              from a Zipf distribution (exponent {zipf}) over {keys} documents of its own, {near_w}% \
              writes made through a second manager with its own connections (so each write reaches \
@@ -282,6 +292,7 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              does); `raw_session_get` = one `GETEX PX` of a session record plus its decode into a \
              `serde_json::Value` (the least work of a sliding session read).",
             cores = machine.cores,
+            touch = bench::workload::SESSION_TOUCH_INTERVAL,
             get = bench::workload::GET_PERCENT,
             set = 100 - bench::workload::GET_PERCENT,
             ttl = bench::workload::SET_TTL.as_millis(),
