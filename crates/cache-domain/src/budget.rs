@@ -85,10 +85,7 @@ impl<S: Store> Inner<S> {
         // several store calls); the deadline counts from it, and so does a timeout's `elapsed`.
         let started = std::time::Instant::now();
         let total = self.config.call_timeout();
-        let scoped = deadline::scope(
-            Deadline::after_from(started, total, CALL_TIMEOUT_VAR),
-            call,
-        );
+        let scoped = deadline::scope(Deadline::after_from(started, total, CALL_TIMEOUT_VAR), call);
         // A store that ends its calls at the deadline needs no timer of ours. Relative, not
         // `timeout_at`: a paused and advanced tokio clock would place a std instant in its past.
         let out = if self.store.ends_calls_at_deadline() {
