@@ -407,10 +407,10 @@ pub trait Store: Send + Sync + Debug + 'static {
         Ok(())
     }
 
-    /// Reads a key and its remaining lifetime in one round trip (Redis: one script running `GET`
-    /// and `PTTL`). `None`: the key does not exist. The default reads them one after the other, so
-    /// the two may belong to different writes; a near cache is safe either way because a write in
-    /// between is also reported through [`Store::track_changes`].
+    /// Reads a key and its remaining lifetime (Redis: `GET` and `PTTL` in one pipeline, one round
+    /// trip). `None`: the key does not exist. The two need not be atomic (the default reads them
+    /// one after the other), so they may belong to different writes; a near cache is safe either
+    /// way because a write in between is also reported through [`Store::track_changes`].
     async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
         let Some(value) = self.get(key).await? else {
             return Ok(None);

@@ -100,17 +100,3 @@ return redis.call('GET', KEYS[1])
 ",
     )
 });
-
-/// A value and its remaining TTL in one round trip (the near cache's read).
-///
-/// Returns `{}` when the key is missing, `{value, pttl}` otherwise (`pttl` as `PTTL` answers: `-1`
-/// for no TTL). A key of another type fails with `WRONGTYPE` (from `GET`).
-pub(crate) static GET_WITH_TTL: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        r"
-local v = redis.call('GET', KEYS[1])
-if v == false then return {} end
-return {v, redis.call('PTTL', KEYS[1])}
-",
-    )
-});
