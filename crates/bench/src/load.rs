@@ -37,11 +37,18 @@ pub struct Measured {
     pub server_cpu: Option<Duration>,
     /// CPU time this process spent during the rounds (all its threads), when measured.
     pub client_cpu: Option<Duration>,
+    /// ops/s of each absorbed round, in the order of the rounds (empty for a single round).
+    pub rounds: Vec<f64>,
 }
 
 impl Measured {
     /// Adds another round's figures to these.
     pub fn absorb(&mut self, other: Measured) {
+        if other.rounds.is_empty() {
+            self.rounds.push(other.ops_per_s());
+        } else {
+            self.rounds.extend_from_slice(&other.rounds);
+        }
         self.ops += other.ops;
         self.errors += other.errors;
         if self.first_error.is_none() {
@@ -128,6 +135,8 @@ pub async fn run_round<C: Client>(
         total.absorb(m);
     }
     total.elapsed = longest;
+    // One round: the per-task figures absorbed above are not rounds.
+    total.rounds.clear();
     Ok(total)
 }
 
@@ -276,6 +285,11 @@ mod tests {
         assert!(m.errors > 0 && m.errors < m.ops, "{m:?}");
         assert_eq!(m.first_error.as_deref(), Some("every tenth fails"));
         assert!(m.elapsed >= Duration::from_millis(30));
+        assert!(
+            m.rounds.is_empty(),
+            "one round, not one per task: {:?}",
+            m.rounds
+        );
         assert!(m.ops_per_s() > 0.0);
     }
 
@@ -299,5 +313,9 @@ mod tests {
         let names: Vec<_> = cells.iter().map(|c| (c.client, c.concurrency)).collect();
         assert_eq!(names, [("a", 1), ("b", 1), ("a", 3), ("b", 3)]);
         assert!(cells.iter().all(|c| c.measured.ops > 0));
+        // Each cell keeps the ops/s of each of its rounds, for the paired ratios of the report.
+        assert!(cells
+            .iter()
+            .all(|c| c.measured.rounds.len() == 2 && c.measured.rounds.iter().all(|r| *r > 0.0)));
     }
 }
