@@ -48,6 +48,7 @@ pub mod health;
 pub mod keys;
 pub mod layer;
 pub mod store;
+pub mod striped;
 pub mod tracking;
 
 pub use config::Profile;

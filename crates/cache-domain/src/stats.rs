@@ -23,29 +23,31 @@
 //! [`CacheManager`](crate::CacheManager)**: handles taken before a recorder exists stay no-ops (the
 //! snapshot counters work either way).
 
+use cache_core::striped::Striped;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::family::Family;
 
-/// One counter: an atomic for snapshots, and the `metrics` handle for exporters.
+/// One counter: a striped count for snapshots (every read of a family counts a hit or a miss, on
+/// every thread: one shared atomic would be a cache line all cores write in turn), and the
+/// `metrics` handle for exporters.
 #[derive(Debug)]
 pub(crate) struct Counter {
-    value: AtomicU64,
+    value: Striped,
     handle: metrics::Counter,
 }
 
 impl Counter {
     fn new(name: &'static str, family: Family) -> Self {
         Self {
-            value: AtomicU64::new(0),
+            value: Striped::new(),
             handle: metrics::counter!(name, "family" => family.name()),
         }
     }
 
     #[inline]
     pub(crate) fn add(&self, n: u64) {
-        self.value.fetch_add(n, Ordering::Relaxed);
+        self.value.add(n);
         self.handle.increment(n);
     }
 
@@ -55,7 +57,7 @@ impl Counter {
     }
 
     fn get(&self) -> u64 {
-        self.value.load(Ordering::Relaxed)
+        self.value.sum()
     }
 }
 

@@ -168,7 +168,7 @@ impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
             {
                 let rx = f.rx.clone();
                 drop(stripe);
-                inner.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                inner.counters.coalesced.add(1);
                 inner.meters.coalesced.increment(1);
                 return Miss::Wait(Wait { rx });
             }

@@ -109,6 +109,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cache_core::striped::Striped;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -253,15 +254,17 @@ impl<V: ?Sized> quick_cache::Weighter<Box<str>, Slot<V>> for Weigh {
 
 type Table<V> = quick_cache::sync::Cache<Box<str>, Slot<V>, Weigh, foldhash::fast::RandomState>;
 
+/// The statistics, striped: a hit is counted by every thread on every hit, and one shared line
+/// written by all of them cost more than the rest of the hit.
 #[derive(Default)]
 struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    inserts: AtomicU64,
-    refused: AtomicU64,
-    invalidations: AtomicU64,
-    flushes: AtomicU64,
-    coalesced: AtomicU64,
+    hits: Striped,
+    misses: Striped,
+    inserts: Striped,
+    refused: Striped,
+    invalidations: Striped,
+    flushes: Striped,
+    coalesced: Striped,
 }
 
 /// `metrics` handles, registered once so that the hot path does no label lookup.
@@ -396,7 +399,7 @@ impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
         let inner = &*self.inner;
         match inner.table.get(key) {
             Some(slot) if slot.expires_at.is_none_or(|at| Instant::now() < at) => {
-                inner.counters.hits.fetch_add(1, Ordering::Relaxed);
+                inner.counters.hits.add(1);
                 inner.meters.hits.increment(1);
                 Some(slot.value)
             }
@@ -407,7 +410,7 @@ impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
                         .table
                         .remove_if(key, |s| Arc::ptr_eq(&s.value, &slot.value));
                 }
-                inner.counters.misses.fetch_add(1, Ordering::Relaxed);
+                inner.counters.misses.add(1);
                 inner.meters.misses.increment(1);
                 None
             }
@@ -454,7 +457,7 @@ impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
             || inner.epoch.load(Ordering::Acquire) != ticket.epoch
         {
             drop(stripe);
-            inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+            inner.counters.refused.add(1);
             return false;
         }
         inner.table.insert(
@@ -466,7 +469,7 @@ impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
             },
         );
         drop(stripe);
-        inner.counters.inserts.fetch_add(1, Ordering::Relaxed);
+        inner.counters.inserts.add(1);
         true
     }
 
@@ -494,13 +497,13 @@ impl<V: ?Sized + Send + Sync + 'static> NearCache<V> {
     pub fn stats(&self) -> NearStats {
         let c = &self.inner.counters;
         NearStats {
-            hits: c.hits.load(Ordering::Relaxed),
-            misses: c.misses.load(Ordering::Relaxed),
-            inserts: c.inserts.load(Ordering::Relaxed),
-            stale_inserts_refused: c.refused.load(Ordering::Relaxed),
-            invalidations: c.invalidations.load(Ordering::Relaxed),
-            flushes: c.flushes.load(Ordering::Relaxed),
-            coalesced: c.coalesced.load(Ordering::Relaxed),
+            hits: c.hits.sum(),
+            misses: c.misses.sum(),
+            inserts: c.inserts.sum(),
+            stale_inserts_refused: c.refused.sum(),
+            invalidations: c.invalidations.sum(),
+            flushes: c.flushes.sum(),
+            coalesced: c.coalesced.sum(),
             entries: self.inner.table.len() as u64,
             bytes: self.inner.table.weight(),
         }
@@ -514,20 +517,20 @@ impl<V: ?Sized + Send + Sync + 'static> InvalidationListener for NearCache<V> {
         stripe.seq += 1;
         inner.table.remove(key);
         drop(stripe);
-        inner.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+        inner.counters.invalidations.add(1);
         inner.meters.invalidations.increment(1);
     }
 
     fn flush(&self) {
         self.move_epoch(None);
-        self.inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        self.inner.counters.flushes.add(1);
         self.inner.meters.flushes.increment(1);
         tracing::debug!(cache = %self.inner.name, "near cache flushed");
     }
 
     fn tracking_lost(&self) {
         self.move_epoch(Some(true));
-        self.inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        self.inner.counters.flushes.add(1);
         self.inner.meters.flushes.increment(1);
         tracing::info!(cache = %self.inner.name, "near cache emptied: tracking lost");
     }

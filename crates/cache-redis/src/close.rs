@@ -19,7 +19,7 @@
 //!
 //! A second `close` (also a concurrent one) waits until the first has finished and returns `Ok`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,54 +28,10 @@ use cache_core::{Error, Result};
 use crate::manager::{self, Manager};
 use crate::slots::Connections;
 
-/// Cells of [`InFlight`]: more than the threads of a small runtime, so that each thread has a
-/// cell to itself.
-const CELLS: usize = 8;
-
-/// One cell of [`InFlight`], alone on its cache lines (128 bytes: a line and the one the CPU
-/// prefetches with it).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Cell(AtomicUsize);
-
-/// The store calls in flight, counted in [`CELLS`] cells: a thread counts its calls in its own
-/// cell, so the runtime's threads do not all write one cache line twice per call (a line written
-/// by two cores in turn costs each write a transfer between them). `close` adds the cells up.
-#[derive(Debug, Default)]
-pub(crate) struct InFlight {
-    cells: [Cell; CELLS],
-}
-
-impl InFlight {
-    /// The cell of the calling thread.
-    fn cell() -> usize {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static CELL: usize = NEXT.fetch_add(1, Ordering::Relaxed) % CELLS;
-        }
-        CELL.with(|c| *c)
-    }
-
-    /// Counts a call in the calling thread's cell; returns the cell, for [`InFlight::leave`].
-    fn enter(&self) -> usize {
-        let cell = Self::cell();
-        self.cells[cell].0.fetch_add(1, Ordering::AcqRel);
-        cell
-    }
-
-    /// Counts a call out of the cell it entered.
-    fn leave(&self, cell: usize) {
-        self.cells[cell].0.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Calls in flight now (exact once no call can start: the store is closed).
-    pub(crate) fn total(&self) -> usize {
-        self.cells.iter().map(|c| c.0.load(Ordering::Acquire)).sum()
-    }
-}
-
 /// One store call in flight: counted from [`Connections::enter`] until dropped, so that `close` can
-/// wait for it. It leaves the cell it entered, wherever the task has moved since.
+/// wait for it. The count is a [`cache_core::striped::Striped`] gauge (every call would otherwise
+/// write one cache line shared by the runtime's threads, twice); the guard leaves the cell it
+/// entered, wherever the task has moved since.
 #[must_use = "the call counts as in flight only while the guard lives"]
 pub(crate) struct CallGuard<'a>(&'a Connections, usize);
 
@@ -161,7 +117,7 @@ impl Connections {
             tokio::pin!(drained);
             // Registered before the count is read, so a call ending in between still wakes us.
             drained.as_mut().enable();
-            let left = self.in_flight.total();
+            let left = self.in_flight.sum();
             if left == 0 {
                 break;
             }
@@ -182,31 +138,5 @@ impl Connections {
         *done = true;
         tracing::debug!(target: "cache_redis", server = %self.target(), connections = ended, elapsed = ?started.elapsed(), "closed the store");
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::InFlight;
-
-    #[test]
-    fn calls_counted_on_many_threads_add_up_and_leave_from_their_cell() {
-        let in_flight = InFlight::default();
-        // Entered on 12 threads (more than the cells), left on others.
-        let cells: Vec<usize> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..12).map(|_| s.spawn(|| in_flight.enter())).collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        assert_eq!(in_flight.total(), 12);
-        std::thread::scope(|s| {
-            for cell in &cells[..5] {
-                s.spawn(|| in_flight.leave(*cell));
-            }
-        });
-        assert_eq!(in_flight.total(), 7);
-        for cell in &cells[5..] {
-            in_flight.leave(*cell);
-        }
-        assert_eq!(in_flight.total(), 0);
     }
 }

@@ -80,7 +80,7 @@ pub(crate) struct Connections {
     /// Set by `close` (shared with the pool's manager): calls are refused, nothing is opened.
     pub(crate) closed: Arc<AtomicBool>,
     /// Store calls in flight (see `crate::close::CallGuard`).
-    pub(crate) in_flight: crate::close::InFlight,
+    pub(crate) in_flight: cache_core::striped::Striped,
     /// Woken when the last call in flight of a closing store ends.
     pub(crate) drained: tokio::sync::Notify,
     /// Held while `close` tears down; `true` once it has.
@@ -164,7 +164,7 @@ impl Connections {
             discovery,
             watcher: parking_lot::Mutex::new(None),
             closed,
-            in_flight: crate::close::InFlight::default(),
+            in_flight: cache_core::striped::Striped::new(),
             drained: tokio::sync::Notify::new(),
             closing: tokio::sync::Mutex::new(false),
             trackers,
