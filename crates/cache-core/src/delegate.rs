@@ -55,147 +55,296 @@ macro_rules! delegate_store {
                 }
                 fn get<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<Option<Vec<u8>>>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
                     $call!($this, Op::new(Method::Get, Target::Key(key)), $inner.get(key))
                 }
-                fn get_many<'s, 'a, 'b, 'f>(&'s self, keys: &'a [&'b str]) -> Fut<'f, Result<Vec<Option<Vec<u8>>>>>
+                fn get_many<'s, 'a, 'b, 'f>(
+                    &'s self,
+                    keys: &'a [&'b str],
+                ) -> Fut<'f, Result<Vec<Option<Vec<u8>>>>>
                 where
-                    's: 'f, 'a: 'f, 'b: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    'b: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::GetMany, Target::Keys(keys)), $inner.get_many(keys))
+                    $call!(
+                        $this,
+                        Op::new(Method::GetMany, Target::Keys(keys)),
+                        $inner.get_many(keys)
+                    )
                 }
-                fn get_ex<'s, 'a, 'f>(&'s self, key: &'a str, ttl: Duration) -> Fut<'f, Result<Option<Vec<u8>>>>
+                fn get_ex<'s, 'a, 'f>(
+                    &'s self,
+                    key: &'a str,
+                    ttl: Duration,
+                ) -> Fut<'f, Result<Option<Vec<u8>>>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
                     $call!($this, Op::new(Method::GetEx, Target::Key(key)), $inner.get_ex(key, ttl))
                 }
-                fn set<'s, 'a, 'b, 'f>(&'s self, key: &'a str, value: &'b [u8], opts: SetOptions) -> Fut<'f, Result<bool>>
+                fn set<'s, 'a, 'b, 'f>(
+                    &'s self,
+                    key: &'a str,
+                    value: &'b [u8],
+                    opts: SetOptions,
+                ) -> Fut<'f, Result<bool>>
                 where
-                    's: 'f, 'a: 'f, 'b: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    'b: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::Set, Target::Key(key)), $inner.set(key, value, opts))
+                    $call!(
+                        $this,
+                        Op::new(Method::Set, Target::Key(key)),
+                        $inner.set(key, value, opts)
+                    )
                 }
-                fn set_many<'s, 'a, 'b, 'c, 'f>(&'s self, entries: &'a [(&'b str, &'c [u8])], expiry: Expiry) -> Fut<'f, Result<()>>
+                fn set_many<'s, 'a, 'b, 'c, 'f>(
+                    &'s self,
+                    entries: &'a [(&'b str, &'c [u8])],
+                    expiry: Expiry,
+                ) -> Fut<'f, Result<()>>
                 where
-                    's: 'f, 'a: 'f, 'b: 'f, 'c: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    'b: 'f,
+                    'c: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::SetMany, Target::Entries(entries)), $inner.set_many(entries, expiry))
+                    $call!(
+                        $this,
+                        Op::new(Method::SetMany, Target::Entries(entries)),
+                        $inner.set_many(entries, expiry)
+                    )
                 }
                 fn delete<'s, 'a, 'b, 'f>(&'s self, keys: &'a [&'b str]) -> Fut<'f, Result<u64>>
                 where
-                    's: 'f, 'a: 'f, 'b: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    'b: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
                     $call!($this, Op::new(Method::Delete, Target::Keys(keys)), $inner.delete(keys))
                 }
                 fn exists<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<bool>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
                     $call!($this, Op::new(Method::Exists, Target::Key(key)), $inner.exists(key))
                 }
-                fn expire<'s, 'a, 'f>(&'s self, key: &'a str, ttl: Duration) -> Fut<'f, Result<bool>>
+                fn expire<'s, 'a, 'f>(
+                    &'s self,
+                    key: &'a str,
+                    ttl: Duration,
+                ) -> Fut<'f, Result<bool>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::Expire, Target::Key(key)), $inner.expire(key, ttl))
+                    $call!(
+                        $this,
+                        Op::new(Method::Expire, Target::Key(key)),
+                        $inner.expire(key, ttl)
+                    )
                 }
                 fn persist<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<bool>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
                     $call!($this, Op::new(Method::Persist, Target::Key(key)), $inner.persist(key))
                 }
                 fn ttl<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<KeyTtl>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
                     $call!($this, Op::new(Method::Ttl, Target::Key(key)), $inner.ttl(key))
                 }
-                fn incr_by<'s, 'a, 'f>(&'s self, key: &'a str, delta: i64, ttl_if_created: Option<Duration>) -> Fut<'f, Result<i64>>
+                fn incr_by<'s, 'a, 'f>(
+                    &'s self,
+                    key: &'a str,
+                    delta: i64,
+                    ttl_if_created: Option<Duration>,
+                ) -> Fut<'f, Result<i64>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::IncrBy, Target::Key(key)), $inner.incr_by(key, delta, ttl_if_created))
+                    $call!(
+                        $this,
+                        Op::new(Method::IncrBy, Target::Key(key)),
+                        $inner.incr_by(key, delta, ttl_if_created)
+                    )
                 }
-                fn compare_and_swap<'s, 'a, 'b, 'c, 'f>(&'s self, key: &'a str, expected: Option<&'b [u8]>, new: Option<&'c [u8]>, expiry: Expiry) -> Fut<'f, Result<CasOutcome>>
+                fn compare_and_swap<'s, 'a, 'b, 'c, 'f>(
+                    &'s self,
+                    key: &'a str,
+                    expected: Option<&'b [u8]>,
+                    new: Option<&'c [u8]>,
+                    expiry: Expiry,
+                ) -> Fut<'f, Result<CasOutcome>>
                 where
-                    's: 'f, 'a: 'f, 'b: 'f, 'c: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    'b: 'f,
+                    'c: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::CompareAndSwap, Target::Key(key)), $inner.compare_and_swap(key, expected, new, expiry))
+                    $call!(
+                        $this,
+                        Op::new(Method::CompareAndSwap, Target::Key(key)),
+                        $inner.compare_and_swap(key, expected, new, expiry)
+                    )
                 }
-                fn scan<'s, 'a, 'f>(&'s self, pattern: &'a str, cursor: ScanCursor, count: u32) -> Fut<'f, Result<ScanPage>>
+                fn scan<'s, 'a, 'f>(
+                    &'s self,
+                    pattern: &'a str,
+                    cursor: ScanCursor,
+                    count: u32,
+                ) -> Fut<'f, Result<ScanPage>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::Scan, Target::Pattern(pattern)), $inner.scan(pattern, cursor, count))
+                    $call!(
+                        $this,
+                        Op::new(Method::Scan, Target::Pattern(pattern)),
+                        $inner.scan(pattern, cursor, count)
+                    )
                 }
-                fn zadd<'s, 'a, 'b, 'f>(&'s self, key: &'a str, member: &'b str, score: f64) -> Fut<'f, Result<bool>>
+                fn zadd<'s, 'a, 'b, 'f>(
+                    &'s self,
+                    key: &'a str,
+                    member: &'b str,
+                    score: f64,
+                ) -> Fut<'f, Result<bool>>
                 where
-                    's: 'f, 'a: 'f, 'b: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    'b: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::Zadd, Target::Key(key)), $inner.zadd(key, member, score))
+                    $call!(
+                        $this,
+                        Op::new(Method::Zadd, Target::Key(key)),
+                        $inner.zadd(key, member, score)
+                    )
                 }
-                fn zrem<'s, 'a, 'b, 'c, 'f>(&'s self, key: &'a str, members: &'b [&'c str]) -> Fut<'f, Result<u64>>
+                fn zrem<'s, 'a, 'b, 'c, 'f>(
+                    &'s self,
+                    key: &'a str,
+                    members: &'b [&'c str],
+                ) -> Fut<'f, Result<u64>>
                 where
-                    's: 'f, 'a: 'f, 'b: 'f, 'c: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    'b: 'f,
+                    'c: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::Zrem, Target::Key(key)), $inner.zrem(key, members))
+                    $call!(
+                        $this,
+                        Op::new(Method::Zrem, Target::Key(key)),
+                        $inner.zrem(key, members)
+                    )
                 }
-                fn zrange_by_score<'s, 'a, 'f>(&'s self, key: &'a str, min: f64, max: f64, limit: Option<usize>) -> Fut<'f, Result<Vec<(String, f64)>>>
+                fn zrange_by_score<'s, 'a, 'f>(
+                    &'s self,
+                    key: &'a str,
+                    min: f64,
+                    max: f64,
+                    limit: Option<usize>,
+                ) -> Fut<'f, Result<Vec<(String, f64)>>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::ZrangeByScore, Target::Key(key)), $inner.zrange_by_score(key, min, max, limit))
+                    $call!(
+                        $this,
+                        Op::new(Method::ZrangeByScore, Target::Key(key)),
+                        $inner.zrange_by_score(key, min, max, limit)
+                    )
                 }
-                fn zrem_range_by_score<'s, 'a, 'f>(&'s self, key: &'a str, min: f64, max: f64) -> Fut<'f, Result<u64>>
+                fn zrem_range_by_score<'s, 'a, 'f>(
+                    &'s self,
+                    key: &'a str,
+                    min: f64,
+                    max: f64,
+                ) -> Fut<'f, Result<u64>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::ZremRangeByScore, Target::Key(key)), $inner.zrem_range_by_score(key, min, max))
+                    $call!(
+                        $this,
+                        Op::new(Method::ZremRangeByScore, Target::Key(key)),
+                        $inner.zrem_range_by_score(key, min, max)
+                    )
                 }
                 fn zcard<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<u64>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
                     $call!($this, Op::new(Method::Zcard, Target::Key(key)), $inner.zcard(key))
                 }
                 fn ping<'s, 'f>(&'s self) -> Fut<'f, Result<Duration>>
                 where
-                    's: 'f, Self: 'f,
+                    's: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
                     $call!($this, Op::new(Method::Ping, Target::None), $inner.ping())
                 }
                 fn flush_prefix<'s, 'f>(&'s self) -> Fut<'f, Result<u64>>
                 where
-                    's: 'f, Self: 'f,
+                    's: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
                     $call!($this, Op::new(Method::FlushPrefix, Target::None), $inner.flush_prefix())
                 }
                 fn stats<'s, 'f>(&'s self) -> Fut<'f, Result<Option<BackendStats>>>
                 where
-                    's: 'f, Self: 'f,
+                    's: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
                     $call!($this, Op::new(Method::Stats, Target::None), $inner.stats())
@@ -211,24 +360,44 @@ macro_rules! delegate_store {
                 }
                 fn close<'s, 'f>(&'s self) -> Fut<'f, Result<()>>
                 where
-                    's: 'f, Self: 'f,
+                    's: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
                     $call!($this, Op::new(Method::Close, Target::None), $inner.close())
                 }
-                fn get_with_ttl<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<Option<(Vec<u8>, KeyTtl)>>>
+                fn get_with_ttl<'s, 'a, 'f>(
+                    &'s self,
+                    key: &'a str,
+                ) -> Fut<'f, Result<Option<(Vec<u8>, KeyTtl)>>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::GetWithTtl, Target::Key(key)), $inner.get_with_ttl(key))
+                    $call!(
+                        $this,
+                        Op::new(Method::GetWithTtl, Target::Key(key)),
+                        $inner.get_with_ttl(key)
+                    )
                 }
-                fn track_changes<'s, 'a, 'f>(&'s self, prefix: &'a str, listener: ::std::sync::Weak<dyn $crate::tracking::InvalidationListener>) -> Fut<'f, Result<()>>
+                fn track_changes<'s, 'a, 'f>(
+                    &'s self,
+                    prefix: &'a str,
+                    listener: ::std::sync::Weak<dyn $crate::tracking::InvalidationListener>,
+                ) -> Fut<'f, Result<()>>
                 where
-                    's: 'f, 'a: 'f, Self: 'f,
+                    's: 'f,
+                    'a: 'f,
+                    Self: 'f,
                 {
                     let $this = self;
-                    $call!($this, Op::new(Method::TrackChanges, Target::None), $inner.track_changes(prefix, listener))
+                    $call!(
+                        $this,
+                        Op::new(Method::TrackChanges, Target::None),
+                        $inner.track_changes(prefix, listener)
+                    )
                 }
             }
         };

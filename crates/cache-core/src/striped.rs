@@ -58,8 +58,8 @@ impl Striped {
         self.cells[cell % CELLS].0.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// The sum of the cells: exact when nothing changes it meanwhile, else a value it had at some
-    /// point of the read for a counter that only grows.
+    /// The sum of the cells: exact when nothing changes it meanwhile; for a counter that only grows,
+    /// between its values at the start and at the end of the read.
     pub fn sum(&self) -> u64 {
         self.cells
             .iter()
