@@ -27,7 +27,7 @@ macro_rules! delegate_store {
             #[allow(unused_imports)]
             use $crate::layer::{Method, Op, Target};
             use $crate::store::{
-                BackendStats, CasOutcome, Expiry, KeyTtl, PoolStats, ScanCursor, ScanPage, SetOptions,
+                BackendStats, Bytes, CasOutcome, Expiry, KeyTtl, PoolStats, ScanCursor, ScanPage, SetOptions,
                 Store,
             };
             use $crate::Result;
@@ -53,7 +53,7 @@ macro_rules! delegate_store {
                     let $this = self;
                     $call!(@ends_at_deadline $this, $inner)
                 }
-                fn get<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<Option<Vec<u8>>>>
+                fn get<'s, 'a, 'f>(&'s self, key: &'a str) -> Fut<'f, Result<Option<Bytes>>>
                 where
                     's: 'f,
                     'a: 'f,
@@ -65,7 +65,7 @@ macro_rules! delegate_store {
                 fn get_many<'s, 'a, 'b, 'f>(
                     &'s self,
                     keys: &'a [&'b str],
-                ) -> Fut<'f, Result<Vec<Option<Vec<u8>>>>>
+                ) -> Fut<'f, Result<Vec<Option<Bytes>>>>
                 where
                     's: 'f,
                     'a: 'f,
@@ -83,7 +83,7 @@ macro_rules! delegate_store {
                     &'s self,
                     key: &'a str,
                     ttl: Duration,
-                ) -> Fut<'f, Result<Option<Vec<u8>>>>
+                ) -> Fut<'f, Result<Option<Bytes>>>
                 where
                     's: 'f,
                     'a: 'f,
@@ -369,7 +369,7 @@ macro_rules! delegate_store {
                 fn get_with_ttl<'s, 'a, 'f>(
                     &'s self,
                     key: &'a str,
-                ) -> Fut<'f, Result<Option<(Vec<u8>, KeyTtl)>>>
+                ) -> Fut<'f, Result<Option<(Bytes, KeyTtl)>>>
                 where
                     's: 'f,
                     'a: 'f,

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::store::{CasOutcome, Expiry, KeyTtl, PoolStats, ScanCursor, SetOptions, Store};
+use crate::store::{Bytes, CasOutcome, Expiry, KeyTtl, PoolStats, ScanCursor, SetOptions, Store};
 use crate::Error;
 
 /// The answer of [`liveness`].
@@ -357,7 +357,11 @@ pub async fn self_test(t: &dyn Store) -> SelfTestReport {
             .map_err(e2s)?;
         let got = t.get_many(&[k_b1, MISSING, k_b2]).await.map_err(e2s)?;
         check(
-            got == vec![Some(b"1".to_vec()), None, Some(b"2".to_vec())],
+            got == [
+                Some(Bytes::from_static(b"1")),
+                None,
+                Some(Bytes::from_static(b"2")),
+            ],
             "batch get did not return the batch set in order",
         )?;
         check(
@@ -419,7 +423,7 @@ pub async fn self_test(t: &dyn Store) -> SelfTestReport {
                 .await
                 .map_err(e2s)?
                 == CasOutcome::Conflict {
-                    current: Some(b"a".to_vec()),
+                    current: Some(Bytes::from_static(b"a")),
                 },
             "CAS conflict did not report the current value",
         )?;

@@ -55,7 +55,7 @@ pub use config::Profile;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use keys::Key;
 pub use store::{
-    BackendStats, CasOutcome, Expiry, KeyTtl, PoolStats, ScanCursor, ScanPage, Selected,
+    BackendStats, Bytes, CasOutcome, Expiry, KeyTtl, PoolStats, ScanCursor, ScanPage, Selected,
     SetCondition, SetOptions, Store, StoreExt,
 };
 

@@ -9,6 +9,9 @@
 //!   must be non-empty valid UTF-8; every id part in them goes through [`crate::keys::escape_id`]
 //!   so that user input is escaped.
 //! - **Values are bytes**, binary-safe, possibly empty. Typed values go through [`crate::codec`].
+//!   Reads hand them out as [`Bytes`]: a backend that keeps values in memory hands out a
+//!   reference-counted view of the value it holds instead of a copy, and the Redis backend the
+//!   buffer the reply was read into, so a read copies nothing after the wire.
 //! - **TTLs** are [`Duration`]s of at least one millisecond; a zero TTL is
 //!   [`Error::InvalidInput`], never "delete" nor "forever". Sub-millisecond
 //!   parts are rounded *up* to the next millisecond, so a key never expires earlier than asked.
@@ -26,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+pub use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
@@ -143,7 +147,7 @@ pub enum CasOutcome {
     /// round trip.
     Conflict {
         /// The key's current value.
-        current: Option<Vec<u8>>,
+        current: Option<Bytes>,
     },
 }
 
@@ -286,15 +290,15 @@ pub trait Store: Send + Sync + Debug + 'static {
     }
 
     /// Reads a key. `None`: the key does not exist or has expired.
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
 
     /// Reads many keys in one round trip (`MGET`). The result has one entry per input key, in order;
     /// duplicates are answered twice. Not a snapshot across keys.
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>>;
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>>;
 
     /// Reads a key and sets its TTL to `ttl` in one atomic step (`GETEX PX`): the basis of sliding
     /// expiry. `None`: the key does not exist (nothing is created).
-    async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>>;
+    async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>>;
 
     /// Writes a key according to `opts`. Returns `true` when the value was written, `false` when the
     /// condition (`IfAbsent` / `IfPresent`) did not hold, in which case nothing changed. Never
@@ -411,7 +415,7 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// trip). `None`: the key does not exist. The two need not be atomic (the default reads them
     /// one after the other), so they may belong to different writes; a near cache is safe either
     /// way because a write in between is also reported through [`Store::track_changes`].
-    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, KeyTtl)>> {
         let Some(value) = self.get(key).await? else {
             return Ok(None);
         };

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_core::cas::CasPolicy;
-use cache_core::{codec, Error, ErrorKind, Expiry, Result, SetOptions, Store};
+use cache_core::{codec, Bytes, Error, ErrorKind, Expiry, Result, SetOptions, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -105,7 +105,7 @@ pub(crate) struct Inner<S> {
 
 /// One raw read.
 pub(crate) enum Read {
-    Hit(Vec<u8>),
+    Hit(Bytes),
     Tombstone,
     Miss,
     Failed,

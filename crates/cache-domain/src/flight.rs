@@ -20,6 +20,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use cache_core::Bytes;
 use tokio::sync::watch;
 
 const SHARDS: usize = 32;
@@ -28,7 +29,7 @@ const SHARDS: usize = 32;
 #[derive(Debug)]
 pub(crate) enum Outcome {
     /// The value, encoded with `cache_core::codec`.
-    Value(Vec<u8>),
+    Value(Bytes),
     /// The loader found nothing (`get_or_load_optional`).
     Absent,
     /// The loader failed: an `Arc<E>` behind `dyn Any`, downcast by each waiter.
@@ -181,10 +182,10 @@ mod tests {
         };
         assert!(f.try_lead("k").is_none());
         assert_eq!(f.len(), 1);
-        lead.complete(Outcome::Value(b"x".to_vec()));
+        lead.complete(Outcome::Value(Bytes::from_static(b"x")));
         assert_eq!(f.len(), 0);
         match wait(rx).await.as_deref() {
-            Some(Outcome::Value(v)) => assert_eq!(v, b"x"),
+            Some(Outcome::Value(v)) => assert_eq!(v, &b"x"[..]),
             other => panic!("{other:?}"),
         }
     }

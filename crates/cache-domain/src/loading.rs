@@ -33,7 +33,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::{codec, Error, Expiry, SetOptions, Store};
+use cache_core::{codec, Bytes, Error, Expiry, SetOptions, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -46,7 +46,7 @@ use crate::family::{data_key, lease_key, Family, Id};
 use crate::flight::{self, Join, LeaderGuard, Outcome};
 
 enum Lookup<T> {
-    Found(T, Vec<u8>, Option<Duration>),
+    Found(T, Bytes, Option<Duration>),
     Absent,
     Missing,
     Failed,
@@ -54,7 +54,7 @@ enum Lookup<T> {
 }
 
 enum Polled<T> {
-    Found(T, Vec<u8>),
+    Found(T, Bytes),
     Absent,
     GiveUp,
     Failed,
@@ -303,7 +303,7 @@ impl<S: Store> Inner<S> {
                     } else {
                         Ok(())
                     };
-                    guard.complete(Outcome::Value(bytes));
+                    guard.complete(Outcome::Value(bytes.into()));
                     written.map(|()| Some(value)).map_err(LoadError::Cache)
                 }
                 Err(e) => {
@@ -421,7 +421,7 @@ impl<S: Store> Inner<S> {
         key: &str,
         ttl: Duration,
         cached: T,
-        cached_bytes: Vec<u8>,
+        cached_bytes: Bytes,
         loader: F,
         mut budget: Budget,
     ) -> T
@@ -440,7 +440,7 @@ impl<S: Store> Inner<S> {
                 Ok(bytes) => {
                     // The write policy cannot surface here: the caller gets a value either way.
                     let _ = self.write_within(&mut budget, fs, key, &bytes, ttl).await;
-                    guard.complete(Outcome::Value(bytes));
+                    guard.complete(Outcome::Value(bytes.into()));
                     fresh
                 }
                 Err(_) => {

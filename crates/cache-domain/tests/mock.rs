@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::{CasOutcome, Error};
+use cache_core::{Bytes, CasOutcome, Error};
 use cache_domain::{CacheConfig, CacheManager, LeaseConfig, LoadError, WritePolicy};
 use cache_testing::MockStore;
 
@@ -204,7 +204,7 @@ async fn crawl_status_retries_a_lost_race_with_the_value_it_was_given() {
             if c.fetch_add(1, Ordering::SeqCst) == 0 {
                 assert!(expected.is_none());
                 Ok(CasOutcome::Conflict {
-                    current: Some(theirs.clone()),
+                    current: Some(Bytes::from(theirs.clone())),
                 })
             } else {
                 assert!(expected.is_some());
@@ -328,7 +328,7 @@ fn versions_store(
         .withf(|k, _, _, _| is_version_key(k))
         .returning(move |_, _, _, _| {
             Ok(CasOutcome::Conflict {
-                current: Some(stored.to_vec()),
+                current: Some(Bytes::copy_from_slice(stored)),
             })
         });
     mock

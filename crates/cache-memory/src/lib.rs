@@ -64,6 +64,7 @@ mod glob;
 mod ops;
 mod rules;
 mod state;
+mod value;
 mod zset;
 
 use std::fmt;

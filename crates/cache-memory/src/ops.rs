@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cache_core::store::ttl_millis;
 use cache_core::{
-    BackendStats, CasOutcome, Error, Expiry, KeyTtl, Result, ScanCursor, ScanPage, SetCondition,
-    SetOptions, Store,
+    BackendStats, Bytes, CasOutcome, Error, Expiry, KeyTtl, Result, ScanCursor, ScanPage,
+    SetCondition, SetOptions, Store,
 };
 use tokio::time::Instant;
 
@@ -32,7 +32,7 @@ impl Store for MemoryStore {
         true
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let k = self.key(key)?;
         let found = {
             let mut sh = self.lock(&k)?;
@@ -40,7 +40,7 @@ impl Store for MemoryStore {
             let found = match sh.lookup(&k, &mut now) {
                 None => None,
                 Some(entry) => match &entry.value {
-                    Value::Str(v) => Some(Arc::clone(v)),
+                    Value::Str(v) => Some(v.clone()),
                     Value::ZSet(_) => return Err(Self::wrong_type(key)),
                 },
             };
@@ -50,11 +50,10 @@ impl Store for MemoryStore {
             }
             found
         };
-        // The copy happens after the shard's lock is released.
-        Ok(found.map(|v| v.to_vec()))
+        Ok(found)
     }
 
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
         let fulls = keys
             .iter()
             .map(|k| self.key(k))
@@ -67,7 +66,7 @@ impl Store for MemoryStore {
                 // Like MGET, a key of another type reads as missing.
                 let found = match sh.lookup(k, &mut now) {
                     Some(entry) => match &entry.value {
-                        Value::Str(v) => Some(Arc::clone(v)),
+                        Value::Str(v) => Some(v.clone()),
                         Value::ZSet(_) => None,
                     },
                     None => None,
@@ -78,12 +77,12 @@ impl Store for MemoryStore {
                 }
                 found
             };
-            out.push(found.map(|v| v.to_vec()));
+            out.push(found);
         }
         Ok(out)
     }
 
-    async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
+    async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
         let k = self.key(key)?;
         ttl_millis(ttl)?;
         let value = {
@@ -96,7 +95,7 @@ impl Store for MemoryStore {
                     return Ok(None);
                 }
                 Some(entry) => match &entry.value {
-                    Value::Str(v) => Arc::clone(v),
+                    Value::Str(v) => v.clone(),
                     Value::ZSet(_) => return Err(Self::wrong_type(key)),
                 },
             };
@@ -104,7 +103,7 @@ impl Store for MemoryStore {
             sh.set_expiry(&k, Some(at));
             value
         };
-        Ok(Some(value.to_vec()))
+        Ok(Some(value))
     }
 
     async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool> {
@@ -113,7 +112,7 @@ impl Store for MemoryStore {
         check_expiry(opts.expiry)?;
         self.check_fits(key, Shard::<Hasher>::entry_size(k.len(), value.len()))?;
         // The value is copied before the shard's lock is taken, the replaced one freed after.
-        let value: Arc<[u8]> = Arc::from(value);
+        let value = Value::string(value);
         let replaced = {
             let mut sh = self.lock(&k)?;
             let mut now = Now::default();
@@ -132,7 +131,7 @@ impl Store for MemoryStore {
                 Expiry::Keep => existing.flatten(),
                 _ => None,
             };
-            sh.put(&k, Value::Str(value), expires_at)
+            sh.put(&k, value, expires_at)
         };
         drop(replaced);
         self.enforce_bounds(&k);
@@ -159,8 +158,8 @@ impl Store for MemoryStore {
             _ => None,
         };
         for ((_, value), k) in entries.iter().zip(&fulls) {
-            let value: Arc<[u8]> = Arc::from(*value);
-            let replaced = self.lock(k)?.put(k, Value::Str(value), expires_at);
+            let value = Value::string(value);
+            let replaced = self.lock(k)?.put(k, value, expires_at);
             drop(replaced);
             self.enforce_bounds(k);
         }
@@ -257,21 +256,21 @@ impl Store for MemoryStore {
                     "incrementing {key:?} by {delta} would overflow an i64"
                 ))
             })?;
-            let bytes: Arc<[u8]> = Arc::from(new.to_string().into_bytes());
+            let bytes = Value::string(new.to_string().as_bytes());
             let replaced = match current {
                 Some(_) => {
                     let old = sh
                         .lookup(&k, &mut now)
-                        .map(|entry| std::mem::replace(&mut entry.value, Value::Str(bytes)));
+                        .map(|entry| std::mem::replace(&mut entry.value, bytes));
                     sh.resized(&k);
                     old
                 }
                 None => {
-                    self.check_fits(key, Shard::<Hasher>::entry_size(k.len(), bytes.len()))?;
+                    self.check_fits(key, Shard::<Hasher>::entry_size(k.len(), bytes.size()))?;
                     let at = ttl_if_created
                         .map(|ttl| deadline(now.get(), ttl))
                         .transpose()?;
-                    sh.put(&k, Value::Str(bytes), at)
+                    sh.put(&k, bytes, at)
                 }
             };
             (new, replaced)
@@ -292,32 +291,30 @@ impl Store for MemoryStore {
             self.check_value(key, v)?;
         }
         check_expiry(expiry)?;
-        let new: Option<Arc<[u8]>> = new.map(Arc::from);
+        let new: Option<Value> = new.map(Value::string);
         let replaced = {
             let mut sh = self.lock(&k)?;
             let mut now = Now::default();
             let (current, old_deadline) = match sh.lookup(&k, &mut now) {
                 None => (None, None),
                 Some(entry) => match &entry.value {
-                    Value::Str(v) => (Some(Arc::clone(v)), entry.expires_at),
+                    Value::Str(v) => (Some(v.clone()), entry.expires_at),
                     Value::ZSet(_) => return Err(Self::wrong_type(key)),
                 },
             };
             if current.as_deref() != expected {
-                return Ok(CasOutcome::Conflict {
-                    current: current.map(|v| v.to_vec()),
-                });
+                return Ok(CasOutcome::Conflict { current });
             }
             match new {
                 None => sh.remove(&k).map(|(_, e)| e.value),
                 Some(v) => {
-                    self.check_fits(key, Shard::<Hasher>::entry_size(k.len(), v.len()))?;
+                    self.check_fits(key, Shard::<Hasher>::entry_size(k.len(), v.size()))?;
                     let at = match expiry {
                         Expiry::In(ttl) => Some(deadline(now.get(), ttl)?),
                         Expiry::Keep => old_deadline,
                         _ => None,
                     };
-                    sh.put(&k, Value::Str(v), at)
+                    sh.put(&k, v, at)
                 }
             }
         };

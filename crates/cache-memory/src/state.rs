@@ -22,24 +22,8 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use tokio::time::Instant;
 
+pub(crate) use crate::value::Value;
 pub(crate) use crate::zset::ZSet;
-
-/// What a key holds. String values are shared (`Arc`) so that a read copies them out of the shard
-/// after its lock is released.
-#[derive(Debug, Clone)]
-pub(crate) enum Value {
-    Str(Arc<[u8]>),
-    ZSet(Box<ZSet>),
-}
-
-impl Value {
-    fn size(&self) -> usize {
-        match self {
-            Value::Str(v) => v.len(),
-            Value::ZSet(z) => z.size(),
-        }
-    }
-}
 
 /// One key's entry.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! in `tests/`).
 
 use super::*;
-use cache_core::{KeyTtl, ScanCursor, SetOptions, Store};
+use cache_core::{Bytes, KeyTtl, ScanCursor, SetOptions, Store};
 
 fn store() -> MemoryStore {
     MemoryStore::builder().with_prefix("t").build().unwrap()
@@ -15,7 +15,7 @@ async fn set_get_ttl_and_expiry_on_tokio_clock() {
         .set("a", b"1", SetOptions::ttl(Duration::from_millis(100)))
         .await
         .unwrap());
-    assert_eq!(s.get("a").await.unwrap(), Some(b"1".to_vec()));
+    assert_eq!(s.get("a").await.unwrap(), Some(Bytes::from_static(b"1")));
     assert_eq!(
         s.ttl("a").await.unwrap(),
         KeyTtl::ExpiresIn(Duration::from_millis(100))
@@ -189,12 +189,15 @@ async fn keys_that_share_their_first_bytes_stay_apart() {
     for (i, k) in keys.iter().enumerate() {
         assert_eq!(
             s.get(k).await.unwrap(),
-            Some(i.to_string().into_bytes()),
+            Some(Bytes::from(i.to_string())),
             "{k:?}"
         );
     }
     assert_eq!(s.get(&format!("{head}c")).await.unwrap(), None);
     assert_eq!(s.delete(&[keys[1].as_str()]).await.unwrap(), 1);
     assert_eq!(s.get(&keys[1]).await.unwrap(), None);
-    assert_eq!(s.get(&keys[2]).await.unwrap(), Some(b"2".to_vec()));
+    assert_eq!(
+        s.get(&keys[2]).await.unwrap(),
+        Some(Bytes::from_static(b"2"))
+    );
 }

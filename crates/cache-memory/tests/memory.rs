@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use cache_core::{Error, ErrorKind, KeyTtl, Profile, ScanCursor, SetOptions, Store, StoreExt};
+use cache_core::{
+    Bytes, Error, ErrorKind, KeyTtl, Profile, ScanCursor, SetOptions, Store, StoreExt,
+};
 use cache_memory::{MemoryConfig, MemoryStore};
 
 fn set_opts() -> SetOptions {
@@ -78,7 +80,10 @@ async fn byte_bound_evicts_and_refuses_what_cannot_fit() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Capacity);
-    assert_eq!(store.get("k2").await.unwrap(), Some(vec![2; 20]));
+    assert_eq!(
+        store.get("k2").await.unwrap(),
+        Some(Bytes::from(vec![2; 20]))
+    );
 }
 
 #[tokio::test]
@@ -123,7 +128,7 @@ async fn max_value_bytes_comes_from_the_config() {
     assert!(err.to_string().contains("11 bytes"), "{err}");
     assert_eq!(
         store.get("k").await.unwrap(),
-        Some(vec![0; 10]),
+        Some(Bytes::from(vec![0; 10])),
         "unchanged"
     );
 }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use cache_core::{Error, Result};
+use cache_core::{Bytes, Error, Result};
 use redis::cluster_routing::{Route, SlotAddr};
 use redis::{Cmd, Pipeline, RedisError};
 
@@ -21,13 +21,13 @@ use crate::store::RedisStore;
 
 impl RedisStore {
     /// `MGET` of `keys` (relative, at least one).
-    pub(crate) async fn get_many_batch(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+    pub(crate) async fn get_many_batch(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
         if !self.is_cluster() {
             let mut cmd = redis::cmd("MGET");
             for k in keys {
                 cmd.arg(self.full_key(k)?);
             }
-            let values: Vec<Option<Vec<u8>>> = self
+            let values: Vec<Option<Bytes>> = self
                 .query_on(
                     self.read_conns(),
                     "MGET",
@@ -71,7 +71,7 @@ impl RedisStore {
                         futures::future::try_join_all(cmds.iter().map(|(route, idx, cmd)| {
                             let mut c = c.clone();
                             async move {
-                                let values: Vec<Option<Vec<u8>>> =
+                                let values: Vec<Option<Bytes>> =
                                     c.query(cmd, Target::Slot(*route)).await?;
                                 Ok::<_, RedisError>((idx, values))
                             }

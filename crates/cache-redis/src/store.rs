@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use cache_core::keys::sub_prefix;
 use cache_core::store::{check_key, ttl_millis};
 use cache_core::{
-    async_trait, BackendStats, CasOutcome, Error, Expiry, KeyTtl, PoolStats, Result, ScanCursor,
-    ScanPage, SetCondition, SetOptions, Store,
+    async_trait, BackendStats, Bytes, CasOutcome, Error, Expiry, KeyTtl, PoolStats, Result,
+    ScanCursor, ScanPage, SetCondition, SetOptions, Store,
 };
 use redis::{FromRedisValue, Value};
 
@@ -325,13 +325,13 @@ impl Store for RedisStore {
         true
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let _call = self.conns.enter()?;
         let cmd = self.key_cmd("GET", key, 0)?;
         self.read("GET", key, cmd).await
     }
 
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
         let _call = self.conns.enter()?;
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -339,7 +339,7 @@ impl Store for RedisStore {
         self.get_many_batch(keys).await
     }
 
-    async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
+    async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
         let _call = self.conns.enter()?;
         let ms = ttl_millis(ttl)?;
         let mut cmd = self.key_cmd("GETEX", key, 32)?;
@@ -412,7 +412,7 @@ impl Store for RedisStore {
         Ok(n > 0)
     }
 
-    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
+    async fn get_with_ttl(&self, key: &str) -> Result<Option<(Bytes, KeyTtl)>> {
         self.read_with_ttl(key).await
     }
 
@@ -554,7 +554,7 @@ impl Store for RedisStore {
         let current =
             match it.next() {
                 None | Some(Value::Nil) => None,
-                Some(v) => Some(Vec::<u8>::from_redis_value(v).map_err(|e| {
+                Some(v) => Some(Bytes::from_redis_value(v).map_err(|e| {
                     Error::backend(format!("unexpected compare-and-swap reply: {e}"))
                 })?),
             };

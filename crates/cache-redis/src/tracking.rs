@@ -43,7 +43,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use cache_core::tracking::InvalidationListener;
-use cache_core::{Error, KeyTtl, Result};
+use cache_core::{Bytes, Error, KeyTtl, Result};
 use parking_lot::{Mutex, RwLock};
 use redis::aio::MultiplexedConnection;
 use redis::{
@@ -516,7 +516,7 @@ impl RedisStore {
     /// near cache, which drops what it read (and a key gone by the `PTTL` answers `None`). A Lua
     /// script running both cost the server more, on the read that follows every invalidation of a
     /// near cache (the near-cache bench client's server CPU per op fell ~10% without it).
-    pub(crate) async fn read_with_ttl(&self, key: &str) -> Result<Option<(Vec<u8>, KeyTtl)>> {
+    pub(crate) async fn read_with_ttl(&self, key: &str) -> Result<Option<(Bytes, KeyTtl)>> {
         let full = self.full_key(key)?;
         let mut pipe = redis::pipe();
         // Each reply on its own, so that a server error (`WRONGTYPE` from `GET`) surfaces as that
@@ -538,7 +538,7 @@ impl RedisStore {
                     let mut replies = replies.into_iter().map(Value::extract_error);
                     match (replies.next(), replies.next()) {
                         (Some(value), Some(ms)) => Ok((
-                            Option::<Vec<u8>>::from_redis_value(value?)?,
+                            Option::<Bytes>::from_redis_value(value?)?,
                             i64::from_redis_value(ms?)?,
                         )),
                         _ => Err(redis::RedisError::from((

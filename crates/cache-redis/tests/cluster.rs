@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::{Error, Expiry, Profile, ScanCursor, SetOptions, Store, StoreExt};
+use cache_core::{Bytes, Error, Expiry, Profile, ScanCursor, SetOptions, Store, StoreExt};
 use cache_redis::{NodeRole, RedisConfig, RedisEndpoint, RedisStore};
 use cache_testing::conformance::{self, run_all, Capabilities};
 use common::cluster_config;
@@ -124,7 +124,7 @@ async fn batches_span_every_primary_and_keep_the_callers_order() {
     let got = store.get_many(&ask).await.unwrap();
     assert_eq!(got.len(), ask.len());
     for (k, v) in ask.iter().zip(&got) {
-        let expected = (*k != "missing").then(|| format!("v-{k}").into_bytes());
+        let expected = (*k != "missing").then(|| Bytes::from(format!("v-{k}")));
         assert_eq!(v, &expected, "value of {k}");
     }
     // Multi-slot UNLINK counts every slot's deletions.

@@ -384,10 +384,11 @@ async fn redirections_are_followed_while_a_slot_migrates() {
     assert_eq!(cluster.primary_of_slot(slot).port(), dst.port);
     assert_eq!(dst_node.cli(["CLUSTER", "COUNTKEYSINSLOT", &slot_s]), "61");
     let total = ops.load(Ordering::Relaxed);
-    let counter: i64 = String::from_utf8(store.get("{hot}:counter").await.unwrap().unwrap())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let counter: i64 =
+        String::from_utf8(store.get("{hot}:counter").await.unwrap().unwrap().to_vec())
+            .unwrap()
+            .parse()
+            .unwrap();
     assert_eq!(
         counter as u64, total,
         "every increment counted exactly once"

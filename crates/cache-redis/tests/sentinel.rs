@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::{Error, ErrorKind, Profile, SetOptions, Store};
+use cache_core::{Bytes, Error, ErrorKind, Profile, SetOptions, Store};
 use cache_redis::{
     PoolConfig, RedisConfig, RedisEndpoint, RedisStore, RetryConfig, SentinelEndpoint,
 };
@@ -263,7 +263,7 @@ async fn replica_reads_go_to_a_replica_and_writes_to_the_primary() {
     }
     assert_eq!(
         reader.get_many(&["k", "missing"]).await.unwrap(),
-        vec![Some(b"v".to_vec()), None]
+        vec![Some(Bytes::from_static(b"v")), None]
     );
     // Writes through the view go to the primary (a replica would answer READONLY).
     assert!(reader.set("k2", b"w", SetOptions::new()).await.unwrap());

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use cache_core::{CasOutcome, Error, Expiry, KeyTtl, Profile, SetOptions, Store, StoreExt};
+use cache_core::{Bytes, CasOutcome, Error, Expiry, KeyTtl, Profile, SetOptions, Store, StoreExt};
 use cache_redis::{PoolConfig, RedisConfig, RedisStore};
 use common::{config, dbsize, store};
 use test_redis::RedisServer;
@@ -58,7 +58,7 @@ async fn set_conditions_and_expiry() {
     s.set("bin", &bin, SetOptions::new()).await.unwrap();
     assert_eq!(s.get("bin").await.unwrap().as_deref(), Some(&bin[..]));
     s.set("empty", b"", SetOptions::new()).await.unwrap();
-    assert_eq!(s.get("empty").await.unwrap(), Some(Vec::new()));
+    assert_eq!(s.get("empty").await.unwrap(), Some(Bytes::new()));
     // Invalid input is refused before anything is sent.
     assert!(matches!(
         s.set("", b"x", SetOptions::new()).await,
@@ -97,10 +97,10 @@ async fn batches_are_ordered_and_refuse_keep_ttl() {
     assert_eq!(
         got,
         vec![
-            Some(b"3".to_vec()),
+            Some(Bytes::from_static(b"3")),
             None,
-            Some(b"1".to_vec()),
-            Some(b"3".to_vec())
+            Some(Bytes::from_static(b"1")),
+            Some(Bytes::from_static(b"3"))
         ]
     );
     assert!(s.get_many(&[]).await.unwrap().is_empty());
@@ -113,7 +113,7 @@ async fn batches_are_ordered_and_refuse_keep_ttl() {
     assert_eq!(s.delete(&[]).await.unwrap(), 0);
     assert_eq!(
         s.get_many(&["a", "b", "c"]).await.unwrap(),
-        vec![None, None, Some(b"3".to_vec())]
+        vec![None, None, Some(Bytes::from_static(b"3"))]
     );
 }
 
@@ -208,7 +208,7 @@ async fn compare_and_swap_is_atomic_and_reports_conflicts() {
             .await
             .unwrap(),
         CasOutcome::Conflict {
-            current: Some(b"v1".to_vec())
+            current: Some(Bytes::from_static(b"v1"))
         }
     );
     assert_eq!(
@@ -242,7 +242,7 @@ async fn compare_and_swap_is_atomic_and_reports_conflicts() {
             .await
             .unwrap(),
         CasOutcome::Conflict {
-            current: Some(Vec::new())
+            current: Some(Bytes::new())
         }
     );
     assert_eq!(
@@ -268,7 +268,7 @@ async fn compare_and_swap_is_atomic_and_reports_conflicts() {
             for _ in 0..25 {
                 let mut cur = s.get("ctr").await.unwrap();
                 loop {
-                    let n: u64 = String::from_utf8(cur.clone().unwrap())
+                    let n: u64 = String::from_utf8(cur.clone().unwrap().to_vec())
                         .unwrap()
                         .parse()
                         .unwrap();

@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use cache_core::tracking::InvalidationListener;
-use cache_core::{KeyTtl, SetOptions, Store};
+use cache_core::{Bytes, KeyTtl, SetOptions, Store};
 use cache_redis::RedisStore;
 use parking_lot::Mutex;
 use redis::AsyncCommands;
@@ -256,14 +256,14 @@ async fn get_with_ttl_reads_value_and_ttl_in_one_call() {
     store.set("k", b"v", SetOptions::new()).await.unwrap();
     assert_eq!(
         store.get_with_ttl("k").await.unwrap(),
-        Some((b"v".to_vec(), KeyTtl::Persistent))
+        Some((Bytes::from_static(b"v"), KeyTtl::Persistent))
     );
     store
         .set("k", b"w", SetOptions::ttl(Duration::from_secs(60)))
         .await
         .unwrap();
     let (value, ttl) = store.get_with_ttl("k").await.unwrap().unwrap();
-    assert_eq!(value, b"w");
+    assert_eq!(value, &b"w"[..]);
     let left = ttl.remaining().expect("a TTL");
     assert!(
         left <= Duration::from_secs(60) && left > Duration::from_secs(50),

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cache_core::{
-    BackendStats, CasOutcome, Expiry, KeyTtl, Result, ScanCursor, ScanPage, SetOptions, Store,
+    BackendStats, Bytes, CasOutcome, Expiry, KeyTtl, Result, ScanCursor, ScanPage, SetOptions,
+    Store,
 };
 
 mockall::mock! {
@@ -79,7 +80,8 @@ mockall::mock! {
 /// the mock as any store, `Arc<dyn Store>` included. Methods whose arguments nest references
 /// (`get_many`, `set_many`, `delete`, `zrem`, `compare_and_swap`) see them as owned values
 /// (`Vec<String>`, `Vec<(String, Vec<u8>)>`, `Option<Vec<u8>>`): mockall cannot mock nested
-/// references under `async_trait`. `prefix()` and `backend_name()` are not mocked: they answer the
+/// references under `async_trait`. The reads' expectations answer `Vec<u8>` values (the store hands
+/// them out as [`cache_core::Bytes`]). `prefix()` and `backend_name()` are not mocked: they answer the
 /// prefix given to [`MockStore::with_prefix`] (empty by default) and `"mock"`.
 ///
 /// # Why this is a hand-written forwarder
@@ -169,14 +171,15 @@ impl Store for MockStore {
     fn backend_name(&self) -> &'static str {
         "mock"
     }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.calls.get(key)
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.calls.get(key)?.map(Bytes::from))
     }
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        self.calls.get_many(owned(keys))
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        let values = self.calls.get_many(owned(keys))?;
+        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
     }
-    async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
-        self.calls.get_ex(key, ttl)
+    async fn get_ex(&self, key: &str, ttl: Duration) -> Result<Option<Bytes>> {
+        Ok(self.calls.get_ex(key, ttl)?.map(Bytes::from))
     }
     async fn set(&self, key: &str, value: &[u8], opts: SetOptions) -> Result<bool> {
         self.calls.set(key, value, opts)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::{CasOutcome, Error, ErrorKind, Expiry, SetOptions, Store};
+use cache_core::{Bytes, CasOutcome, Error, ErrorKind, Expiry, SetOptions, Store};
 use cache_testing::MockStore;
 
 #[tokio::test]
@@ -34,7 +34,7 @@ async fn mock_injects_errors_through_dyn_store() {
         })
         .returning(|_, _, _, _| {
             Ok(CasOutcome::Conflict {
-                current: Some(b"y".to_vec()),
+                current: Some(Bytes::from_static(b"y")),
             })
         });
     mock.expect_ping().returning(|| {
@@ -61,7 +61,7 @@ async fn mock_injects_errors_through_dyn_store() {
             .await
             .unwrap(),
         CasOutcome::Conflict {
-            current: Some(b"y".to_vec())
+            current: Some(Bytes::from_static(b"y"))
         }
     );
     assert!(store.ping().await.unwrap_err().is_transient());

@@ -3,7 +3,7 @@
 //! past their deadline, and the periodic [`SessionManager::cleanup`].
 
 use cache_core::keys::Key;
-use cache_core::{codec, Error, Result, ScanCursor, Store};
+use cache_core::{codec, Bytes, Error, Result, ScanCursor, Store};
 
 use crate::events::SessionEvent;
 use crate::keys::{index_key, index_user, session_key, SESSION_INDEX};
@@ -179,7 +179,7 @@ impl<S: Store> SessionManager<S> {
             malformed: 0,
         };
         let mut missing: Vec<SessionHandle> = Vec::new();
-        let mut expired: Vec<(SessionHandle, Record, Vec<u8>)> = Vec::new();
+        let mut expired: Vec<(SessionHandle, Record, Bytes)> = Vec::new();
         for chunk in entries.chunks(BATCH) {
             let mut handles = Vec::with_capacity(chunk.len());
             for (member, _) in chunk {

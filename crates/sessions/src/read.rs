@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cache_core::keys::Key;
-use cache_core::{codec, CasOutcome, Expiry, KeyTtl, Result, Store};
+use cache_core::{codec, Bytes, CasOutcome, Expiry, KeyTtl, Result, Store};
 use cache_near::NearCache;
 
 use crate::events::SessionEvent;
@@ -268,5 +268,5 @@ pub(crate) enum Judged {
     /// The record was already gone; its index entry was removed.
     Gone,
     /// The record changed since it was judged: nothing was deleted. Its current value.
-    Changed(Vec<u8>),
+    Changed(Bytes),
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cache_core::cas::{self, Decision};
 use cache_core::keys::Key;
-use cache_core::{codec, CasOutcome, Error, Expiry, Result, SetOptions, Store};
+use cache_core::{codec, Bytes, CasOutcome, Error, Expiry, Result, SetOptions, Store};
 
 use crate::create::NewSession;
 use crate::events::SessionEvent;
@@ -209,7 +209,7 @@ impl<S: Store> SessionManager<S> {
         &self,
         old_key: &Key,
         new_key: &Key,
-        mut expected: Vec<u8>,
+        mut expected: Bytes,
         next: &mut Record,
         now: i64,
     ) -> Result<bool> {

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::{CasOutcome, Error, Store};
+use cache_core::{Bytes, CasOutcome, Error, Store};
 use cache_memory::MemoryStore;
 use cache_testing::MockStore;
 use common::*;
@@ -34,7 +34,7 @@ async fn real_session(clock: &Arc<dyn Clock>) -> (String, String, Vec<u8>) {
         .await
         .unwrap();
     let key = session_key(c.token.handle()).unwrap();
-    let raw = store.get(&key).await.unwrap().unwrap();
+    let raw = store.get(&key).await.unwrap().unwrap().to_vec();
     (c.token.expose().to_owned(), key.into_string(), raw)
 }
 
@@ -174,7 +174,7 @@ async fn update_conflict_retry_costs_no_extra_read() {
         .in_sequence(&mut seq)
         .returning(move |_, _, _, _| {
             Ok(CasOutcome::Conflict {
-                current: Some(o.clone()),
+                current: Some(Bytes::from(o.clone())),
             })
         });
     let o = other.clone();

@@ -1,7 +1,7 @@
 //! Batches: `get_many` (`MGET`), `set_many` (`MSET`) and `delete` (`UNLINK`).
 
 use super::support::*;
-use cache_core::{Expiry, KeyTtl, SetOptions, Store};
+use cache_core::{Bytes, Expiry, KeyTtl, SetOptions, Store};
 
 /// `MGET`: one answer per key, in order, duplicates answered twice, missing keys `None`.
 pub async fn check_get_many(store: &dyn Store) {
@@ -11,17 +11,17 @@ pub async fn check_get_many(store: &dyn Store) {
     assert!(set(store, &c, b"C", SetOptions::new()).await);
     assert_eq!(
         must(store.get_many(&[]).await, "get_many empty"),
-        Vec::<Option<Vec<u8>>>::new()
+        Vec::<Option<Bytes>>::new()
     );
     let got = must(store.get_many(&[&c, &b, &a, &c, &a]).await, "get_many");
     assert_eq!(
         got,
         vec![
-            Some(b"C".to_vec()),
+            Some(Bytes::from_static(b"C")),
             None,
-            Some(b"A".to_vec()),
-            Some(b"C".to_vec()),
-            Some(b"A".to_vec())
+            Some(Bytes::from_static(b"A")),
+            Some(Bytes::from_static(b"C")),
+            Some(Bytes::from_static(b"A"))
         ]
     );
     // Many keys at once (spread over slots on a cluster).
@@ -35,7 +35,11 @@ pub async fn check_get_many(store: &dyn Store) {
     must(store.set_many(&entries, Expiry::Never).await, "set_many");
     let refs: Vec<&str> = keys.iter().rev().map(String::as_str).collect();
     let got = must(store.get_many(&refs).await, "get_many 100");
-    let want: Vec<Option<Vec<u8>>> = values.iter().rev().cloned().map(Some).collect();
+    let want: Vec<Option<Bytes>> = values
+        .iter()
+        .rev()
+        .map(|v| Some(Bytes::copy_from_slice(v)))
+        .collect();
     assert_eq!(got, want, "get_many keeps the order of the input");
     cleanup(store, &ns).await;
 }

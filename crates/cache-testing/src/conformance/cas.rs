@@ -1,7 +1,7 @@
 //! Compare-and-swap: every outcome and expiry mode, and no lost update under contention.
 
 use super::support::*;
-use cache_core::{CasOutcome, Expiry, KeyTtl, Store};
+use cache_core::{Bytes, CasOutcome, Expiry, KeyTtl, Store};
 use futures::future::join_all;
 
 /// Compare-and-swap: create, conflict with the current value, swap, delete, expiry modes.
@@ -37,14 +37,14 @@ pub async fn check_compare_and_swap(store: &dyn Store) {
     assert_eq!(
         cas(None, Some(b"x"), Expiry::Never).await,
         CasOutcome::Conflict {
-            current: Some(b"a".to_vec())
+            current: Some(Bytes::from_static(b"a"))
         },
         "expected missing, key exists"
     );
     assert_eq!(
         cas(Some(b"z"), Some(b"x"), Expiry::Never).await,
         CasOutcome::Conflict {
-            current: Some(b"a".to_vec())
+            current: Some(Bytes::from_static(b"a"))
         },
         "wrong expected value"
     );
@@ -112,7 +112,7 @@ async fn cas_increment(store: &dyn Store, key: &str) -> u32 {
             CasOutcome::Conflict { current: now } => {
                 conflicts += 1;
                 assert!(conflicts < 10_000, "{key}: CAS loop does not converge");
-                current = now;
+                current = now.map(Vec::from);
             }
         }
     }

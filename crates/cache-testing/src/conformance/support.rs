@@ -78,7 +78,7 @@ pub(super) async fn set(store: &dyn Store, key: &str, value: &[u8], opts: SetOpt
 }
 
 pub(super) async fn get(store: &dyn Store, key: &str) -> Option<Vec<u8>> {
-    must(store.get(key).await, &format!("get {key}"))
+    must(store.get(key).await, &format!("get {key}")).map(Vec::from)
 }
 
 pub(super) async fn ttl(store: &dyn Store, key: &str) -> KeyTtl {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cache_core::keys::glob_escape;
-use cache_core::{CasOutcome, Expiry, KeyTtl, SetOptions, Store, StoreExt};
+use cache_core::{Bytes, CasOutcome, Expiry, KeyTtl, SetOptions, Store, StoreExt};
 
 use super::support::*;
 use super::Capabilities;
@@ -274,13 +274,13 @@ pub async fn check_get_with_ttl(store: &dyn Store) {
     assert!(set(store, &p, b"persistent", SetOptions::new()).await);
     assert_eq!(
         must(store.get_with_ttl(&p).await, "get_with_ttl without TTL"),
-        Some((b"persistent".to_vec(), KeyTtl::Persistent))
+        Some((Bytes::from_static(b"persistent"), KeyTtl::Persistent))
     );
     assert!(set(store, &e, b"", SetOptions::ttl(LONG)).await);
     let Some((value, left)) = must(store.get_with_ttl(&e).await, "get_with_ttl with a TTL") else {
         panic!("get_with_ttl: {e} is missing");
     };
-    assert_eq!(value, b"", "get_with_ttl: an empty value");
+    assert_eq!(value, &b""[..], "get_with_ttl: an empty value");
     assert_ttl_between(left, HALF_LONG, LONG, "get_with_ttl");
     must(store.zadd(&z, "m", 1.0).await, "zadd");
     must_be_wrong_type(store.get_with_ttl(&z).await, &z, "get_with_ttl on a zset");

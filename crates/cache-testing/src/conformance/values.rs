@@ -1,6 +1,6 @@
 //! Values: binary-safe and empty values, 1 MiB values, and the value-size limit.
 
-use cache_core::{CasOutcome, Expiry, KeyTtl, SetOptions, Store};
+use cache_core::{Bytes, CasOutcome, Expiry, KeyTtl, SetOptions, Store};
 
 use super::support::*;
 use super::Capabilities;
@@ -30,7 +30,10 @@ pub async fn check_binary_and_empty_values(store: &dyn Store) {
     let keys: Vec<String> = cases.iter().map(|(n, _)| format!("{ns}:{n}")).collect();
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let many = must(store.get_many(&refs).await, "get_many binary");
-    let expected: Vec<Option<Vec<u8>>> = cases.iter().map(|(_, v)| Some(v.to_vec())).collect();
+    let expected: Vec<Option<Bytes>> = cases
+        .iter()
+        .map(|(_, v)| Some(Bytes::copy_from_slice(v)))
+        .collect();
     assert_eq!(many, expected, "get_many of binary and empty values");
     // CAS distinguishes "empty" from "missing".
     let missing = format!("{ns}:missing");
@@ -51,7 +54,7 @@ pub async fn check_binary_and_empty_values(store: &dyn Store) {
             "cas missing vs empty"
         ),
         CasOutcome::Conflict {
-            current: Some(Vec::new())
+            current: Some(Bytes::new())
         }
     );
     assert_eq!(

@@ -2,7 +2,7 @@
 //! strings.
 
 use super::support::*;
-use cache_core::{Expiry, KeyTtl, SetOptions, Store};
+use cache_core::{Bytes, Expiry, KeyTtl, SetOptions, Store};
 
 /// Sorted sets: add/update, ranges with bounds and limits, removal, emptied sets are deleted.
 pub async fn check_sorted_sets(store: &dyn Store) {
@@ -201,7 +201,7 @@ pub async fn check_wrong_type(store: &dyn Store) {
     );
     assert_eq!(
         must(store.get_many(&[&z, &s]).await, "MGET"),
-        vec![None, Some(b"1".to_vec())],
+        vec![None, Some(Bytes::from_static(b"1"))],
         "MGET reads a zset as missing"
     );
     assert!(
