@@ -99,6 +99,8 @@ impl<S: Store> SessionManager<S> {
             last_accessed_ms: now,
             idle_timeout_ms: idle_ms,
             absolute_deadline_ms: now.saturating_add(lifetime_ms),
+            rotated_from: None,
+            lineage: None,
         };
         let bytes = self.encode(&record)?;
         let ttl = record

@@ -28,6 +28,28 @@ pub(crate) struct Record {
     pub(crate) last_accessed_ms: i64,
     pub(crate) idle_timeout_ms: i64,
     pub(crate) absolute_deadline_ms: i64,
+    /// The handle of the session this one was rotated from (`None`: created by a login). Set when
+    /// the record is created and never changed: [`SessionManager::revoke_all_except`] keeps the
+    /// successors of the session it keeps, so a rotation racing it does not sign the user out.
+    ///
+    /// [`SessionManager::revoke_all_except`]: crate::SessionManager::revoke_all_except
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rotated_from: Option<String>,
+    /// The handle of the session created at login that this one descends from by rotations
+    /// (`None`: this one was created at login). Set when the record is created and never changed:
+    /// with it, `revoke_all_except` keeps a session rotated twice while it runs, whose middle
+    /// record is gone before it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lineage: Option<String>,
+}
+
+impl Record {
+    /// The [`Record::lineage`] of a session rotated from this one, whose handle is `handle`.
+    pub(crate) fn lineage_of_successor(&self, handle: &SessionHandle) -> String {
+        self.lineage
+            .clone()
+            .unwrap_or_else(|| handle.as_str().to_owned())
+    }
 }
 
 impl Record {
@@ -174,6 +196,8 @@ mod tests {
             last_accessed_ms: 1_000,
             idle_timeout_ms: 100,
             absolute_deadline_ms: 1_150,
+            rotated_from: None,
+            lineage: None,
         };
         assert_eq!(r.expires_at_ms(), 1_100);
         assert!(!r.is_expired_at(1_099));

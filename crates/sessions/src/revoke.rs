@@ -130,7 +130,9 @@ impl<S: Store> SessionManager<S> {
 
     /// Revokes every session of `user_id` except the one of `current_token` ("sign out other
     /// devices"), with the guarantees of [`SessionManager::revoke_all`]. A malformed token is
-    /// [`cache_core::Error::InvalidInput`] and revokes nothing.
+    /// [`cache_core::Error::InvalidInput`] and revokes nothing. The kept session stays kept when it
+    /// is rotated while this call runs: a session rotated from it (its record names the handle it
+    /// was rotated from) is kept too, and so is one rotated from that one.
     pub async fn revoke_all_except(&self, user_id: &str, current_token: &str) -> Result<u64> {
         self.bounded(
             "revoke_all_except",
@@ -150,6 +152,18 @@ impl<S: Store> SessionManager<S> {
         let store = &self.inner.store;
         self.prune(&index, self.now_ms()).await?;
         let mut revoked: HashSet<SessionHandle> = HashSet::new();
+        // The kept session and its successors: a rotation of the kept session while this call runs
+        // gives it a new handle (its record names the handle it was rotated from and the login it
+        // descends from), and signing out the other devices must not sign out the one that asked.
+        let mut kept = Kept::default();
+        if let Some(keep) = keep {
+            kept.handles.insert(keep.as_str().to_owned());
+            kept.lineages.insert(keep.as_str().to_owned());
+            let record = store.get(&session_key(keep)?).await?;
+            if let Some(record) = record.and_then(|b| codec::decode::<Record>(&b).ok()) {
+                kept.lineages.insert(record.lineage_of_successor(keep));
+            }
+        }
         let mut deleted = 0;
         for _ in 0..MAX_REVOKE_ROUNDS {
             let fresh: Vec<SessionHandle> = store
@@ -157,25 +171,43 @@ impl<S: Store> SessionManager<S> {
                 .await?
                 .into_iter()
                 .filter_map(|(member, _)| self.index_member(&index, &member))
-                .filter(|h| Some(h) != keep && !revoked.contains(h))
+                .filter(|h| !kept.handles.contains(h.as_str()) && !revoked.contains(h))
                 .collect();
             if fresh.is_empty() {
                 tracing::debug!(user_id, deleted, "all sessions of a user revoked");
                 return Ok(deleted);
             }
+            // Read first: to know which records exist (events are for sessions this call ended,
+            // not for entries whose session was already gone) and, when one is kept, which of them
+            // are its successors.
+            let mut existed = Vec::with_capacity(fresh.len());
             for chunk in fresh.chunks(BATCH) {
                 let keys = chunk.iter().map(session_key).collect::<Result<Vec<_>>>()?;
                 let refs: Vec<&str> = keys.iter().map(Key::as_str).collect();
-                // Read first, only to know which records exist: events are for sessions this call
-                // ended, not for entries whose session was already gone.
-                let existed = store.get_many(&refs).await?;
+                existed.extend(store.get_many(&refs).await?);
+            }
+            if keep.is_some() {
+                kept.add_successors(&fresh, &existed);
+            }
+            let doomed: Vec<(SessionHandle, bool)> = fresh
+                .into_iter()
+                .zip(existed)
+                .filter(|(h, _)| !kept.handles.contains(h.as_str()))
+                .map(|(h, value)| (h, value.is_some()))
+                .collect();
+            for chunk in doomed.chunks(BATCH) {
+                let keys = chunk
+                    .iter()
+                    .map(|(h, _)| session_key(h))
+                    .collect::<Result<Vec<_>>>()?;
+                let refs: Vec<&str> = keys.iter().map(Key::as_str).collect();
                 let removed = store.delete(&refs).await;
                 self.near_forget(&refs);
                 deleted += removed?;
-                let members: Vec<&str> = chunk.iter().map(SessionHandle::as_str).collect();
+                let members: Vec<&str> = chunk.iter().map(|(h, _)| h.as_str()).collect();
                 store.zrem(&index, &members).await?;
-                for (handle, value) in chunk.iter().zip(existed) {
-                    if value.is_some() {
+                for (handle, existed) in chunk {
+                    if *existed {
                         self.emit(SessionEvent::Revoked {
                             handle: handle.clone(),
                             user_id: Some(user_id.to_owned()),
@@ -184,7 +216,7 @@ impl<S: Store> SessionManager<S> {
                     }
                 }
             }
-            revoked.extend(fresh);
+            revoked.extend(doomed.into_iter().map(|(h, _)| h));
         }
         Err(Error::Backend {
             message: format!(
@@ -215,5 +247,46 @@ impl<S: Store> SessionManager<S> {
             store.zrem(index, &members).await?;
         }
         Ok(deleted)
+    }
+}
+
+/// What [`SessionManager::revoke_all_except`] keeps: the handles of the kept session and of its
+/// successors, and the logins they descend from ([`Record::lineage`]).
+#[derive(Default)]
+struct Kept {
+    handles: HashSet<String>,
+    lineages: HashSet<String>,
+}
+
+impl Kept {
+    /// Keeps every handle of `fresh` whose record (in `records`, same order) was rotated from a
+    /// kept handle or descends from a kept login, and so on down the chain. A record that is gone
+    /// or does not decode is nobody's successor.
+    fn add_successors(&mut self, fresh: &[SessionHandle], records: &[Option<cache_core::Bytes>]) {
+        let records: Vec<Option<Record>> = records
+            .iter()
+            .map(|bytes| codec::decode(bytes.as_deref()?).ok())
+            .collect();
+        loop {
+            let mut grew = false;
+            for (handle, record) in fresh.iter().zip(&records) {
+                let Some(record) = record else { continue };
+                let successor = record
+                    .rotated_from
+                    .as_ref()
+                    .is_some_and(|from| self.handles.contains(from))
+                    || record
+                        .lineage
+                        .as_ref()
+                        .is_some_and(|login| self.lineages.contains(login));
+                if successor && self.handles.insert(handle.as_str().to_owned()) {
+                    self.lineages.insert(record.lineage_of_successor(handle));
+                    grew = true;
+                }
+            }
+            if !grew {
+                return;
+            }
+        }
     }
 }

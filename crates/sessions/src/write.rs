@@ -159,6 +159,8 @@ impl<S: Store> SessionManager<S> {
         let index = index_key(&record.user_id)?;
         let mut next = record;
         next.last_accessed_ms = now;
+        next.rotated_from = Some(old.handle().as_str().to_owned());
+        next.lineage = Some(next.lineage_of_successor(old.handle()));
         let Some(ttl) = next.ttl_at(now) else {
             return Ok(None);
         };
@@ -226,8 +228,11 @@ impl<S: Store> SessionManager<S> {
                     current: Some(newer),
                 } => {
                     let rec: Record = codec::decode(&newer)?;
+                    // The copy is still the successor of the old session, not of its predecessor.
                     *next = Record {
                         last_accessed_ms: now,
+                        rotated_from: next.rotated_from.take(),
+                        lineage: next.lineage.take(),
                         ..rec
                     };
                     let Some(ttl) = next.ttl_at(now) else {

@@ -78,6 +78,7 @@ macro_rules! session_scenarios {
             sign_out_everywhere_while_listing,
             concurrent_logins_respect_the_limit,
             sign_out_everywhere_during_rotation,
+            sign_out_others_during_rotation_keeps_the_current_session,
             expired_on_access_deletes_only_what_it_judged,
         );
     };

@@ -602,6 +602,62 @@ pub async fn sign_out_everywhere_during_rotation(f: impl Fixture) {
     assert!(plain.list_user_sessions("rita").await.unwrap().is_empty());
 }
 
+/// "Sign out the other devices" racing a rotation of the session that asked for it, in both
+/// orders: the rotation has written its new record and waits to retire the old one while
+/// `revoke_all_except` runs; or `revoke_all_except` has read the index (the old handle, the other
+/// session) and waits while the rotation completes. Either way the rotated session (the one the
+/// user now holds) survives and the other device is signed out.
+pub async fn sign_out_others_during_rotation_keeps_the_current_session(f: impl Fixture) {
+    // Order 1: the rotation is held before its compare-and-swap retires the old record.
+    let (gated, gate, plain) = gated_and_plain(&f).await;
+    let current = plain.create("sven", CreateOptions::new()).await.unwrap();
+    let other = plain.create("sven", CreateOptions::new()).await.unwrap();
+    let token = current.token.expose().to_owned();
+    gate.arm();
+    let t = token.clone();
+    let rotation = tokio::spawn(async move { gated.rotate(&t).await });
+    gate.reached().await;
+    let revoked = plain.revoke_all_except("sven", &token).await.unwrap();
+    gate.release();
+    let rotated = rotation.await.unwrap().unwrap().expect("rotated");
+    assert_eq!(revoked, 1, "only the other device");
+    assert!(
+        plain.get(rotated.token.expose()).await.unwrap().is_some(),
+        "signing out the other devices signed out the rotated current session"
+    );
+    assert!(plain.get(&token).await.unwrap().is_none(), "old token dead");
+    assert!(plain.get(other.token.expose()).await.unwrap().is_none());
+    let listed = plain.list_user_sessions("sven").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].handle, *rotated.token.handle());
+
+    // Order 2: `revoke_all_except` is held after reading the index; the rotation completes, twice.
+    let (gated, gate, plain) = gated_and_plain(&f).await;
+    let current = plain.create("tess", CreateOptions::new()).await.unwrap();
+    let other = plain.create("tess", CreateOptions::new()).await.unwrap();
+    let token = current.token.expose().to_owned();
+    gate.arm_after(Read::ZrangeByScore);
+    let t = token.clone();
+    let revoking = tokio::spawn(async move { gated.revoke_all_except("tess", &t).await });
+    gate.reached().await;
+    let once = plain.rotate(&token).await.unwrap().expect("rotated");
+    let twice = plain
+        .rotate(once.token.expose())
+        .await
+        .unwrap()
+        .expect("rotated again");
+    gate.release();
+    assert_eq!(revoking.await.unwrap().unwrap(), 1, "only the other device");
+    assert!(
+        plain.get(twice.token.expose()).await.unwrap().is_some(),
+        "signing out the other devices signed out the twice-rotated current session"
+    );
+    assert!(plain.get(other.token.expose()).await.unwrap().is_none());
+    let listed = plain.list_user_sessions("tess").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].handle, *twice.token.handle());
+}
+
 /// Issue 12, item 4: a reader that judged a session expired deletes only the record it judged. Here
 /// an instance whose clock runs 30 minutes ahead reads a session idle for 10 minutes (expired, by
 /// its clock) and, before it deletes it, another instance extends the session: the extended session
