@@ -74,11 +74,11 @@ impl Client for Raw {
         let mut conn = self.conn.clone();
         let key = raw_key((r >> 8) % self.keys);
         if is_get(r) {
-            let v: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+            let v: Option<Vec<u8>> = redis::cmd("GET").arg(key.as_str()).query_async(&mut conn).await?;
             std::hint::black_box(v);
         } else {
             redis::cmd("SET")
-                .arg(key)
+                .arg(key.as_str())
                 .arg(&*self.value)
                 .arg("PX")
                 .arg(TTL_MS)
@@ -103,13 +103,13 @@ impl Client for RawJson {
         let mut conn = self.conn.clone();
         let key = raw_key((r >> 8) % self.keys);
         if is_get(r) {
-            let v: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+            let v: Option<Vec<u8>> = redis::cmd("GET").arg(key.as_str()).query_async(&mut conn).await?;
             let doc: Option<Doc> = v.map(|b| serde_json::from_slice(&b)).transpose()?;
             std::hint::black_box(doc);
         } else {
             let bytes = serde_json::to_vec(&self.doc)?;
             redis::cmd("SET")
-                .arg(key)
+                .arg(key.as_str())
                 .arg(bytes)
                 .arg("PX")
                 .arg(TTL_MS)
@@ -279,7 +279,7 @@ impl Client for Batch {
     async fn op(&self, r: u64) -> anyhow::Result<()> {
         let first = r % self.keys;
         let keys: Vec<String> = (0..BATCH as u64)
-            .map(|i| kv_key((first + i) % self.keys))
+            .map(|i| kv_key((first + i) % self.keys).to_string())
             .collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let values = self.store.get_many(&refs).await?;
@@ -303,7 +303,7 @@ impl Client for RawPipeline {
         let first = r % self.keys;
         let mut pipe = redis::pipe();
         for i in 0..BATCH as u64 {
-            pipe.cmd("GET").arg(raw_key((first + i) % self.keys));
+            pipe.cmd("GET").arg(raw_key((first + i) % self.keys).as_str());
         }
         let mut conn = self.conn.clone();
         let values: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await?;
@@ -407,7 +407,7 @@ pub async fn setup(
     let mut start = 0;
     while start < keys {
         let end = (start + chunk).min(keys);
-        let names: Vec<String> = (start..end).map(kv_key).collect();
+        let names: Vec<String> = (start..end).map(|i| kv_key(i).to_string()).collect();
         let entries: Vec<(&str, &[u8])> = names.iter().map(|k| (k.as_str(), &*value)).collect();
         let expiry = cache_core::Expiry::In(SET_TTL);
         redis_store.set_many(&entries, expiry).await?;
@@ -421,7 +421,7 @@ pub async fn setup(
         let mut start = 0;
         while start < keys {
             let end = (start + chunk).min(keys);
-            let batch: Vec<(String, &Doc)> = (start..end).map(|i| (doc_id(i), &doc)).collect();
+            let batch: Vec<(String, &Doc)> = (start..end).map(|i| (doc_id(i).to_string(), &doc)).collect();
             cache.content().set_many(&batch).await?;
             start = end;
         }
@@ -431,7 +431,7 @@ pub async fn setup(
         let mut start = 0;
         while start < keys {
             let end = (start + chunk).min(keys);
-            let batch: Vec<(String, &Doc)> = (start..end).map(|i| (doc_id(i), &doc)).collect();
+            let batch: Vec<(String, &Doc)> = (start..end).map(|i| (doc_id(i).to_string(), &doc)).collect();
             memory_cache.content().set_many(&batch).await?;
             start = end;
         }

@@ -85,19 +85,75 @@ pub fn session_data(n: u64) -> sessions::SessionData {
 }
 
 /// The relative key of key-value entry `i` (`kv:{i}`; the store adds `bench:`).
-pub fn kv_key(i: u64) -> String {
-    format!("kv:{i}")
+pub fn kv_key(i: u64) -> Name {
+    Name::new("kv:", i)
 }
 
 /// The full Redis key of key-value entry `i`, as the raw clients write it (`bench:kv:{i}`), the
 /// same key the store client reaches through its prefix.
-pub fn raw_key(i: u64) -> String {
-    format!("{PREFIX}:kv:{i}")
+pub fn raw_key(i: u64) -> Name {
+    Name::new(RAW_KV_PREFIX, i)
 }
 
+/// What [`raw_key`] puts before the number: the store's prefix and `kv:`.
+const RAW_KV_PREFIX: &str = "bench:kv:";
+
 /// The cache id of entry `i` (family `content`).
-pub fn doc_id(i: u64) -> String {
-    format!("doc-{i}")
+pub fn doc_id(i: u64) -> Name {
+    Name::new("doc-", i)
+}
+
+/// A key or id (an ASCII prefix and a number) formatted on the stack: the clients build one per
+/// operation, and a `format!` with its allocation would add the harness's work to every client's
+/// cost per call. Formatted per operation rather than once for all keys: an id read from a table
+/// of ten thousand strings misses the CPU caches, which an id a service has just parsed from a
+/// request does not.
+pub struct Name {
+    buf: [u8; NAME_MAX],
+    len: usize,
+}
+
+/// The longest [`Name`]: a prefix of up to 20 bytes and the 20 digits of `u64::MAX`.
+const NAME_MAX: usize = 40;
+
+impl Name {
+    fn new(prefix: &'static str, i: u64) -> Name {
+        let mut buf = [0u8; NAME_MAX];
+        let p = prefix.len().min(NAME_MAX - 20);
+        buf[..p].copy_from_slice(&prefix.as_bytes()[..p]);
+        let mut digits = [0u8; 20];
+        let (mut n, mut v) = (0, i);
+        loop {
+            digits[n] = b'0' + (v % 10) as u8;
+            n += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for (k, d) in digits[..n].iter().rev().enumerate() {
+            buf[p + k] = *d;
+        }
+        Name { buf, len: p + n }
+    }
+
+    /// The name. The prefixes are ASCII constants and the rest digits, so the bytes are UTF-8.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The cache id of entry `i` of the near-cache workload: documents of their own, so that the
@@ -147,6 +203,15 @@ mod tests {
         assert!((900..=1200).contains(&len), "{len}");
         let len = serde_json::to_vec(&session_data(7)).unwrap().len();
         assert!((900..=1200).contains(&len), "{len}");
+    }
+
+    #[test]
+    fn names_are_the_keys_the_store_and_the_raw_clients_share() {
+        for i in [0, 7, 10, 9_999, 123_456_789, u64::MAX] {
+            assert_eq!(kv_key(i).as_str(), format!("kv:{i}"));
+            assert_eq!(raw_key(i).as_str(), format!("{PREFIX}:kv:{i}"));
+            assert_eq!(doc_id(i).as_str(), format!("doc-{i}"));
+        }
     }
 
     #[test]
