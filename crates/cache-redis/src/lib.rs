@@ -261,6 +261,7 @@ mod health;
 pub mod info;
 mod introspect;
 mod manager;
+mod reply;
 mod retry;
 mod route;
 mod scan;

@@ -446,16 +446,7 @@ impl Store for RedisStore {
         let _call = self.conns.enter()?;
         let cmd = self.key_cmd("PTTL", key, 0)?;
         let ms: i64 = self.read("PTTL", key, cmd).await?;
-        Ok(match ms {
-            -2 => KeyTtl::Missing,
-            -1 => KeyTtl::Persistent,
-            ms if ms >= 0 => KeyTtl::ExpiresIn(Duration::from_millis(ms.unsigned_abs())),
-            other => {
-                return Err(Error::backend(format!(
-                    "PTTL answered {other}, which is not a TTL"
-                )))
-            }
-        })
+        crate::reply::key_ttl(ms)
     }
 
     async fn incr_by(

@@ -2,7 +2,7 @@
 //! `CLIENT TRACKING ON BCAST PREFIX <store prefix><key prefix> ...`, whose invalidation pushes are
 //! routed to the registered `InvalidationListener`s (the near caches), behind
 //! `Store::track_changes` of a [`RedisStore`](crate::RedisStore) on one server; and
-//! `Store::get_with_ttl`, the near caches' read (one `GET` + `PTTL` script).
+//! `Store::get_with_ttl`, the near caches' read (`GET` and `PTTL` in one pipeline).
 //!
 //! # Why broadcast mode on a connection of its own
 //!
@@ -549,16 +549,7 @@ impl RedisStore {
                 },
             )
             .await?;
-        let Some(value) = value else {
-            return Ok(None);
-        };
-        let ttl = match ms {
-            -1 => KeyTtl::Persistent,
-            ms if ms >= 0 => KeyTtl::ExpiresIn(Duration::from_millis(ms.unsigned_abs())),
-            // -2: deleted or expired between the two commands: it is gone now.
-            _ => return Ok(None),
-        };
-        Ok(Some((value, ttl)))
+        crate::reply::value_with_ttl(value, ms)
     }
 
     /// `Store::track_changes`: registers `listener` with the tracker of this store's prefix
