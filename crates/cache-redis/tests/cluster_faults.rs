@@ -18,69 +18,13 @@ use std::time::{Duration, Instant};
 use cache_core::{SetOptions, Store};
 use cache_domain::{CacheConfig, CacheManager, WritePolicy};
 use cache_redis::RedisStore;
-use common::cluster_config;
+use common::{cluster_config, Log};
 use sessions::{CreateOptions, SessionManager};
 use test_redis::{NodeRole, RedisCluster, RedisServer};
 
 /// The tests of this binary run one at a time: each starts a cluster of its own, and three clusters
 /// at once on a 2-core machine would make failure detection (1 s node timeout) flaky.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Outcome of every operation of the load, by time.
-#[derive(Default)]
-struct Log {
-    ok: u64,
-    failed: u64,
-    first_failure: Option<Instant>,
-    last_failure: Option<Instant>,
-    last_error: Option<String>,
-}
-
-impl Log {
-    fn record<T, E: std::fmt::Display>(&mut self, r: &Result<T, E>) {
-        match r {
-            Ok(_) => self.ok += 1,
-            Err(e) => {
-                let now = Instant::now();
-                self.failed += 1;
-                self.first_failure.get_or_insert(now);
-                self.last_failure = Some(now);
-                self.last_error = Some(e.to_string());
-            }
-        }
-    }
-}
-
-/// Waits until a replica of `primary` has everything the primary had written when this was called
-/// (its replication offset reached the primary's offset of that moment; the load keeps writing, so
-/// the current offsets are never equal), so the failover loses nothing the test checks afterwards.
-fn wait_replicated(primary: &RedisServer) {
-    let offsets = || {
-        let info = primary.cli(["INFO", "replication"]);
-        let master: u64 = info
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("master_repl_offset:"))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let replica = info
-            .lines()
-            .filter(|l| l.starts_with("slave"))
-            .filter_map(|l| l.split(',').find_map(|f| f.strip_prefix("offset=")))
-            .filter_map(|v| v.trim().parse::<u64>().ok())
-            .max();
-        (master, replica, info)
-    };
-    let (target, _, _) = offsets();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, replica, info) = offsets();
-        if replica.is_some_and(|r| r >= target) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "replica never caught up: {info}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_fails_under_load_and_operations_resume_after_the_failover() {
@@ -152,7 +96,7 @@ async fn a_primary_fails_under_load_and_operations_resume_after_the_failover() {
     // Kill the primary of the slot of a session-user key, after its replica caught up.
     let slot = cluster.slot_of("failover:user:u1");
     let victim = cluster.primary_of_slot(slot);
-    wait_replicated(victim);
+    victim.wait_replicated();
     let killed_at = Instant::now();
     let old_port = cluster.kill_primary_of_slot(slot);
     let c = cluster.clone();

@@ -5,6 +5,8 @@
 //! (no restart, no new configuration), everything written and replicated before the fault is still
 //! there, and the test prints how long operations failed (the interruption).
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,63 +15,9 @@ use cache_core::{Profile, Store};
 use cache_domain::{CacheConfig, CacheManager, WritePolicy};
 use cache_redis::{PoolConfig, RedisConfig, RedisEndpoint, RedisStore, RetryConfig};
 use sessions::{CreateOptions, SessionManager};
-use test_redis::{Promotion, RedisSentinel, RedisServer};
+use test_redis::{Promotion, RedisSentinel};
 
-/// Outcome of every operation of the load, by time.
-#[derive(Default)]
-struct Log {
-    ok: u64,
-    failed: u64,
-    first_failure: Option<Instant>,
-    last_failure: Option<Instant>,
-    last_error: Option<String>,
-}
-
-impl Log {
-    fn record<T, E: std::fmt::Display>(&mut self, r: &Result<T, E>) {
-        match r {
-            Ok(_) => self.ok += 1,
-            Err(e) => {
-                let now = Instant::now();
-                self.failed += 1;
-                self.first_failure.get_or_insert(now);
-                self.last_failure = Some(now);
-                self.last_error = Some(e.to_string());
-            }
-        }
-    }
-}
-
-/// Waits until a replica of `primary` has everything the primary had written when this was called
-/// (the load keeps writing, so the offsets are never equal), so that the failover loses nothing the
-/// test checks afterwards.
-fn wait_replicated(primary: &RedisServer) {
-    let offsets = || {
-        let info = primary.cli(["INFO", "replication"]);
-        let master: u64 = info
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("master_repl_offset:"))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let replica = info
-            .lines()
-            .filter(|l| l.starts_with("slave"))
-            .filter_map(|l| l.split(',').find_map(|f| f.strip_prefix("offset=")))
-            .filter_map(|v| v.trim().parse::<u64>().ok())
-            .max();
-        (master, replica, info)
-    };
-    let (target, _, _) = offsets();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, replica, info) = offsets();
-        if replica.is_some_and(|r| r >= target) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "replica never caught up: {info}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use common::Log;
 
 struct Load {
     stop: Arc<AtomicBool>,
@@ -245,7 +193,7 @@ async fn the_same_store_follows_a_manual_failover_and_a_crash_of_the_primary() {
     load.wait_clean().await;
 
     // 1. SENTINEL FAILOVER.
-    wait_replicated(t.primary());
+    t.primary().wait_replicated();
     let at = Instant::now();
     let topology = Arc::clone(&t);
     let manual = tokio::task::spawn_blocking(move || topology.failover())
@@ -265,7 +213,7 @@ async fn the_same_store_follows_a_manual_failover_and_a_crash_of_the_primary() {
     tokio::task::spawn_blocking(move || topology.wait_until_ready())
         .await
         .unwrap();
-    wait_replicated(t.primary());
+    t.primary().wait_replicated();
     let at = Instant::now();
     let topology = Arc::clone(&t);
     let crash = tokio::task::spawn_blocking(move || topology.kill_primary())

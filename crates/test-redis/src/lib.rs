@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{kill_process, Pid, Signal};
 
 pub mod cluster;
+mod replication;
 pub use cluster::{
     ClusterNode, NodeRole, RedisCluster, RedisClusterBuilder, CLUSTER_READY_TIMEOUT,
 };

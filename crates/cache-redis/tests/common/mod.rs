@@ -2,7 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different subset.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cache_core::Profile;
 use cache_redis::{PoolConfig, RedisConfig, RedisEndpoint, RedisStore, RetryConfig};
@@ -49,4 +49,29 @@ pub fn cluster_config(cluster: &test_redis::RedisCluster) -> RedisConfig {
             .with_health_check_interval(Duration::from_millis(200)),
     )
     .with_retry(RetryConfig::default().with_budget(Duration::from_millis(1000)))
+}
+
+/// Outcome of every operation of a load run under faults, by time.
+#[derive(Default)]
+pub struct Log {
+    pub ok: u64,
+    pub failed: u64,
+    pub first_failure: Option<Instant>,
+    pub last_failure: Option<Instant>,
+    pub last_error: Option<String>,
+}
+
+impl Log {
+    pub fn record<T, E: std::fmt::Display>(&mut self, r: &Result<T, E>) {
+        match r {
+            Ok(_) => self.ok += 1,
+            Err(e) => {
+                let now = Instant::now();
+                self.failed += 1;
+                self.first_failure.get_or_insert(now);
+                self.last_failure = Some(now);
+                self.last_error = Some(e.to_string());
+            }
+        }
+    }
 }
