@@ -74,7 +74,10 @@ impl Client for Raw {
         let mut conn = self.conn.clone();
         let key = raw_key((r >> 8) % self.keys);
         if is_get(r) {
-            let v: Option<Vec<u8>> = redis::cmd("GET").arg(key.as_str()).query_async(&mut conn).await?;
+            let v: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(key.as_str())
+                .query_async(&mut conn)
+                .await?;
             std::hint::black_box(v);
         } else {
             redis::cmd("SET")
@@ -103,7 +106,10 @@ impl Client for RawJson {
         let mut conn = self.conn.clone();
         let key = raw_key((r >> 8) % self.keys);
         if is_get(r) {
-            let v: Option<Vec<u8>> = redis::cmd("GET").arg(key.as_str()).query_async(&mut conn).await?;
+            let v: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(key.as_str())
+                .query_async(&mut conn)
+                .await?;
             let doc: Option<Doc> = v.map(|b| serde_json::from_slice(&b)).transpose()?;
             std::hint::black_box(doc);
         } else {
@@ -303,7 +309,8 @@ impl Client for RawPipeline {
         let first = r % self.keys;
         let mut pipe = redis::pipe();
         for i in 0..BATCH as u64 {
-            pipe.cmd("GET").arg(raw_key((first + i) % self.keys).as_str());
+            pipe.cmd("GET")
+                .arg(raw_key((first + i) % self.keys).as_str());
         }
         let mut conn = self.conn.clone();
         let values: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await?;
@@ -421,7 +428,9 @@ pub async fn setup(
         let mut start = 0;
         while start < keys {
             let end = (start + chunk).min(keys);
-            let batch: Vec<(String, &Doc)> = (start..end).map(|i| (doc_id(i).to_string(), &doc)).collect();
+            let batch: Vec<(String, &Doc)> = (start..end)
+                .map(|i| (doc_id(i).to_string(), &doc))
+                .collect();
             cache.content().set_many(&batch).await?;
             start = end;
         }
@@ -431,7 +440,9 @@ pub async fn setup(
         let mut start = 0;
         while start < keys {
             let end = (start + chunk).min(keys);
-            let batch: Vec<(String, &Doc)> = (start..end).map(|i| (doc_id(i).to_string(), &doc)).collect();
+            let batch: Vec<(String, &Doc)> = (start..end)
+                .map(|i| (doc_id(i).to_string(), &doc))
+                .collect();
             memory_cache.content().set_many(&batch).await?;
             start = end;
         }
