@@ -31,8 +31,9 @@
 //! - Dropping the topology kills every process (`SIGKILL`) and removes their directories; when the
 //!   test is panicking, every log is printed first.
 //!
-//! The harness talks to the processes with a small hand-written RESP client (no Redis client
-//! dependency, like the rest of the crate), so polling does not spawn a `redis-cli` per question.
+//! The harness talks to the processes with a small hand-written RESP client (`sentinel/wire.rs`; no
+//! Redis client dependency, like the rest of the crate), so polling does not spawn a `redis-cli` per
+//! question. One sentinel process (configuration, start, freeze, restart) is `sentinel/node.rs`.
 //!
 //! ```no_run
 //! use test_redis::RedisSentinel;
@@ -49,16 +50,15 @@
 //! # let _ = (nodes, service);
 //! ```
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustix::process::{kill_process, Pid, Signal};
+use crate::{RedisServer, HOST};
 
-use crate::{cli_bin, free_port, resp, server_bin, RedisServer, HOST, PORT_ATTEMPTS};
+mod node;
+mod wire;
+
+pub use node::SentinelNode;
+use wire::{query, Reply, RoleConn};
 
 /// How long [`RedisSentinelBuilder::start`] and the waits of [`RedisSentinel`] wait for the
 /// topology to reach the state they wait for.
@@ -606,27 +606,6 @@ impl RedisSentinel {
         }
     }
 
-    fn sentinel_conf(&self, primary_port: u16) -> String {
-        let svc = &self.service;
-        let mut conf = format!(
-            "sentinel resolve-hostnames no\n\
-             sentinel monitor {svc} {HOST} {primary_port} {quorum}\n\
-             sentinel down-after-milliseconds {svc} {down}\n\
-             sentinel failover-timeout {svc} {failover}\n\
-             sentinel parallel-syncs {svc} 1\n",
-            quorum = self.quorum,
-            down = self.down_after.as_millis().max(1),
-            failover = self.failover_timeout.as_millis().max(1),
-        );
-        if let Some(pw) = &self.password {
-            conf.push_str(&format!("sentinel auth-pass {svc} {}\n", conf_quote(pw)));
-        }
-        if let Some(pw) = &self.sentinel_password {
-            conf.push_str(&format!("requirepass {}\n", conf_quote(pw)));
-        }
-        conf
-    }
-
     fn poll(&self, what: &str, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + SENTINEL_READY_TIMEOUT;
         loop {
@@ -657,7 +636,7 @@ impl RedisSentinel {
         for s in &self.sentinels {
             out.push_str(&format!(
                 "\n  sentinel {} running={} primary={:?} replicas={:?} sentinels={}",
-                s.port,
+                s.port(),
                 s.is_running(),
                 self.primary_port_seen_by(s),
                 self.replicas_seen_by(s),
@@ -695,287 +674,6 @@ impl Drop for RedisSentinel {
     }
 }
 
-/// Quotes a value for a Redis configuration file (double quotes, backslash escapes).
-fn conf_quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// One `redis-server --sentinel` process of a [`RedisSentinel`].
-#[derive(Debug)]
-pub struct SentinelNode {
-    port: u16,
-    password: Option<String>,
-    conf: PathBuf,
-    log: PathBuf,
-    child: Mutex<Option<Child>>,
-    // Last field: dropped after the process is killed in `Drop`.
-    dir: tempfile::TempDir,
-}
-
-impl SentinelNode {
-    /// Writes the configuration (the topology's `sentinel ...` lines plus port, bind, directory and
-    /// log) and starts the sentinel, retrying on a fresh port when the chosen one was taken.
-    fn start(body: &str, topology: &RedisSentinel) -> SentinelNode {
-        let dir = tempfile::Builder::new()
-            .prefix("test-redis-sentinel-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("test-redis: cannot create a temporary directory: {e}"));
-        let mut node = SentinelNode {
-            port: free_port(),
-            password: topology.sentinel_password.clone(),
-            conf: dir.path().join("sentinel.conf"),
-            log: dir.path().join("sentinel.log"),
-            child: Mutex::new(None),
-            dir,
-        };
-        let mut attempt = 1;
-        loop {
-            node.write_conf(body);
-            match node.spawn_and_wait() {
-                Ok(()) => return node,
-                Err(SpawnError::PortTaken) if attempt < PORT_ATTEMPTS => {
-                    attempt += 1;
-                    node.port = free_port();
-                }
-                Err(SpawnError::PortTaken) => {
-                    panic!("test-redis: no free port for a sentinel after {attempt} attempts")
-                }
-                Err(SpawnError::Other(msg)) => panic!(
-                    "test-redis: {msg} (sentinel on port {}, log in {} and below)",
-                    node.port,
-                    node.log.display()
-                ),
-            }
-        }
-    }
-
-    fn write_conf(&self, body: &str) {
-        let conf = format!(
-            "port {port}\nbind {HOST}\ndaemonize no\ndir {dir}\nlogfile {log}\n{body}",
-            port = self.port,
-            dir = conf_quote(&self.dir.path().display().to_string()),
-            log = conf_quote(&self.log.display().to_string()),
-        );
-        std::fs::write(&self.conf, conf)
-            .unwrap_or_else(|e| panic!("test-redis: cannot write {}: {e}", self.conf.display()));
-    }
-
-    fn spawn_and_wait(&self) -> Result<(), SpawnError> {
-        let log_start = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
-        let child = Command::new(server_bin())
-            .arg(&self.conf)
-            .arg("--sentinel")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                SpawnError::Other(format!(
-                    "cannot run `{} <conf> --sentinel` ({e}); these tests need a real Redis: install \
-                     it (apt-get install redis-server), or set TEST_REDIS_SERVER_BIN",
-                    server_bin()
-                ))
-            })?;
-        *self.child() = Some(child);
-        let deadline = Instant::now() + crate::STARTUP_TIMEOUT;
-        let log_since_start = || {
-            let all = std::fs::read(&self.log).unwrap_or_default();
-            let start = usize::try_from(log_start).unwrap_or(0).min(all.len());
-            String::from_utf8_lossy(&all[start..]).into_owned()
-        };
-        loop {
-            // A PONG alone does not prove the sentinel is ours: when another test's server took the
-            // port meanwhile, ours aborts and theirs answers. Ours logs its mode once it listens.
-            if matches!(self.query(&["PING"]), Ok(Reply::Status(ref s)) if s == "PONG") {
-                let log = log_since_start();
-                if log.contains("Running mode=sentinel") {
-                    return Ok(());
-                }
-                if log.contains("Address already in use") {
-                    self.kill();
-                    return Err(SpawnError::PortTaken);
-                }
-            }
-            let exited = {
-                let mut child = self.child();
-                match child.as_mut().map(Child::try_wait) {
-                    Some(Ok(Some(status))) => {
-                        *child = None;
-                        Some(status)
-                    }
-                    _ => None,
-                }
-            };
-            if let Some(status) = exited {
-                let log = log_since_start();
-                return Err(if log.contains("Address already in use") {
-                    SpawnError::PortTaken
-                } else {
-                    SpawnError::Other(format!("the sentinel exited ({status}) while starting"))
-                });
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                return Err(SpawnError::Other(format!(
-                    "the sentinel did not answer PING within {:?}",
-                    crate::STARTUP_TIMEOUT
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The sentinel's port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// `127.0.0.1:PORT`.
-    pub fn addr(&self) -> String {
-        format!("{HOST}:{}", self.port)
-    }
-
-    /// The sentinel's configuration file (Sentinel rewrites it with what it learns).
-    pub fn conf_path(&self) -> &Path {
-        &self.conf
-    }
-
-    /// The sentinel's log so far (empty when unreadable).
-    pub fn log_contents(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Prints the sentinel's log to stderr, framed.
-    pub fn print_log(&self) {
-        eprintln!(
-            "----- redis-sentinel log (port {}, {}) -----\n{}\n----- end of redis-sentinel log -----",
-            self.port,
-            self.log.display(),
-            self.log_contents()
-        );
-    }
-
-    /// The process id, or `None` after [`SentinelNode::kill`].
-    pub fn pid(&self) -> Option<u32> {
-        self.child().as_ref().map(Child::id)
-    }
-
-    /// Whether the process runs (frozen counts as running).
-    pub fn is_running(&self) -> bool {
-        let mut child = self.child();
-        match child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => true,
-            Some(_) => {
-                *child = None;
-                false
-            }
-            None => false,
-        }
-    }
-
-    /// Kills the sentinel (`SIGKILL`) and reaps it. Idempotent.
-    pub fn kill(&self) {
-        if let Some(mut c) = self.child().take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts the sentinel again on the same port with its (rewritten) configuration, killing a
-    /// running one first, and waits until it answers `PING`.
-    pub fn restart(&self) {
-        self.kill();
-        if let Err(e) = self.spawn_and_wait() {
-            let msg = match e {
-                SpawnError::PortTaken => format!("port {} is taken", self.port),
-                SpawnError::Other(m) => m,
-            };
-            panic!("test-redis: cannot restart the sentinel: {msg}");
-        }
-    }
-
-    /// Stops the process with `SIGSTOP` (it accepts connections but answers nothing).
-    pub fn freeze(&self) {
-        self.signal(Signal::STOP, "SIGSTOP");
-    }
-
-    /// Resumes a frozen process with `SIGCONT`.
-    pub fn thaw(&self) {
-        self.signal(Signal::CONT, "SIGCONT");
-    }
-
-    fn signal(&self, sig: Signal, name: &str) {
-        let pid = self.pid().unwrap_or_else(|| {
-            panic!("test-redis: cannot send {name}: the sentinel is not running")
-        });
-        let pid = i32::try_from(pid)
-            .ok()
-            .and_then(Pid::from_raw)
-            .unwrap_or_else(|| panic!("test-redis: invalid pid {pid}"));
-        kill_process(pid, sig)
-            .unwrap_or_else(|e| panic!("test-redis: cannot send {name} to pid {pid:?}: {e}"));
-    }
-
-    /// Runs `redis-cli` against this sentinel (authenticating when it has a password) and returns
-    /// its standard output, trimmed.
-    pub fn cli<I, S>(&self, args: I) -> String
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<std::ffi::OsStr>,
-    {
-        let mut cmd = Command::new(cli_bin());
-        cmd.args(["-h", HOST, "-p", &self.port.to_string()]);
-        if let Some(pw) = &self.password {
-            cmd.arg("--no-auth-warning").args(["-a", pw]);
-        }
-        let out = cmd.args(args).output().unwrap_or_else(|e| {
-            panic!(
-                "test-redis: cannot run `{}`: {e}. Install redis-tools, or set TEST_REDIS_CLI_BIN",
-                cli_bin()
-            )
-        });
-        assert!(
-            out.status.success(),
-            "test-redis: redis-cli failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn query(&self, args: &[&str]) -> Result<Reply, String> {
-        query(self.port, self.password.as_deref(), args)
-    }
-
-    fn child(&self) -> MutexGuard<'_, Option<Child>> {
-        // A poisoned lock only means another thread panicked while holding it; the `Option<Child>`
-        // inside is still valid.
-        self.child.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Drop for SentinelNode {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.print_log();
-        }
-        self.kill();
-    }
-}
-
 /// The thread of [`RedisSentinel::watch_promotion`].
 struct PromotionWatch {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -990,61 +688,6 @@ impl PromotionWatch {
     }
 }
 
-/// A kept connection to a data node that asks `ROLE`, reopened when it fails (the sentinels kill
-/// the normal clients of the replica they promote).
-struct RoleConn {
-    port: u16,
-    password: Option<String>,
-    reader: Option<BufReader<TcpStream>>,
-}
-
-impl RoleConn {
-    fn new(port: u16, password: Option<&str>) -> RoleConn {
-        RoleConn {
-            port,
-            password: password.map(str::to_owned),
-            reader: None,
-        }
-    }
-
-    fn open(&self) -> Option<BufReader<TcpStream>> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-        let timeout = Some(Duration::from_millis(500));
-        stream.set_read_timeout(timeout).ok()?;
-        stream.set_write_timeout(timeout).ok()?;
-        let mut reader = BufReader::new(stream);
-        if let Some(pw) = &self.password {
-            reader.get_ref().write_all(&resp(&["AUTH", pw])).ok()?;
-            read_reply(&mut reader).ok()?;
-        }
-        Some(reader)
-    }
-
-    /// Whether the node answers `ROLE` with `master` (false when it does not answer; the
-    /// connection is then reopened at the next question).
-    fn is_master(&mut self) -> bool {
-        if self.reader.is_none() {
-            self.reader = self.open();
-        }
-        let Some(reader) = self.reader.as_mut() else {
-            return false;
-        };
-        let answer = match reader.get_ref().write_all(&resp(&["ROLE"])) {
-            Ok(()) => read_reply(reader),
-            Err(e) => Err(e.to_string()),
-        };
-        match answer {
-            Ok(Reply::Array(a)) => a.first().and_then(Reply::text) == Some("master"),
-            Ok(_) => false,
-            Err(_) => {
-                self.reader = None;
-                false
-            }
-        }
-    }
-}
-
 /// Where a data node stands with respect to the current primary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Replication {
@@ -1056,129 +699,9 @@ enum Replication {
     Elsewhere,
 }
 
-enum SpawnError {
-    PortTaken,
-    Other(String),
-}
-
-/// A RESP2 reply, as far as the harness needs one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Reply {
-    Nil,
-    Status(String),
-    Error(String),
-    Int(i64),
-    Bulk(String),
-    Array(Vec<Reply>),
-}
-
-impl Reply {
-    fn text(&self) -> Option<&str> {
-        match self {
-            Reply::Status(s) | Reply::Bulk(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// The value of `name` in a flat `[name, value, name, value, ...]` array (what `SENTINEL
-    /// REPLICAS` returns per replica).
-    fn field(&self, name: &str) -> Option<String> {
-        let Reply::Array(items) = self else {
-            return None;
-        };
-        items
-            .chunks(2)
-            .find(|kv| kv.len() == 2 && kv[0].text() == Some(name))
-            .and_then(|kv| kv[1].text().map(str::to_owned))
-    }
-}
-
-/// Sends one command (after `AUTH` when a password is given) to `127.0.0.1:port` and reads the
-/// reply. Errors (`Err`) are transport failures; a server error is `Ok(Reply::Error)`.
-fn query(port: u16, password: Option<&str>, args: &[&str]) -> Result<Reply, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-        .map_err(|e| format!("connect to {addr}: {e}"))?;
-    let timeout = Some(Duration::from_secs(2));
-    stream
-        .set_read_timeout(timeout)
-        .and_then(|()| stream.set_write_timeout(timeout))
-        .map_err(|e| e.to_string())?;
-    let mut request = Vec::new();
-    if let Some(pw) = password {
-        request.extend(resp(&["AUTH", pw]));
-    }
-    request.extend(resp(args));
-    (&stream).write_all(&request).map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(stream);
-    if password.is_some() {
-        match read_reply(&mut reader)? {
-            Reply::Status(_) => {}
-            other => return Err(format!("AUTH answered {other:?}")),
-        }
-    }
-    read_reply(&mut reader)
-}
-
-fn read_reply(r: &mut impl BufRead) -> Result<Reply, String> {
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| e.to_string())?;
-    let line = line.trim_end_matches(['\r', '\n']);
-    let (kind, rest) = line.split_at_checked(1).ok_or("connection closed")?;
-    let num = || {
-        rest.parse::<i64>()
-            .map_err(|e| format!("bad length {rest:?}: {e}"))
-    };
-    match kind {
-        "+" => Ok(Reply::Status(rest.to_owned())),
-        "-" => Ok(Reply::Error(rest.to_owned())),
-        ":" => Ok(Reply::Int(num()?)),
-        "$" => {
-            let Ok(len) = usize::try_from(num()?) else {
-                return Ok(Reply::Nil);
-            };
-            let mut buf = vec![0; len + 2];
-            r.read_exact(&mut buf).map_err(|e| e.to_string())?;
-            buf.truncate(len);
-            Ok(Reply::Bulk(String::from_utf8_lossy(&buf).into_owned()))
-        }
-        "*" => {
-            let Ok(len) = usize::try_from(num()?) else {
-                return Ok(Reply::Nil);
-            };
-            (0..len)
-                .map(|_| read_reply(r))
-                .collect::<Result<_, _>>()
-                .map(Reply::Array)
-        }
-        _ => Err(format!("unexpected reply line {line:?}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_nested_replies() {
-        let raw = b"*2\r\n*4\r\n$4\r\nname\r\n$3\r\na:1\r\n$5\r\nflags\r\n+slave\r\n$-1\r\n:7\r\n";
-        let mut r = BufReader::new(&raw[..]);
-        let reply = read_reply(&mut r).unwrap();
-        let Reply::Array(items) = &reply else {
-            panic!("{reply:?}")
-        };
-        assert_eq!(items[0].field("flags").as_deref(), Some("slave"));
-        assert_eq!(items[0].field("name").as_deref(), Some("a:1"));
-        assert_eq!(items[0].field("port"), None);
-        let mut r = BufReader::new(&b"*-1\r\n-ERR no\r\n"[..]);
-        assert_eq!(read_reply(&mut r).unwrap(), Reply::Nil);
-        assert_eq!(read_reply(&mut r).unwrap(), Reply::Error("ERR no".into()));
-    }
-
-    #[test]
-    fn config_values_are_quoted() {
-        assert_eq!(conf_quote(r#"a "b" \c"#), r#""a \"b\" \\c""#);
-    }
 
     /// One topology with both passwords exercises start, readiness, a manual failover, a crash
     /// of the primary and its return as a replica (`cache-redis`'s sentinel tests cover the client
