@@ -2,9 +2,9 @@
 //! a fault injected into the server (crash and restart, or a stall), and the measurements that
 //! say how the library behaved.
 //!
-//! This file is over 600 lines because it is one harness: the scenarios, the load they run and the
-//! goals they are judged by share one set of measurements, and splitting them would spread one
-//! report over several files.
+//! This file is over 600 lines because it is one harness: a scenario's run, the load it drives and
+//! the read-back of every acknowledged write fill one report. What it measures over time is in
+//! `chaos/timeline.rs`, the goals it is judged by in `chaos/goals.rs`.
 //!
 //! # What is measured
 //!
@@ -31,13 +31,12 @@
 //! - **Panics**: load tasks are plain tokio tasks; a panic anywhere in the library under them
 //!   shows up as a `JoinError` and is counted.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use cache_core::layer::{Layered, Op, StoreHook};
-use cache_core::{Error, Profile, Store};
+use cache_core::{Profile, Store};
 use cache_domain::{CacheConfig, CacheManager};
 use cache_redis::{RedisConfig, RedisEndpoint, RedisStore, SentinelEndpoint};
 use serde::Serialize;
@@ -46,15 +45,18 @@ use test_redis::{RedisSentinel, RedisServer};
 
 use crate::workload::{Doc, Rng};
 
+mod goals;
+mod timeline;
+
+pub use goals::{goals, Goal};
+use timeline::bucket_of;
+pub use timeline::{Instrumented, StoreTimer, Timeline, TimelineData, BUCKET, WINDOW_BUCKETS};
+
 tokio::task_local! {
     /// Store calls that failed in the current load task since the counter was last reset.
     pub static STORE_FAILURES: std::cell::Cell<u64>;
 }
 
-/// Width of one timeline bucket.
-pub const BUCKET: Duration = Duration::from_millis(50);
-/// Buckets per recovery window (250 ms).
-pub const WINDOW_BUCKETS: usize = 5;
 /// Fraction of the pre-fault throughput that counts as recovered.
 pub const RECOVERED_FRACTION: f64 = 0.9;
 /// Allowed wait beyond a call's configured timeout.
@@ -65,163 +67,6 @@ pub const TIMEOUT_SLACK: Duration = Duration::from_millis(100);
 pub const LIBRARY_CALL_DEADLINE: Duration = sessions::DEFAULT_CALL_TIMEOUT;
 /// Allowed time from the server's return until throughput has recovered.
 pub const RECOVERY_GOAL: Duration = Duration::from_secs(2);
-
-/// Counters over time since the scenario started: ok and failed completions per bucket (by end
-/// time), and the longest call started in each bucket.
-#[derive(Debug)]
-pub struct Timeline {
-    start: Instant,
-    ok: Vec<AtomicU64>,
-    failed: Vec<AtomicU64>,
-    longest_call_us: Vec<AtomicU64>,
-    longest_store_us: Vec<AtomicU64>,
-}
-
-fn atomics(n: usize) -> Vec<AtomicU64> {
-    (0..n).map(|_| AtomicU64::new(0)).collect()
-}
-
-impl Timeline {
-    /// A timeline starting now, long enough for `span`.
-    pub fn new(span: Duration) -> Timeline {
-        let n = (span.as_millis() / BUCKET.as_millis()) as usize + 1;
-        Timeline {
-            start: Instant::now(),
-            ok: atomics(n),
-            failed: atomics(n),
-            longest_call_us: atomics(n),
-            longest_store_us: atomics(n),
-        }
-    }
-
-    /// The bucket of an instant (the last one for instants past the span).
-    pub fn bucket(&self, at: Instant) -> usize {
-        let i =
-            (at.saturating_duration_since(self.start).as_millis() / BUCKET.as_millis()) as usize;
-        i.min(self.ok.len() - 1)
-    }
-
-    /// Time since the start.
-    pub fn offset(&self, at: Instant) -> Duration {
-        at.saturating_duration_since(self.start)
-    }
-
-    fn micros(d: Duration) -> u64 {
-        u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-    }
-
-    /// Records a finished library call.
-    pub fn call(&self, started: Instant, ended: Instant, ok: bool) {
-        let counts = if ok { &self.ok } else { &self.failed };
-        counts[self.bucket(ended)].fetch_add(1, Ordering::Relaxed);
-        self.longest_call_us[self.bucket(started)]
-            .fetch_max(Self::micros(ended - started), Ordering::Relaxed);
-    }
-
-    /// Records a finished store call.
-    pub fn store_call(&self, started: Instant, ended: Instant) {
-        self.longest_store_us[self.bucket(started)]
-            .fetch_max(Self::micros(ended - started), Ordering::Relaxed);
-    }
-
-    fn load(v: &[AtomicU64]) -> Vec<u64> {
-        v.iter().map(|a| a.load(Ordering::Relaxed)).collect()
-    }
-
-    /// A plain copy of the counters.
-    pub fn snapshot(&self) -> TimelineData {
-        TimelineData {
-            ok: Self::load(&self.ok),
-            failed: Self::load(&self.failed),
-            longest_call_us: Self::load(&self.longest_call_us),
-            longest_store_us: Self::load(&self.longest_store_us),
-        }
-    }
-}
-
-/// The counters of a [`Timeline`], one entry per [`BUCKET`].
-#[derive(Debug, Clone, Default)]
-pub struct TimelineData {
-    /// Ok completions per bucket.
-    pub ok: Vec<u64>,
-    /// Failed completions per bucket.
-    pub failed: Vec<u64>,
-    /// Longest library call started in each bucket, µs.
-    pub longest_call_us: Vec<u64>,
-    /// Longest store call started in each bucket, µs.
-    pub longest_store_us: Vec<u64>,
-}
-
-fn bucket_of(offset: Duration) -> usize {
-    (offset.as_millis() / BUCKET.as_millis()) as usize
-}
-
-impl TimelineData {
-    /// Ok completions per second over buckets `from..to`.
-    pub fn ok_rate(&self, from: usize, to: usize) -> f64 {
-        let to = to.min(self.ok.len());
-        if to <= from {
-            return 0.0;
-        }
-        let n: u64 = self.ok[from..to].iter().sum();
-        n as f64 / (BUCKET.as_secs_f64() * (to - from) as f64)
-    }
-
-    /// Time from `returned` until the end of the first [`WINDOW_BUCKETS`] window, starting at or
-    /// after the bucket of `returned`, whose ok rate reaches `fraction` of `baseline`. `None`: never
-    /// within the recorded time.
-    pub fn recovery(&self, returned: Duration, baseline: f64, fraction: f64) -> Option<Duration> {
-        let first = bucket_of(returned);
-        (first..self.ok.len().saturating_sub(WINDOW_BUCKETS - 1))
-            .find(|&i| self.ok_rate(i, i + WINDOW_BUCKETS) >= fraction * baseline)
-            .map(|i| (BUCKET * (i + WINDOW_BUCKETS) as u32).saturating_sub(returned))
-    }
-
-    /// The longest call in flight at some time in `from..=to`, from the per-bucket maxima of
-    /// `longest` (a call started in bucket `b` with duration `d` is in flight from the bucket's start
-    /// to about `start + d`).
-    pub fn longest_in_flight(longest: &[u64], from: Duration, to: Duration) -> Duration {
-        let last = bucket_of(to).min(longest.len().saturating_sub(1));
-        (0..=last)
-            .filter_map(|b| {
-                let d = Duration::from_micros(longest[b]);
-                let started = BUCKET * b as u32;
-                // The call may have started anywhere in its bucket: count it when it could overlap.
-                (started + BUCKET + d >= from && longest[b] > 0).then_some(d)
-            })
-            .max()
-            .unwrap_or(Duration::ZERO)
-    }
-}
-
-/// A [`Store`] that times every call of the store under it into a [`Timeline`] and counts failed
-/// calls in [`STORE_FAILURES`] (when the calling task has one): the store under a [`StoreTimer`].
-pub type Instrumented = Layered<Arc<dyn Store>, StoreTimer>;
-
-/// The hook of [`Instrumented`].
-#[derive(Debug)]
-pub struct StoreTimer {
-    timeline: Arc<Timeline>,
-}
-
-impl StoreTimer {
-    /// Records into `timeline`.
-    pub fn new(timeline: Arc<Timeline>) -> StoreTimer {
-        StoreTimer { timeline }
-    }
-}
-
-impl StoreHook for StoreTimer {
-    fn after(&self, _op: &Op<'_>, elapsed: Duration, outcome: cache_core::Result<(), &Error>) {
-        let ended = Instant::now();
-        self.timeline
-            .store_call(ended.checked_sub(elapsed).unwrap_or(ended), ended);
-        if outcome.is_err() {
-            // Outside a load task (preload, verification) there is no counter: nothing to count.
-            let _ = STORE_FAILURES.try_with(|c| c.set(c.get() + 1));
-        }
-    }
-}
 
 /// The fault a scenario injects.
 #[derive(Debug, Clone, Copy)]
@@ -387,17 +232,6 @@ pub struct ScenarioReport {
     pub failed_per_50ms: Vec<u64>,
     /// Each goal and whether it was met.
     pub goals: Vec<Goal>,
-}
-
-/// One goal of the issue, checked for one scenario.
-#[derive(Debug, Clone, Serialize)]
-pub struct Goal {
-    /// The goal in words.
-    pub goal: String,
-    /// What was measured.
-    pub measured: String,
-    /// Whether it was met.
-    pub met: bool,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -853,69 +687,6 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<ScenarioReport> {
     Ok(report)
 }
 
-/// The goals of the issue, checked against a report: no store call waits longer than its
-/// configured bound + 100 ms; no library call longer than its deadline + 100 ms; throughput back
-/// within 2 s of the server's return; zero acknowledged session writes lost (and every session
-/// verifiable); zero panics.
-pub fn goals(r: &ScenarioReport) -> Vec<Goal> {
-    let limit = r.call_timeout_ms + ms(TIMEOUT_SLACK);
-    let library_limit = r.library_deadline_ms + ms(TIMEOUT_SLACK);
-    let store_max = r.max_store_call_ms_during_outage.unwrap_or(0.0);
-    let recovery_goal = ms(RECOVERY_GOAL);
-    let call_max = r.max_call_ms_during_outage.unwrap_or(0.0);
-    vec![
-        Goal {
-            goal: format!(
-                "no store call waits longer than its configured timeout + 100 ms ({limit:.0} ms)"
-            ),
-            measured: format!("longest store call {store_max:.0} ms"),
-            met: store_max <= limit,
-        },
-        Goal {
-            goal: format!(
-                "no library call (session create / update, cache get / set) waits longer than \
-                 its deadline + 100 ms ({library_limit:.0} ms)"
-            ),
-            measured: format!("longest library call {call_max:.0} ms"),
-            met: call_max <= library_limit,
-        },
-        Goal {
-            goal: format!(
-                "throughput back to 90 % within {recovery_goal:.0} ms of the server's return"
-            ),
-            measured: r.recovery_ms.map_or_else(
-                || "not recovered while observed".to_owned(),
-                |v| format!("{v:.0} ms"),
-            ),
-            met: r.recovery_ms.is_some_and(|v| v <= recovery_goal),
-        },
-        Goal {
-            goal: "zero acknowledged session writes lost".to_owned(),
-            measured: format!(
-                "{} lost of {} sessions checked{}{}",
-                r.acknowledged_writes_lost,
-                r.sessions_checked,
-                if r.sessions_unverified > 0 {
-                    format!(", {} could not be read back", r.sessions_unverified)
-                } else {
-                    String::new()
-                },
-                r.writes_lost_after_promotion
-                    .map_or_else(String::new, |n| format!(
-                        " (and {n} acknowledged by the old primary after the replica's promotion, \
-                     which Sentinel's failover discards)"
-                    )),
-            ),
-            met: r.acknowledged_writes_lost == 0 && r.sessions_unverified == 0,
-        },
-        Goal {
-            goal: "zero panics".to_owned(),
-            measured: format!("{} panics", r.panics),
-            met: r.panics == 0,
-        },
-    ]
-}
-
 /// The report of a scenario that did not run.
 pub fn not_run(name: &str, reason: &str) -> ScenarioReport {
     ScenarioReport {
@@ -930,42 +701,6 @@ pub fn not_run(name: &str, reason: &str) -> ScenarioReport {
 mod tests {
     use super::*;
 
-    fn data(ok: &[u64]) -> TimelineData {
-        TimelineData {
-            ok: ok.to_vec(),
-            failed: vec![0; ok.len()],
-            longest_call_us: vec![0; ok.len()],
-            longest_store_us: vec![0; ok.len()],
-        }
-    }
-
-    #[test]
-    fn recovery_is_the_end_of_the_first_good_window() {
-        // 100 ok per bucket = 2000/s before, nothing for 10 buckets, then ramping back.
-        let mut ok = vec![100; 20];
-        ok.extend([0; 10]);
-        ok.extend([20, 50, 90, 95, 95, 95, 95, 95, 95, 95]);
-        let d = data(&ok);
-        assert_eq!(d.ok_rate(0, 20), 2000.0);
-        let returned = BUCKET * 30;
-        // Windows from bucket 30: [20,50,90,95,95] = 350 < 450; [50,90,95,95,95] = 425 < 450;
-        // [90,95,95,95,95] = 470 >= 450 -> window 32..37 ends at bucket 37.
-        assert_eq!(d.recovery(returned, 2000.0, 0.9), Some(BUCKET * 7));
-        assert_eq!(d.recovery(returned, 3000.0, 0.9), None);
-    }
-
-    #[test]
-    fn longest_in_flight_counts_calls_overlapping_the_window() {
-        let mut d = data(&[0; 100]);
-        d.longest_call_us[2] = 50_000; // before the window, ended long before
-        d.longest_call_us[38] = 1_500_000; // started before the fault, still running in it
-        d.longest_call_us[90] = 3_000_000; // after the window
-        let from = BUCKET * 40;
-        let to = BUCKET * 80;
-        let got = TimelineData::longest_in_flight(&d.longest_call_us, from, to);
-        assert_eq!(got, Duration::from_millis(1_500));
-    }
-
     #[test]
     fn tracked_accepts_acknowledged_or_uncertain_values() {
         let t = Tracked {
@@ -976,25 +711,5 @@ mod tests {
         };
         assert!(t.accepts(4) && t.accepts(7));
         assert!(!t.accepts(3) && !t.accepts(5));
-    }
-
-    #[test]
-    fn goals_follow_the_numbers() {
-        let mut r = ScenarioReport {
-            call_timeout_ms: 1500.0,
-            library_deadline_ms: 2000.0,
-            max_store_call_ms_during_outage: Some(1550.0),
-            max_call_ms_during_outage: Some(2050.0),
-            recovery_ms: Some(300.0),
-            sessions_checked: 10,
-            ..ScenarioReport::default()
-        };
-        assert!(goals(&r).iter().all(|g| g.met), "{:?}", goals(&r));
-        r.max_store_call_ms_during_outage = Some(1700.0);
-        r.max_call_ms_during_outage = Some(3000.0);
-        r.recovery_ms = None;
-        r.acknowledged_writes_lost = 1;
-        r.panics = 2;
-        assert!(goals(&r).iter().all(|g| !g.met));
     }
 }
