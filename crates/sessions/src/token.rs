@@ -92,14 +92,20 @@ impl SessionToken {
                 "session token contains characters outside the base64url alphabet",
             ));
         }
-        // The base64 engine rejects non-canonical trailing bits, so each token has one spelling.
-        let decoded = URL_SAFE_NO_PAD
-            .decode(input)
+        // The base64 engine rejects non-canonical trailing bits, so each token has one spelling,
+        // and the input is that spelling: it is kept as it is, not encoded again. Decoded on the
+        // stack (the engine wants room for its estimate, up to two bytes over).
+        let mut buf = [0u8; TOKEN_BYTES + 2];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(input, &mut buf)
             .map_err(|_| Error::invalid_input("session token is not canonical base64url"))?;
-        let bytes: [u8; TOKEN_BYTES] = decoded
+        let bytes: &[u8; TOKEN_BYTES] = buf[..n]
             .try_into()
             .map_err(|_| Error::invalid_input("session token has the wrong length"))?;
-        Ok(Self::from_bytes(&bytes))
+        Ok(SessionToken {
+            encoded: input.to_owned(),
+            handle: SessionHandle::of_bytes(bytes),
+        })
     }
 
     /// The secret, for sending to the client (e.g. as a `Set-Cookie` value). Never log or store it.
@@ -201,6 +207,11 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 mod tests {
     use super::*;
 
+    /// The bytes a token encodes.
+    fn parsed_bytes(t: &SessionToken) -> Vec<u8> {
+        URL_SAFE_NO_PAD.decode(t.expose()).unwrap()
+    }
+
     #[test]
     fn generated_tokens_are_well_formed_and_distinct() {
         let a = SessionToken::generate().unwrap();
@@ -214,6 +225,15 @@ mod tests {
             SessionToken::parse(a.expose()).unwrap().handle(),
             a.handle()
         );
+        // And the same token, spelled as generated (parse keeps its input, which it checked to be
+        // the canonical encoding of the bytes).
+        for _ in 0..64 {
+            let t = SessionToken::generate().unwrap();
+            let parsed = SessionToken::parse(t.expose()).unwrap();
+            assert_eq!(parsed.expose(), URL_SAFE_NO_PAD.encode(parsed_bytes(&parsed)));
+            assert_eq!(parsed.expose(), t.expose());
+            assert_eq!(parsed.handle(), t.handle());
+        }
     }
 
     #[test]
