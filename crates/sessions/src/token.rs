@@ -230,7 +230,10 @@ mod tests {
         for _ in 0..64 {
             let t = SessionToken::generate().unwrap();
             let parsed = SessionToken::parse(t.expose()).unwrap();
-            assert_eq!(parsed.expose(), URL_SAFE_NO_PAD.encode(parsed_bytes(&parsed)));
+            assert_eq!(
+                parsed.expose(),
+                URL_SAFE_NO_PAD.encode(parsed_bytes(&parsed))
+            );
             assert_eq!(parsed.expose(), t.expose());
             assert_eq!(parsed.handle(), t.handle());
         }
