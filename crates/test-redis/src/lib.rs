@@ -39,13 +39,15 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::{kill_process, Pid, Signal};
+use rustix::process::Signal;
+
+use crate::process::Process;
 
 pub mod cluster;
+mod process;
 mod replication;
 pub use cluster::{
     ClusterNode, NodeRole, RedisCluster, RedisClusterBuilder, CLUSTER_READY_TIMEOUT,
@@ -147,7 +149,7 @@ impl RedisServerBuilder {
             password: self.password,
             args: self.args,
             log,
-            child: Mutex::new(None),
+            process: Process::new("the server"),
             dir,
         };
         let mut attempt = 1;
@@ -182,7 +184,7 @@ pub struct RedisServer {
     password: Option<String>,
     args: Vec<String>,
     log: PathBuf,
-    child: Mutex<Option<Child>>,
+    process: Process,
     // Last field: dropped after the process is killed in `Drop`.
     dir: tempfile::TempDir,
 }
@@ -271,40 +273,28 @@ impl RedisServer {
 
     /// The process id of the running server, or `None` after [`RedisServer::kill`].
     pub fn pid(&self) -> Option<u32> {
-        self.child().as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Whether a server process is running (frozen counts as running).
     pub fn is_running(&self) -> bool {
-        let mut child = self.child();
-        match child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => true,
-            Some(_) => {
-                *child = None;
-                false
-            }
-            None => false,
-        }
+        self.process.is_running()
     }
 
     /// Stops the process with `SIGSTOP`: connections stay open but nothing is answered, as with a
     /// stalled host. Panics when the server is not running.
     pub fn freeze(&self) {
-        self.signal(Signal::STOP, "SIGSTOP");
+        self.process.signal(Signal::STOP, "SIGSTOP");
     }
 
     /// Resumes a frozen process with `SIGCONT`. Panics when the server is not running.
     pub fn thaw(&self) {
-        self.signal(Signal::CONT, "SIGCONT");
+        self.process.signal(Signal::CONT, "SIGCONT");
     }
 
     /// Kills the process with `SIGKILL` and reaps it (no shutdown, no save: a crash). Idempotent.
     pub fn kill(&self) {
-        let mut child = self.child();
-        if let Some(mut c) = child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts the server again on the same port, with the same directory and arguments, killing a
@@ -379,24 +369,6 @@ impl RedisServer {
         );
     }
 
-    fn child(&self) -> MutexGuard<'_, Option<Child>> {
-        // A poisoned lock only means another thread panicked while holding it; the `Option<Child>`
-        // inside is still a valid state, so keep going (a harness must not hide the first panic).
-        self.child.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn signal(&self, sig: Signal, name: &str) {
-        let pid = self
-            .pid()
-            .unwrap_or_else(|| panic!("test-redis: cannot send {name}: the server is not running"));
-        let pid = i32::try_from(pid)
-            .ok()
-            .and_then(Pid::from_raw)
-            .unwrap_or_else(|| panic!("test-redis: invalid pid {pid}"));
-        kill_process(pid, sig)
-            .unwrap_or_else(|e| panic!("test-redis: cannot send {name} to pid {pid:?}: {e}"));
-    }
-
     fn command(&self) -> Command {
         let mut cmd = Command::new(server_bin());
         match &self.tls {
@@ -453,7 +425,7 @@ impl RedisServer {
                 StartError::Spawn(format!("cannot run `{}`: {e}", server_bin()))
             }
         })?;
-        *self.child() = Some(child);
+        self.process.started(child);
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             // A PING answer alone does not prove the server is ours: when another test's server
@@ -469,16 +441,7 @@ impl RedisServer {
                     return Err(StartError::PortTaken);
                 }
             }
-            let exited = {
-                let mut child = self.child();
-                match child.as_mut().map(Child::try_wait) {
-                    Some(Ok(Some(status))) => {
-                        *child = None;
-                        Some(status.to_string())
-                    }
-                    _ => None,
-                }
-            };
+            let exited = self.process.exited().map(|status| status.to_string());
             if let Some(status) = exited {
                 let log = self.log_since(log_start);
                 return Err(if log.contains("Address already in use") {

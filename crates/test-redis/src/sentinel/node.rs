@@ -2,14 +2,14 @@
 //! stop, freeze and restart.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::{kill_process, Pid, Signal};
+use rustix::process::Signal;
 
 use super::wire::{query, Reply};
 use super::RedisSentinel;
+use crate::process::Process;
 use crate::{cli_bin, free_port, server_bin, HOST, PORT_ATTEMPTS};
 
 impl RedisSentinel {
@@ -61,7 +61,7 @@ pub struct SentinelNode {
     password: Option<String>,
     conf: PathBuf,
     log: PathBuf,
-    child: Mutex<Option<Child>>,
+    process: Process,
     // Last field: dropped after the process is killed in `Drop`.
     dir: tempfile::TempDir,
 }
@@ -79,7 +79,7 @@ impl SentinelNode {
             password: topology.sentinel_password.clone(),
             conf: dir.path().join("sentinel.conf"),
             log: dir.path().join("sentinel.log"),
-            child: Mutex::new(None),
+            process: Process::new("the sentinel"),
             dir,
         };
         let mut attempt = 1;
@@ -130,7 +130,7 @@ impl SentinelNode {
                     server_bin()
                 ))
             })?;
-        *self.child() = Some(child);
+        self.process.started(child);
         let deadline = Instant::now() + crate::STARTUP_TIMEOUT;
         let log_since_start = || {
             let all = std::fs::read(&self.log).unwrap_or_default();
@@ -150,16 +150,7 @@ impl SentinelNode {
                     return Err(SpawnError::PortTaken);
                 }
             }
-            let exited = {
-                let mut child = self.child();
-                match child.as_mut().map(Child::try_wait) {
-                    Some(Ok(Some(status))) => {
-                        *child = None;
-                        Some(status)
-                    }
-                    _ => None,
-                }
-            };
+            let exited = self.process.exited();
             if let Some(status) = exited {
                 let log = log_since_start();
                 return Err(if log.contains("Address already in use") {
@@ -211,28 +202,17 @@ impl SentinelNode {
 
     /// The process id, or `None` after [`SentinelNode::kill`].
     pub fn pid(&self) -> Option<u32> {
-        self.child().as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Whether the process runs (frozen counts as running).
     pub fn is_running(&self) -> bool {
-        let mut child = self.child();
-        match child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => true,
-            Some(_) => {
-                *child = None;
-                false
-            }
-            None => false,
-        }
+        self.process.is_running()
     }
 
     /// Kills the sentinel (`SIGKILL`) and reaps it. Idempotent.
     pub fn kill(&self) {
-        if let Some(mut c) = self.child().take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts the sentinel again on the same port with its (rewritten) configuration, killing a
@@ -250,24 +230,12 @@ impl SentinelNode {
 
     /// Stops the process with `SIGSTOP` (it accepts connections but answers nothing).
     pub fn freeze(&self) {
-        self.signal(Signal::STOP, "SIGSTOP");
+        self.process.signal(Signal::STOP, "SIGSTOP");
     }
 
     /// Resumes a frozen process with `SIGCONT`.
     pub fn thaw(&self) {
-        self.signal(Signal::CONT, "SIGCONT");
-    }
-
-    pub(super) fn signal(&self, sig: Signal, name: &str) {
-        let pid = self.pid().unwrap_or_else(|| {
-            panic!("test-redis: cannot send {name}: the sentinel is not running")
-        });
-        let pid = i32::try_from(pid)
-            .ok()
-            .and_then(Pid::from_raw)
-            .unwrap_or_else(|| panic!("test-redis: invalid pid {pid}"));
-        kill_process(pid, sig)
-            .unwrap_or_else(|e| panic!("test-redis: cannot send {name} to pid {pid:?}: {e}"));
+        self.process.signal(Signal::CONT, "SIGCONT");
     }
 
     /// Runs `redis-cli` against this sentinel (authenticating when it has a password) and returns
@@ -299,12 +267,6 @@ impl SentinelNode {
 
     pub(super) fn query(&self, args: &[&str]) -> Result<Reply, String> {
         query(self.port, self.password.as_deref(), args)
-    }
-
-    pub(super) fn child(&self) -> MutexGuard<'_, Option<Child>> {
-        // A poisoned lock only means another thread panicked while holding it; the `Option<Child>`
-        // inside is still valid.
-        self.child.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
