@@ -76,6 +76,25 @@ pub fn cli_bin() -> String {
     std::env::var("TEST_REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".to_owned())
 }
 
+/// Runs a prepared `redis-cli` command and returns its standard output, trimmed. Panics, with
+/// its standard error, when it cannot run or fails.
+pub(crate) fn run_cli(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "test-redis: cannot run `{}`: {e}. Install redis-tools (apt-get install redis-tools), \
+             or set TEST_REDIS_CLI_BIN",
+            cli_bin()
+        )
+    });
+    assert!(
+        out.status.success(),
+        "test-redis: redis-cli failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Options of a [`RedisServer`]; see [`RedisServer::builder`].
 #[derive(Debug, Clone, Default)]
 #[must_use = "call .start() to start the server"]
@@ -343,20 +362,7 @@ impl RedisServer {
             cmd.arg("--no-auth-warning").args(["-a", pw]);
         }
         cmd.args(args);
-        let out = cmd.output().unwrap_or_else(|e| {
-            panic!(
-                "test-redis: cannot run `{}`: {e}. Install redis-tools (apt-get install \
-                 redis-tools), or set TEST_REDIS_CLI_BIN",
-                cli_bin()
-            )
-        });
-        assert!(
-            out.status.success(),
-            "test-redis: redis-cli failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        run_cli(cmd)
     }
 
     /// Prints the server's log to stderr, framed, for diagnosis.

@@ -250,19 +250,8 @@ impl SentinelNode {
         if let Some(pw) = &self.password {
             cmd.arg("--no-auth-warning").args(["-a", pw]);
         }
-        let out = cmd.args(args).output().unwrap_or_else(|e| {
-            panic!(
-                "test-redis: cannot run `{}`: {e}. Install redis-tools, or set TEST_REDIS_CLI_BIN",
-                cli_bin()
-            )
-        });
-        assert!(
-            out.status.success(),
-            "test-redis: redis-cli failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        cmd.args(args);
+        crate::run_cli(cmd)
     }
 
     pub(super) fn query(&self, args: &[&str]) -> Result<Reply, String> {
