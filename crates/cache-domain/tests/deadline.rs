@@ -4,32 +4,25 @@
 //! instead of waiting out the store's own bound; on a paused clock, `get_or_load` spends the
 //! budget on its store calls only, not on the loader.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::layer::{Layered, Op, StoreHook};
-use cache_core::{async_trait, Error, ErrorKind, Profile, Result, Store};
+use cache_core::{async_trait, ErrorKind, Profile, Result, Store};
 use cache_domain::{CacheConfig, CacheManager, CrawlStatus};
 use cache_memory::MemoryStore;
 use cache_redis::{RedisConfig, RedisEndpoint, RedisStore, RetryConfig};
+use cache_testing::hooks::AfterCalls;
 use test_redis::RedisServer;
 
-/// Freezes the server (`SIGSTOP`) when the `n`-th store call has answered.
-#[derive(Debug)]
-struct FreezeAfter {
-    server: Arc<RedisServer>,
+/// Freezes `server` (`SIGSTOP`) once the `n`-th store call has answered: the next store call of
+/// the same manager call meets a frozen server.
+fn freeze_after(
+    server: &Arc<RedisServer>,
     n: usize,
-    calls: AtomicUsize,
-}
-
-#[async_trait]
-impl StoreHook for FreezeAfter {
-    fn after(&self, _: &Op<'_>, _: Duration, _: Result<(), &Error>) {
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.n {
-            self.server.freeze();
-        }
-    }
+) -> AfterCalls<impl Fn() + Send + Sync + 'static> {
+    let server = Arc::clone(server);
+    AfterCalls::new(n, move || server.freeze())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,11 +40,7 @@ async fn a_server_frozen_between_two_store_calls_ends_the_call_at_its_deadline()
         .await
         .unwrap();
     // The update reads the status (store call 1), then swaps it: freeze in between.
-    let hook = FreezeAfter {
-        server: Arc::clone(&server),
-        n: 1,
-        calls: AtomicUsize::new(0),
-    };
+    let hook = freeze_after(&server, 1);
     let cache = CacheManager::builder(Layered::new(store.clone(), hook))
         .with_config(&CacheConfig::default().with_call_timeout(Duration::from_millis(400)))
         .build()

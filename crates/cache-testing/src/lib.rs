@@ -6,7 +6,8 @@
 //! - [`MockStore`]: a mockall mock of the trait, for the layers above it that need a store to fail
 //!   in a chosen way or to check exactly which calls are made (the facade re-exports it as
 //!   `cachekit::MockStore` with its `mock` feature);
-//! - [`backend_tests!`]: one list of scenarios, instantiated as a test per scenario and backend.
+//! - [`backend_tests!`]: one list of scenarios, instantiated as a test per scenario and backend;
+//! - [`hooks`]: store hooks that stage a fault at a chosen call ([`hooks::AfterCalls`]).
 //!
 //! Use it as a dev-dependency. A store that only sometimes fails, pauses or is timed is a real store
 //! wrapped in [`cache_core::layer::Layered`], not a mock.
@@ -68,6 +69,7 @@
 
 mod backend_tests;
 pub mod conformance;
+pub mod hooks;
 mod mock;
 
 pub use mock::{MockStore, MockStoreCalls};

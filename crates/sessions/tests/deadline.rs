@@ -4,7 +4,6 @@
 //! instead of waiting out the store's own bound on the next call; and on a paused clock, slow store
 //! calls add up to exactly the deadline, not to one bound each.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,25 +11,18 @@ use cache_core::layer::{Layered, Op, StoreHook};
 use cache_core::{async_trait, Error, ErrorKind, Profile, Result};
 use cache_memory::MemoryStore;
 use cache_redis::{RedisConfig, RedisEndpoint, RedisStore, RetryConfig};
+use cache_testing::hooks::AfterCalls;
 use sessions::{CreateOptions, SessionData, SessionManager};
 use test_redis::RedisServer;
 
-/// Freezes the server (`SIGSTOP`) when the `n`-th store call has answered: the next store call of
+/// Freezes `server` (`SIGSTOP`) once the `n`-th store call has answered: the next store call of
 /// the same manager call meets a frozen server.
-#[derive(Debug)]
-struct FreezeAfter {
-    server: Arc<RedisServer>,
+fn freeze_after(
+    server: &Arc<RedisServer>,
     n: usize,
-    calls: AtomicUsize,
-}
-
-#[async_trait]
-impl StoreHook for FreezeAfter {
-    fn after(&self, _: &Op<'_>, _: Duration, _: Result<(), &Error>) {
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.n {
-            self.server.freeze();
-        }
-    }
+) -> AfterCalls<impl Fn() + Send + Sync + 'static> {
+    let server = Arc::clone(server);
+    AfterCalls::new(n, move || server.freeze())
 }
 
 /// A Redis store whose own bound of one call is long (response timeout 2 s, budget 3 s): a call
@@ -58,11 +50,7 @@ async fn a_server_frozen_between_two_store_calls_ends_the_call_at_its_deadline()
     let server = Arc::new(RedisServer::start());
     let store = patient_store(&server).await;
     // `create` prunes the index first (store call 1), then writes the record: freeze in between.
-    let hook = FreezeAfter {
-        server: Arc::clone(&server),
-        n: 1,
-        calls: AtomicUsize::new(0),
-    };
+    let hook = freeze_after(&server, 1);
     let manager = SessionManager::builder(Layered::new(store.clone(), hook))
         .with_call_timeout(Duration::from_millis(400))
         .build()
@@ -77,11 +65,7 @@ async fn a_server_frozen_between_two_store_calls_ends_the_call_at_its_deadline()
     // `update` reads the record (store call 1), then swaps it: freeze in between.
     let plain = SessionManager::new(store.clone());
     let login = plain.create("ada", CreateOptions::new()).await.unwrap();
-    let hook = FreezeAfter {
-        server: Arc::clone(&server),
-        n: 1,
-        calls: AtomicUsize::new(0),
-    };
+    let hook = freeze_after(&server, 1);
     let manager = SessionManager::builder(Layered::new(store.clone(), hook))
         .with_call_timeout(Duration::from_millis(400))
         .build()
