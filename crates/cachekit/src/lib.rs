@@ -66,7 +66,7 @@ pub use cache_domain as cache;
 /// builders, clocks, events, ...).
 pub use sessions;
 
-pub use cache_core::{Error, ErrorKind, Key, Profile, Result, Store, StoreExt};
+pub use cache_core::{Bytes, Error, ErrorKind, Key, Profile, Result, Store, StoreExt};
 pub use cache_domain::{
     CacheConfig, CacheManager, CacheManagerBuilder, CacheStats, CrawlError, CrawlState,
     CrawlStatus, Family, FamilyCache, FamilyStats, KeyMatch, LeaseConfig, LoadError, NearConfig,
