@@ -173,7 +173,7 @@ impl Entry {
 pub struct Plan {
     /// Concurrency levels, in order.
     pub concurrency: &'static [usize],
-    /// Measured rounds per cell; the client order rotates from round to round.
+    /// Measured rounds per cell, in [`round_order`] (an even count balances every pair of clients).
     pub rounds: usize,
     /// Length of one measured round.
     pub round: Duration,
@@ -207,8 +207,23 @@ pub trait CpuProbe: Send + Sync {
     fn cpu(&self) -> Pin<Box<dyn Future<Output = anyhow::Result<Duration>> + Send + '_>>;
 }
 
+/// The order in which the `n` clients run in round `round`: rounds go in pairs, the first of a
+/// pair runs the schedule order rotated by two clients per pair, the second runs that same order
+/// backwards. The rotation spreads drift over all clients; the reversal makes each client of any
+/// pair (`store` and `raw`, say) run before the other in exactly one round of each pair, so that
+/// whatever the client run just before leaves behind (a busier allocator, a server still flushing
+/// replies, a core another tenant just took) and any steady drift fall on both sides of the pair's
+/// median instead of always on the one run second.
+pub fn round_order(n: usize, round: usize) -> impl Iterator<Item = usize> {
+    let rotation = round - round % 2;
+    (0..n).map(move |k| {
+        let k = if round % 2 == 1 { n - 1 - k } else { k };
+        (k + rotation) % n
+    })
+}
+
 /// Runs the plan: for each concurrency level, a warm-up round per client, then `rounds` rounds in
-/// which every client runs once, the order rotated by one each round. With a `probe`, every
+/// which every client runs once, in [`round_order`]. With a `probe`, every
 /// measured round also records the server CPU it cost. `progress` is told about each finished
 /// round.
 pub async fn run_plan(
@@ -226,8 +241,7 @@ pub async fn run_plan(
         }
         let mut acc: Vec<Measured> = entries.iter().map(|_| Measured::default()).collect();
         for round in 0..plan.rounds {
-            for k in 0..entries.len() {
-                let i = (k + round) % entries.len();
+            for i in round_order(entries.len(), round) {
                 seed += 1;
                 let before = match probe {
                     Some(p) => Some(p.cpu().await?),
@@ -272,6 +286,43 @@ mod tests {
             }
             Ok(())
         }
+    }
+
+    #[test]
+    fn every_round_runs_each_client_once_and_each_of_two_clients_runs_first_half_the_time() {
+        let n = 16;
+        let rounds = 10;
+        // (a, b) -> rounds in which a ran before b.
+        let mut first = std::collections::HashMap::<(usize, usize), usize>::new();
+        for round in 0..rounds {
+            let order: Vec<usize> = round_order(n, round).collect();
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(
+                sorted,
+                (0..n).collect::<Vec<_>>(),
+                "round {round}: {order:?}"
+            );
+            for (i, &a) in order.iter().enumerate() {
+                for &b in &order[i + 1..] {
+                    *first.entry((a, b)).or_default() += 1;
+                }
+            }
+        }
+        for a in 0..n {
+            for b in (0..n).filter(|&b| b != a) {
+                assert_eq!(
+                    first.get(&(a, b)),
+                    Some(&(rounds / 2)),
+                    "clients {a} and {b}"
+                );
+            }
+        }
+        // The rotation moves the first client on.
+        let starts: Vec<usize> = (0..rounds)
+            .map(|r| round_order(n, r).next().unwrap())
+            .collect();
+        assert_eq!(starts, [0, 15, 2, 1, 4, 3, 6, 5, 8, 7]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,6 +61,7 @@ pub fn reference_of(client: &str) -> Option<&'static str> {
     match client {
         "cache" => Some("raw_json"),
         "session_get" => Some("raw_session_get"),
+        "memory" => Some("memory_ref"),
         "memory_cache" => Some("memory_json"),
         "memory_session_get" => Some("memory_raw_session_get"),
         _ => None,

@@ -257,8 +257,10 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              `CacheManager<Arc<dyn Store>>` typed `get` / `set` with a per-call TTL of the document (so it \
              also decodes / encodes it), family `content`.\n\n\
              For each C in {levels:?}: one unmeasured warm-up round of {warm:?} per client, then \
-             {rounds} rounds of {round:?} in which every client runs once, the order rotated by \
-             one client per round so that drift spreads over all clients; a client's figures \
+             {rounds} rounds of {round:?} in which every client runs once; the rounds go in pairs, the \
+             second of a pair running the first's order backwards, and the order rotates by two \
+             clients per pair, so that drift spreads over all clients and each of two compared \
+             clients runs first in half of the rounds; a client's figures \
              aggregate its rounds. Latency is measured around each call (histogram with < 1% \
              bucket error). `C` tasks call the client in a loop; throughput = operations / \
              wall time of the round.\n\n\
@@ -267,7 +269,10 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              (one `GETEX` sliding the idle expiry); `session_update` = `SessionManager::update` \
              (atomic merge: `GET` + compare-and-swap script); `raw_pipeline64` = one redis-rs \
              pipeline of 64 `GET`s; `batch64` = `Store::get_many` of 64 keys (one `MGET`); \
-             `memory` = `MemoryStore`, same workload, no network; `memory_json`, \
+             `memory` = `MemoryStore`, same workload, no network; `memory_ref` = the same \
+             workload on `quick_cache::sync::Cache<String, Bytes>` (the concurrent map of the \
+             near cache, no TTLs: the reference of `memory`, what a well-kept in-process cache \
+             costs on this machine); `memory_json`, \
              `memory_cache`, `memory_raw_session_get`, `memory_session_get` = `raw_json`, \
              `cache`, `raw_session_get`, `session_get` on a `MemoryStore` (their `vs reference` \
              and `client µs/op` show the library's own CPU per call without the kernel's socket \
