@@ -146,12 +146,14 @@ pub struct SessionHandle(String);
 impl SessionHandle {
     fn of_bytes(bytes: &[u8; TOKEN_BYTES]) -> SessionHandle {
         let digest = Sha256::digest(bytes);
-        let mut hex = String::with_capacity(HANDLE_LEN);
-        for b in digest {
-            hex.push(char::from(HEX[usize::from(b >> 4)]));
-            hex.push(char::from(HEX[usize::from(b & 0xf)]));
+        let mut hex = [0u8; HANDLE_LEN];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(digest) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
         }
-        SessionHandle(hex)
+        // Every byte was taken from `HEX`, which holds ASCII digits and letters only.
+        let hex = std::str::from_utf8(&hex).expect("hex digits are ASCII");
+        SessionHandle(hex.to_owned())
     }
 
     /// Validates a handle: exactly [`HANDLE_LEN`] lowercase hex digits, else
