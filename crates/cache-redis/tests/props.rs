@@ -4,42 +4,67 @@
 //!
 //! Case counts are proptest's default (256), or `PROPTEST_CASES` when set.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use cache_core::{Error, Profile};
 use cache_redis::RedisConfig;
 use proptest::prelude::*;
 
-/// The variables `RedisConfig::from_lookup` reads.
-const VARIABLES: &[&str] = &[
-    "CACHE_BACKEND",
-    "REDIS_URL",
-    "REDIS_CLUSTER_NODES",
-    "REDIS_SENTINEL_NODES",
-    "REDIS_SENTINEL_SERVICE",
-    "REDIS_SENTINEL_USERNAME",
-    "REDIS_SENTINEL_PASSWORD",
-    "REDIS_USERNAME",
-    "REDIS_PASSWORD",
-    "REDIS_TLS",
-    "CACHE_KEY_PREFIX",
-    "REDIS_DB",
-    "REDIS_CONNECT_TIMEOUT",
-    "REDIS_RESPONSE_TIMEOUT",
-    "REDIS_POOL_WAIT_TIMEOUT",
-    "REDIS_HEALTH_CHECK_INTERVAL",
-    "REDIS_CONN_MAX_LIFETIME",
-    "REDIS_RETRY_BASE_DELAY",
-    "REDIS_RETRY_MAX_DELAY",
-    "REDIS_RETRY_BUDGET",
-    "REDIS_POOL_MAX_OPEN",
-    "REDIS_POOL_MAX_IDLE",
-    "REDIS_RETRY_ATTEMPTS",
-    "REDIS_SHARED_CONNECTIONS",
-    "REDIS_READ_FROM_REPLICAS",
-    "REDIS_SCAN_COUNT",
-    "CACHE_MAX_VALUE_BYTES",
+/// Environments that select each kind of endpoint: once it knows its endpoint,
+/// `RedisConfig::from_lookup` asks for every optional setting.
+const SELECTORS: &[&[(&str, &str)]] = &[
+    &[("REDIS_URL", "redis://127.0.0.1:6379")],
+    &[
+        ("CACHE_BACKEND", "cluster"),
+        ("REDIS_CLUSTER_NODES", "127.0.0.1:7000"),
+    ],
+    &[
+        ("REDIS_SENTINEL_NODES", "127.0.0.1:26379"),
+        ("REDIS_SENTINEL_SERVICE", "mymaster"),
+    ],
 ];
+
+/// The variables `RedisConfig::from_lookup` reads: the names it asks for in the [`SELECTORS`]
+/// environments, recorded, so that the list the properties draw from cannot fall behind the code.
+fn variables() -> &'static [String] {
+    static VARIABLES: OnceLock<Vec<String>> = OnceLock::new();
+    VARIABLES.get_or_init(|| {
+        let asked = RefCell::new(BTreeSet::new());
+        for env in SELECTORS {
+            let lookup = |name: &str| {
+                asked.borrow_mut().insert(name.to_owned());
+                env.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            };
+            RedisConfig::from_lookup(Profile::Development, lookup)
+                .unwrap_or_else(|e| panic!("selector {env:?}: {e}"));
+        }
+        asked.into_inner().into_iter().collect()
+    })
+}
+
+#[test]
+fn the_recorded_variables_are_every_setting_of_every_endpoint() {
+    let vars = variables();
+    for name in [
+        "CACHE_BACKEND",
+        "REDIS_URL",
+        "REDIS_CLUSTER_NODES",
+        "REDIS_SENTINEL_NODES",
+        "REDIS_SENTINEL_SERVICE",
+        "REDIS_SENTINEL_PASSWORD",
+        "REDIS_PASSWORD",
+        "CACHE_KEY_PREFIX",
+        "REDIS_RETRY_BUDGET",
+        "REDIS_SCAN_COUNT",
+        "CACHE_MAX_VALUE_BYTES",
+    ] {
+        assert!(vars.iter().any(|v| v == name), "{name} not in {vars:?}");
+    }
+}
 
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -72,11 +97,7 @@ fn value() -> impl Strategy<Value = String> {
 }
 
 fn environment() -> impl Strategy<Value = BTreeMap<String, String>> {
-    prop::collection::btree_map(
-        prop::sample::select(VARIABLES).prop_map(str::to_owned),
-        value(),
-        0..8,
-    )
+    prop::collection::btree_map(prop::sample::select(variables()), value(), 0..8)
 }
 
 proptest! {
@@ -90,9 +111,9 @@ proptest! {
         match RedisConfig::from_lookup(profile, |k| env.get(k).cloned()) {
             Ok(config) => prop_assert!(config.validate().is_ok()),
             Err(Error::Config { setting, message }) => {
-                let named = VARIABLES.contains(&setting.as_str())
+                let named = variables().contains(&setting)
                     && (given(&setting)
-                        || VARIABLES.iter().any(|v| given(v) && message.contains(v))
+                        || variables().iter().any(|v| given(v) && message.contains(v.as_str()))
                         || matches!(
                             setting.as_str(),
                             "REDIS_URL" | "REDIS_CLUSTER_NODES" | "REDIS_SENTINEL_NODES"
