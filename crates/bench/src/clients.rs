@@ -26,8 +26,10 @@ use crate::workload::{
 /// shared connection instead of the default (to separate the cost of the library's code from the
 /// cost of spreading commands over several sockets); `session_touch` is `session_get` with a touch
 /// interval of zero, so that every call also rewrites `last_accessed` (compare-and-swap): the cost
-/// of the calls that a default manager makes once per session per minute.
-pub const EXTRA_CLIENTS: [&str; 2] = ["store_1conn", "session_touch"];
+/// of the calls that a default manager makes once per session per minute; `store_session_get` is
+/// `raw_session_get` through `RedisStore` (`Store::get_ex` and the same decode), which splits the
+/// gap between `session_get` and `raw_session_get` into the store's part and the session layer's.
+pub const EXTRA_CLIENTS: [&str; 3] = ["store_1conn", "session_touch", "store_session_get"];
 
 /// Every client name of a default run, in schedule order. `raw_json` and `raw_session_get` are
 /// reference points, not library clients: raw redis-rs plus the decoding the library's typed
@@ -514,6 +516,7 @@ pub async fn setup(
         || wanted("session_update")
         || wanted("raw_session_get")
         || wanted("session_touch")
+        || wanted("store_session_get")
     {
         tokens = create_sessions(&redis_store, sessions).await?.into();
     }
@@ -526,6 +529,19 @@ pub async fn setup(
     } else {
         None
     };
+    // The store keys of the Redis sessions (relative: the store adds its prefix).
+    let store_session_keys: Arc<[String]> = tokens
+        .iter()
+        .map(|t| {
+            let token = sessions::SessionToken::parse(t)?;
+            anyhow::Ok(
+                sessions::keys::session_key(token.handle())?
+                    .as_str()
+                    .to_owned(),
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into();
     // The Redis keys of the sessions, for raw_session_get: `bench:session:{handle}`.
     let session_keys: Arc<[String]> = tokens
         .iter()
@@ -650,6 +666,13 @@ pub async fn setup(
                     cache: memory_cache.clone(),
                     doc: doc.clone(),
                     keys,
+                },
+            ),
+            "store_session_get" => Entry::new(
+                name,
+                StoreSessionGet {
+                    store: Arc::clone(&redis_store),
+                    keys: Arc::clone(&store_session_keys),
                 },
             ),
             "memory_raw_session_get" => Entry::new(
