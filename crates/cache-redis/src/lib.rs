@@ -148,8 +148,9 @@
 //! `close` returns; a cluster connection is dropped, and its node connections close when redis-rs's
 //! drivers see their last handle go. Clones and views ([`RedisStore::scoped`],
 //! [`RedisStore::replica_reads`], with its replica connections under Sentinel) share the
-//! connections, so closing one closes them all. Idempotent. Connections to one server name
-//! themselves [`CLIENT_NAME`] (`CLIENT SETNAME`) so that they can be told apart in `CLIENT LIST`.
+//! connections, so closing one closes them all. Idempotent. Connections to one server, and the
+//! connection kept for asking a sentinel, name themselves [`CLIENT_NAME`] (`CLIENT SETNAME`) so
+//! that they can be told apart in `CLIENT LIST`.
 //!
 //! ## Errors
 //!

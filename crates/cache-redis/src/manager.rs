@@ -292,7 +292,7 @@ fn closed() -> RedisError {
 
 /// Names a new connection [`CLIENT_NAME`]. A server or ACL user that refuses `CLIENT SETNAME` does
 /// not make the connection unusable: the failure is logged and the connection kept.
-async fn set_name(conn: &mut redis::aio::MultiplexedConnection, target: &str) {
+pub(crate) async fn set_name(conn: &mut redis::aio::MultiplexedConnection, target: &str) {
     let mut cmd = redis::cmd("CLIENT");
     cmd.arg("SETNAME").arg(CLIENT_NAME);
     if let Err(e) = cmd.query_async::<()>(conn).await {

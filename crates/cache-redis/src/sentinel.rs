@@ -302,9 +302,12 @@ impl Discovery {
         }
         let client = redis::Client::open(self.spec.sentinels[idx].clone())?;
         let fut = client.get_multiplexed_async_connection_with_config(&self.config);
-        let conn = tokio::time::timeout(self.connect_timeout + BACKSTOP, fut)
+        let mut conn = tokio::time::timeout(self.connect_timeout + BACKSTOP, fut)
             .await
             .map_err(|_| timed_out())??;
+        // Named like the data connections, so that a sentinel's `CLIENT LIST` tells it from the
+        // other sentinels' links (bounded by the response timeout; a refusal is only logged).
+        crate::manager::set_name(&mut conn, &addr_text(self.spec.sentinels[idx].addr())).await;
         *self.sentinel.lock() = Some((idx, conn.clone()));
         Ok(conn)
     }

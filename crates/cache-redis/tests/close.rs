@@ -1,8 +1,8 @@
 //! `close()` on real Redis: calls after it are refused with `Error::Closed`, a call in flight when it
 //! is called completes, every connection is gone from the server's `CLIENT LIST` when it returns,
 //! the background task ends, and closing twice (or through another view) is fine. Under Sentinel,
-//! `close()` also stops the watcher (its subscriptions to the sentinels end) and closes the replica
-//! connections of the replica-reads view.
+//! `close()` also stops the watcher (its subscriptions to the sentinels end), drops the connection
+//! that asks the sentinels, and closes the replica connections of the replica-reads view.
 
 mod common;
 
@@ -265,6 +265,19 @@ async fn close_under_sentinel_stops_the_watcher_and_ends_primary_and_replica_con
         || t.sentinel_nodes().iter().all(|s| subscribers_on(s) >= 1),
     )
     .await;
+    // The connection kept for questions to a sentinel (discovery asked one), named like ours.
+    let asking = || -> usize {
+        t.sentinel_nodes()
+            .iter()
+            .map(|s| {
+                s.cli(["CLIENT", "LIST"])
+                    .lines()
+                    .filter(|l| l.contains(&format!(" name={CLIENT_NAME} ")))
+                    .count()
+            })
+            .sum()
+    };
+    assert_eq!(asking(), 1, "one named connection asking a sentinel");
     let ours = || -> usize { t.data_nodes().iter().map(|n| our_clients(n).len()).sum() };
     assert!(
         !our_clients(t.primary()).is_empty(),
@@ -278,11 +291,18 @@ async fn close_under_sentinel_stops_the_watcher_and_ends_primary_and_replica_con
     assert_eq!(reader.get("k").await.unwrap_err().kind(), ErrorKind::Closed);
     assert_eq!(store.ping().await.unwrap_err().kind(), ErrorKind::Closed);
     assert_eq!(ours(), 0, "no connection of ours to any data node");
-    // The watcher's subscriptions end with its task, as the server sees the sockets close.
+    // The watcher's subscriptions end with its task, and the connection asking the sentinels is
+    // dropped, as the sentinels see the sockets close.
     wait_until(
         "the watcher's subscriptions to end",
         Duration::from_secs(10),
         || t.sentinel_nodes().iter().all(|s| subscribers_on(s) == 0),
+    )
+    .await;
+    wait_until(
+        "the connection asking the sentinels to close",
+        Duration::from_secs(10),
+        || asking() == 0,
     )
     .await;
     let started = Instant::now();
