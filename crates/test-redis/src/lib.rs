@@ -40,11 +40,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::Signal;
 
-use crate::process::Process;
+use crate::process::{Process, Startup};
 
 pub mod cluster;
 mod process;
@@ -432,37 +432,20 @@ impl RedisServer {
             }
         })?;
         self.process.started(child);
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            // A PING answer alone does not prove the server is ours: when another test's server
-            // took the port between `free_port` and the bind, ours aborts and theirs answers. Ours
-            // is up once its own log says so.
-            if self.answers_ping() {
-                let log = self.log_since(log_start);
-                if log.contains("Ready to accept connections") {
-                    return Ok(());
-                }
-                if log.contains("Address already in use") {
-                    self.kill();
-                    return Err(StartError::PortTaken);
-                }
-            }
-            let exited = self.process.exited().map(|status| status.to_string());
-            if let Some(status) = exited {
-                let log = self.log_since(log_start);
-                return Err(if log.contains("Address already in use") {
-                    StartError::PortTaken
-                } else {
-                    StartError::Exited(format!("redis-server exited ({status}) while starting"))
-                });
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                return Err(StartError::NotReady(format!(
-                    "redis-server did not answer PING within {STARTUP_TIMEOUT:?}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let startup = self.process.wait_started(
+            || self.answers_ping(),
+            || self.log_since(log_start),
+            "Ready to accept connections",
+        );
+        match startup {
+            Startup::Ready => Ok(()),
+            Startup::PortTaken => Err(StartError::PortTaken),
+            Startup::Exited(status) => Err(StartError::Exited(format!(
+                "redis-server exited ({status}) while starting"
+            ))),
+            Startup::TimedOut => Err(StartError::NotReady(format!(
+                "redis-server did not answer PING within {STARTUP_TIMEOUT:?}"
+            ))),
         }
     }
 

@@ -3,13 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
 use super::wire::{query, Reply};
 use super::RedisSentinel;
-use crate::process::Process;
+use crate::process::{Process, Startup};
 use crate::{cli_bin, free_port, server_bin, HOST, PORT_ATTEMPTS};
 
 impl RedisSentinel {
@@ -131,42 +130,26 @@ impl SentinelNode {
                 ))
             })?;
         self.process.started(child);
-        let deadline = Instant::now() + crate::STARTUP_TIMEOUT;
         let log_since_start = || {
             let all = std::fs::read(&self.log).unwrap_or_default();
             let start = usize::try_from(log_start).unwrap_or(0).min(all.len());
             String::from_utf8_lossy(&all[start..]).into_owned()
         };
-        loop {
-            // A PONG alone does not prove the sentinel is ours: when another test's server took the
-            // port meanwhile, ours aborts and theirs answers. Ours logs its mode once it listens.
-            if matches!(self.query(&["PING"]), Ok(Reply::Status(ref s)) if s == "PONG") {
-                let log = log_since_start();
-                if log.contains("Running mode=sentinel") {
-                    return Ok(());
-                }
-                if log.contains("Address already in use") {
-                    self.kill();
-                    return Err(SpawnError::PortTaken);
-                }
-            }
-            let exited = self.process.exited();
-            if let Some(status) = exited {
-                let log = log_since_start();
-                return Err(if log.contains("Address already in use") {
-                    SpawnError::PortTaken
-                } else {
-                    SpawnError::Other(format!("the sentinel exited ({status}) while starting"))
-                });
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                return Err(SpawnError::Other(format!(
-                    "the sentinel did not answer PING within {:?}",
-                    crate::STARTUP_TIMEOUT
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let startup = self.process.wait_started(
+            || matches!(self.query(&["PING"]), Ok(Reply::Status(ref s)) if s == "PONG"),
+            log_since_start,
+            "Running mode=sentinel",
+        );
+        match startup {
+            Startup::Ready => Ok(()),
+            Startup::PortTaken => Err(SpawnError::PortTaken),
+            Startup::Exited(status) => Err(SpawnError::Other(format!(
+                "the sentinel exited ({status}) while starting"
+            ))),
+            Startup::TimedOut => Err(SpawnError::Other(format!(
+                "the sentinel did not answer PING within {:?}",
+                crate::STARTUP_TIMEOUT
+            ))),
         }
     }
 
