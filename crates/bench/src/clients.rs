@@ -452,6 +452,15 @@ pub async fn setup(
             .build()
             .context("building MemoryStore")?,
     );
+    // The `memory` client's own store, holding only its key-value entries, like `memory_ref`'s
+    // map: the shared one above also holds the cache entries and sessions of the other in-process
+    // clients, three times the data, which would compare a larger table with a smaller one.
+    let memory_kv: Arc<dyn Store> = Arc::new(
+        MemoryStore::builder()
+            .with_prefix(PREFIX)
+            .build()
+            .context("building MemoryStore")?,
+    );
 
     // Preload in chunks: the raw keys (shared by raw, store, batch64, raw_pipeline64) and the same
     // keys in the memory store.
@@ -464,6 +473,7 @@ pub async fn setup(
         let expiry = cache_core::Expiry::In(SET_TTL);
         redis_store.set_many(&entries, expiry).await?;
         memory.set_many(&entries, expiry).await?;
+        memory_kv.set_many(&entries, expiry).await?;
         start = end;
     }
 
@@ -627,7 +637,7 @@ pub async fn setup(
             "memory" => Entry::new(
                 name,
                 Kv {
-                    store: Arc::clone(&memory),
+                    store: Arc::clone(&memory_kv),
                     value: Arc::clone(&value),
                     keys,
                 },

@@ -269,7 +269,8 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              (one `GETEX` sliding the idle expiry); `session_update` = `SessionManager::update` \
              (atomic merge: `GET` + compare-and-swap script); `raw_pipeline64` = one redis-rs \
              pipeline of 64 `GET`s; `batch64` = `Store::get_many` of 64 keys (one `MGET`); \
-             `memory` = `MemoryStore`, same workload, no network; `memory_ref` = the same \
+             `memory` = a `MemoryStore` of its own (only these entries), same workload, no \
+             network; `memory_ref` = the same \
              workload on `quick_cache::sync::Cache<String, Bytes>` (the concurrent map of the \
              near cache, no TTLs: the reference of `memory`, what a well-kept in-process cache \
              costs on this machine); `memory_json`, \
