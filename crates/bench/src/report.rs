@@ -26,9 +26,10 @@ pub struct Row {
     pub ratio_vs_raw: Option<f64>,
     /// p99 relative to the same baseline.
     pub p99_ratio_vs_raw: Option<f64>,
-    /// For `cache` and `session_get`: throughput relative to the raw client that does the same
-    /// decoding work (`raw_json`, `raw_session_get`), which isolates the cost of the library's own
-    /// code. `None` for other clients or when the reference was not measured.
+    /// For `cache` and `session_get` (and their in-process twins): throughput relative to the raw
+    /// client that does the same decoding work (`raw_json`, `raw_session_get`), which isolates the
+    /// cost of the library's own code; for `memory`: relative to `memory_ref`. `None` for other
+    /// clients or when the reference was not measured.
     pub ratio_vs_reference: Option<f64>,
     /// Server CPU per operation (`INFO cpu` delta over the rounds / operations), microseconds.
     pub server_us_per_op: Option<f64>,
@@ -499,7 +500,8 @@ pub fn markdown(rows: &[Row], checks: &[Check], input: &DocInput<'_>) -> String 
          the cores move one round's pair, not the median; `vs reference` likewise). \
          `vs reference`: ops/s of `cache` relative to `raw_json`, of `session_get` relative to \
          `raw_session_get`: raw redis-rs doing the same decoding, so the ratio is the cost of the \
-         library's own code. `server µs/op`: the server's CPU time (`INFO cpu`, system + user) \
+         library's own code (likewise their in-process twins); of `memory` relative to \
+         `memory_ref`, a well-kept in-process cache on the same workload. `server µs/op`: the server's CPU time (`INFO cpu`, system + user) \
          during the client's rounds divided by its operations: the capacity of the one Redis \
          thread an operation costs. `client µs/op`: the CPU time of the bench process (all its \
          threads, from `/proc/self/task/*/schedstat`) during the client's rounds divided by its \
