@@ -6,10 +6,10 @@
 //!
 //! Case counts are proptest's default (256), or `PROPTEST_CASES` when set.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use cache_testing::env::variables_read;
 use cachekit::{Config, Error};
 use proptest::prelude::*;
 
@@ -31,19 +31,7 @@ const SELECTORS: &[&[(&str, &str)]] = &[
 /// bounds and most families' TTLs).
 fn variables() -> &'static [String] {
     static VARIABLES: OnceLock<Vec<String>> = OnceLock::new();
-    VARIABLES.get_or_init(|| {
-        let asked = RefCell::new(BTreeSet::new());
-        for env in SELECTORS {
-            let lookup = |name: &str| {
-                asked.borrow_mut().insert(name.to_owned());
-                env.iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| (*v).to_owned())
-            };
-            Config::from_lookup(lookup).unwrap_or_else(|e| panic!("selector {env:?}: {e}"));
-        }
-        asked.into_inner().into_iter().collect()
-    })
+    VARIABLES.get_or_init(|| variables_read(SELECTORS, |lookup| Config::from_lookup(lookup)))
 }
 
 #[test]

@@ -422,6 +422,18 @@ pub fn config(url: &str) -> anyhow::Result<RedisConfig> {
     Ok(config)
 }
 
+/// The store keys of the sessions of `tokens` (relative: the store adds its prefix).
+fn session_store_keys(tokens: &[String]) -> anyhow::Result<Arc<[String]>> {
+    tokens
+        .iter()
+        .map(|t| {
+            let token = sessions::SessionToken::parse(t)?;
+            let key = sessions::keys::session_key(token.handle())?;
+            anyhow::Ok(key.as_str().to_owned())
+        })
+        .collect()
+}
+
 /// Builds the clients named in `only` (all of [`CLIENTS`] when empty) against the server at `url`
 /// and preloads `keys` key-value entries, `keys` cache entries and `sessions` sessions. Returns
 /// the schedule entries in [`CLIENTS`] order.
@@ -507,19 +519,7 @@ pub async fn setup(
     if wanted("memory_session_get") || wanted("memory_raw_session_get") {
         memory_tokens = create_sessions(&memory, sessions).await?.into();
     }
-    // The store keys of those sessions (relative: the store adds its prefix).
-    let memory_session_keys: Arc<[String]> = memory_tokens
-        .iter()
-        .map(|t| {
-            let token = sessions::SessionToken::parse(t)?;
-            anyhow::Ok(
-                sessions::keys::session_key(token.handle())?
-                    .as_str()
-                    .to_owned(),
-            )
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .into();
+    let memory_session_keys = session_store_keys(&memory_tokens)?;
     let mut tokens: Arc<[String]> = Arc::from(Vec::new());
     let manager = session_manager(&redis_store)?;
     if wanted("session_get")
@@ -539,29 +539,12 @@ pub async fn setup(
     } else {
         None
     };
-    // The store keys of the Redis sessions (relative: the store adds its prefix).
-    let store_session_keys: Arc<[String]> = tokens
-        .iter()
-        .map(|t| {
-            let token = sessions::SessionToken::parse(t)?;
-            anyhow::Ok(
-                sessions::keys::session_key(token.handle())?
-                    .as_str()
-                    .to_owned(),
-            )
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .into();
+    let store_session_keys = session_store_keys(&tokens)?;
     // The Redis keys of the sessions, for raw_session_get: `bench:session:{handle}`.
-    let session_keys: Arc<[String]> = tokens
+    let session_keys: Arc<[String]> = store_session_keys
         .iter()
-        .map(|t| {
-            let token = sessions::SessionToken::parse(t)?;
-            let key = sessions::keys::session_key(token.handle())?;
-            anyhow::Ok(format!("{PREFIX}:{}", key.as_str()))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .into();
+        .map(|k| format!("{PREFIX}:{k}"))
+        .collect();
     for name in CLIENTS.into_iter().chain(EXTRA_CLIENTS) {
         if !wanted(name) || (EXTRA_CLIENTS.contains(&name) && only.is_empty()) {
             continue;

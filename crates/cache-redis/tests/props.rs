@@ -4,12 +4,12 @@
 //!
 //! Case counts are proptest's default (256), or `PROPTEST_CASES` when set.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use cache_core::{Error, Profile};
 use cache_redis::RedisConfig;
+use cache_testing::env::variables_read;
 use proptest::prelude::*;
 
 /// Environments that select each kind of endpoint: once it knows its endpoint,
@@ -31,18 +31,9 @@ const SELECTORS: &[&[(&str, &str)]] = &[
 fn variables() -> &'static [String] {
     static VARIABLES: OnceLock<Vec<String>> = OnceLock::new();
     VARIABLES.get_or_init(|| {
-        let asked = RefCell::new(BTreeSet::new());
-        for env in SELECTORS {
-            let lookup = |name: &str| {
-                asked.borrow_mut().insert(name.to_owned());
-                env.iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| (*v).to_owned())
-            };
+        variables_read(SELECTORS, |lookup| {
             RedisConfig::from_lookup(Profile::Development, lookup)
-                .unwrap_or_else(|e| panic!("selector {env:?}: {e}"));
-        }
-        asked.into_inner().into_iter().collect()
+        })
     })
 }
 

@@ -7,7 +7,9 @@
 //!   in a chosen way or to check exactly which calls are made (the facade re-exports it as
 //!   `cachekit::MockStore` with its `mock` feature);
 //! - [`backend_tests!`]: one list of scenarios, instantiated as a test per scenario and backend;
-//! - [`hooks`]: store hooks that stage a fault at a chosen call ([`hooks::AfterCalls`]).
+//! - [`hooks`]: store hooks that stage a fault at a chosen call ([`hooks::AfterCalls`]);
+//! - [`env`]: the environment variables a configuration reader asks for, recorded, for property
+//!   tests of configuration ([`env::variables_read`]).
 //!
 //! Use it as a dev-dependency. A store that only sometimes fails, pauses or is timed is a real store
 //! wrapped in [`cache_core::layer::Layered`], not a mock.
@@ -69,6 +71,7 @@
 
 mod backend_tests;
 pub mod conformance;
+pub mod env;
 pub mod hooks;
 mod mock;
 
