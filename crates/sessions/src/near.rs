@@ -11,8 +11,10 @@
 //!   bytes stored (compare-and-swap, as without the near cache): a session another instance
 //!   refreshed meanwhile is never deleted.
 //! - **Touch and sliding.** When `last_accessed` is older than the touch interval, the hit goes to
-//!   the store instead (read, then the compare-and-swap touch that also slides the TTL), exactly as
-//!   without the near cache, so the TTL is slid at most once per touch interval per session.
+//!   the store: the compare-and-swap touch that also slides the TTL, against the encoding of the
+//!   record held (the one the store held when it was cached, since no invalidation came), and only
+//!   when the store holds other bytes a read first, exactly as without the near cache; so the TTL
+//!   is slid at most once per touch interval per session.
 //!   Between touches nothing is written: in Redis a TTL change is a change of the key, which would
 //!   empty every instance's near cache. A miss reads with `get_with_ttl` (no TTL change) and slides
 //!   only when the key's TTL would end before the session's deadline.

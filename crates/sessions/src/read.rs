@@ -118,9 +118,11 @@ impl<S: Store> SessionManager<S> {
                 let mut session = Record::clone(&hit).into_session(handle.clone());
                 session.last_accessed = crate::record::ms_to_datetime(now);
                 return Ok(Some(session));
+            } else if let Some(answer) = self.touch_hit(&hit, handle, key, now).await? {
+                return Ok(answer);
             }
-            // Expired, or the touch is due: read (and touch) through the store, as without the
-            // near cache.
+            // Expired, or the touch is due and the store holds other bytes than the record held
+            // here: read (and touch) through the store, as without the near cache.
         }
         let ticket = near.ticket(key);
         let started = tokio::time::Instant::now();
@@ -189,6 +191,45 @@ impl<S: Store> SessionManager<S> {
         let mut session = record.into_session(handle.clone());
         session.last_accessed = crate::record::ms_to_datetime(now);
         Ok(Some(session))
+    }
+
+    /// A due touch on a near-cache hit, without reading first. The record held here is the one the
+    /// store held when it was cached (no invalidation has come since), so its encoding is the
+    /// expected value of the compare-and-swap that rewrites `last_accessed`: one round trip where
+    /// a read and a swap took two. `None` when the store holds other bytes (a write elsewhere whose
+    /// invalidation has not arrived yet, or a record from another version that encodes
+    /// differently): nothing was written, and the caller reads and touches through the store.
+    async fn touch_hit(
+        &self,
+        hit: &Record,
+        handle: &SessionHandle,
+        key: &Key,
+        now: i64,
+    ) -> Result<Option<Option<Session>>> {
+        let Some(ttl) = hit.ttl_at(now) else {
+            return Ok(None);
+        };
+        let expected = codec::encode(hit)?;
+        let mut touched = hit.clone();
+        touched.last_accessed_ms = now;
+        let new = self.encode(&touched)?;
+        let outcome = self
+            .inner
+            .store
+            .compare_and_swap(key, Some(&expected), Some(&new), Expiry::In(ttl))
+            .await?;
+        // Swapped or not, the copy held here is no longer the stored record.
+        self.near_forget(&[key.as_str()]);
+        Ok(match outcome {
+            CasOutcome::Swapped => {
+                let mut session = touched.into_session(handle.clone());
+                session.last_accessed = crate::record::ms_to_datetime(now);
+                Some(Some(session))
+            }
+            // Deleted (logout, rotation, revocation) elsewhere: gone.
+            CasOutcome::Conflict { current: None } => Some(None),
+            CasOutcome::Conflict { current: Some(_) } => None,
+        })
     }
 
     /// Decodes the record read under `key` and checks it against the clock: `None` when it is past

@@ -208,6 +208,115 @@ async fn hits_enforce_deadlines_and_still_touch() {
     assert_eq!(server.cli(["EXISTS", &key]), "0");
 }
 
+/// How many times the server has run `command` (`INFO commandstats`).
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let prefix = format!("cmdstat_{command}:calls=");
+    server
+        .cli(["INFO", "commandstats"])
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |rest| {
+            rest.split(',').next().unwrap_or("0").parse().unwrap()
+        })
+}
+
+/// A manager with a near cache, an idle timeout of 10 minutes and a touch interval of one.
+async fn touching(server: &RedisServer, clock: &Arc<Shifted>) -> SessionManager<RedisStore> {
+    SessionManager::builder(store(server).await)
+        .with_clock(clock.clone())
+        .with_idle_timeout(Duration::from_secs(600))
+        .with_touch_interval(Duration::from_secs(60))
+        .with_near_cache(NearConfig::default())
+        .build()
+        .unwrap()
+}
+
+/// The session's record as Redis holds it (the codec's envelope: the record is under `d`).
+fn stored(server: &RedisServer, token: &str) -> (String, serde_json::Value) {
+    let key = format!(
+        "sess:{}",
+        session_key(SessionToken::parse(token).unwrap().handle())
+            .unwrap()
+            .as_str()
+    );
+    let value = serde_json::from_str(&server.cli(["GET", &key])).unwrap();
+    (key, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_touch_on_a_hit_swaps_without_reading_first() {
+    let server = RedisServer::start();
+    let clock = Arc::new(Shifted::default());
+    let b = touching(&server, &clock).await;
+    let created = b.create("dot", CreateOptions::new()).await.unwrap();
+    let token = created.token.expose().to_owned();
+    warm(&b, &token).await;
+
+    clock.advance(Duration::from_secs(61));
+    // A read through the store is `GET` and `PTTL` in one pipeline; nothing else sends `PTTL` (the
+    // compare-and-swap script's own `GET` counts as a `GET`, so `GET`s cannot tell).
+    let reads = calls(&server, "pttl");
+    let hits = b.near_cache_stats().unwrap().hits;
+    let session = b.get(&token).await.unwrap().expect("the session is live");
+    assert_eq!(
+        session.last_accessed.timestamp_millis() / 1000,
+        clock.now().timestamp()
+    );
+    assert_eq!(
+        b.near_cache_stats().unwrap().hits,
+        hits + 1,
+        "served from the held record"
+    );
+    assert_eq!(
+        calls(&server, "pttl"),
+        reads,
+        "no read before the compare-and-swap"
+    );
+    let (_, record) = stored(&server, &token);
+    assert_eq!(
+        record["d"]["last_accessed_ms"].as_i64().unwrap() / 1000,
+        clock.now().timestamp(),
+        "last_accessed rewritten: {record}"
+    );
+    // The next read misses (its own write invalidated the copy) and finds the touched record.
+    assert!(b.get(&token).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_touch_on_a_hit_reads_first_when_redis_holds_other_bytes() {
+    let server = RedisServer::start();
+    let clock = Arc::new(Shifted::default());
+    let b = touching(&server, &clock).await;
+    let created = b.create("dot", CreateOptions::new()).await.unwrap();
+    let token = created.token.expose().to_owned();
+    // A record as a later version might write it: a field this version does not know, which it
+    // ignores on read, so the record held here encodes to other bytes than Redis holds.
+    let (key, mut record) = stored(&server, &token);
+    record["d"]["added_later"] = json!(true);
+    let ttl = server.cli(["PTTL", &key]);
+    server.cli(["SET", &key, &record.to_string(), "PX", &ttl]);
+    warm(&b, &token).await;
+
+    clock.advance(Duration::from_secs(61));
+    let reads = calls(&server, "pttl");
+    let session = b.get(&token).await.unwrap().expect("the session is live");
+    assert_eq!(
+        session.last_accessed.timestamp_millis() / 1000,
+        clock.now().timestamp()
+    );
+    assert_eq!(
+        calls(&server, "pttl"),
+        reads + 1,
+        "the swap refused, one read (GET and PTTL), then the touch"
+    );
+    let (_, record) = stored(&server, &token);
+    assert_eq!(
+        record["d"]["last_accessed_ms"].as_i64().unwrap() / 1000,
+        clock.now().timestamp(),
+        "last_accessed rewritten: {record}"
+    );
+}
+
 #[tokio::test]
 async fn the_memory_backend_gets_no_near_cache() {
     let m = SessionManager::builder(cache_memory::MemoryStore::new())
