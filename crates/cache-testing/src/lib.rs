@@ -8,7 +8,7 @@
 //!   `cachekit::MockStore` with its `mock` feature);
 //! - [`backend_tests!`]: one list of scenarios, instantiated as a test per scenario and backend;
 //! - [`hooks`]: store hooks that stage a fault at a chosen call ([`hooks::AfterCalls`]);
-//! - [`env`]: the environment variables a configuration reader asks for, recorded, for property
+//! - [`env`](mod@env): the environment variables a configuration reader asks for, recorded, for property
 //!   tests of configuration ([`env::variables_read`]).
 //!
 //! Use it as a dev-dependency. A store that only sometimes fails, pauses or is timed is a real store
