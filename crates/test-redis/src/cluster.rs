@@ -6,9 +6,15 @@
 //!   seconds.
 //! - `redis-cli --cluster create ... --cluster-replicas R --cluster-yes` assigns the slots and the
 //!   replicas; [`RedisClusterBuilder::start`] then polls (bounded by [`CLUSTER_READY_TIMEOUT`]) until
-//!   every node says `cluster_state:ok` with all 16384 slots assigned, knows every other node, and
-//!   every replica's link to its primary is up. A cluster that does not get there fails the test with
+//!   every node says `cluster_state:ok` with all 16384 slots assigned, knows every other node, lists
+//!   every node in its `CLUSTER SLOTS` (the topology a client loads when it connects), and every
+//!   replica's link to its primary is up. A cluster that does not get there fails the test with
 //!   every node's log.
+//! - Redis lists a replica in `CLUSTER SLOTS` only once its replication offset is not zero, which on
+//!   an empty data set happens at the primary's first replication ping: the nodes run with
+//!   `--repl-ping-replica-period 1` (default 10 s), so the wait is a second, not ten. (A client that
+//!   connected before would not know the replicas: redis-rs answers "Requested connection not
+//!   found" for a command addressed to one.)
 //! - Dropping the cluster kills every node. A cluster shared through a `static` (one per test
 //!   binary, see [`RedisCluster::shared`]) is never dropped, so each cluster also starts a tiny
 //!   *reaper* (`sh`) that holds the read end of a pipe: when the test process exits for any reason,
@@ -93,6 +99,10 @@ impl RedisClusterBuilder {
             let mut b = RedisServer::builder().cluster_node().args([
                 "--cluster-node-timeout".to_owned(),
                 self.node_timeout.as_millis().to_string(),
+                // See the module documentation: replicas are listed in `CLUSTER SLOTS` after
+                // their primary's first replication ping.
+                "--repl-ping-replica-period".to_owned(),
+                "1".to_owned(),
             ]);
             if let Some(pw) = &self.password {
                 b = b.password(pw.clone());
@@ -380,7 +390,8 @@ impl RedisCluster {
     }
 
     /// Waits until every running node says `cluster_state:ok` with all slots assigned and knows
-    /// every running node, no node is still joining, and every replica's link is up.
+    /// every running node, no node is still joining, every running node is listed in every
+    /// node's `CLUSTER SLOTS`, and every replica's link is up.
     pub fn wait_until_ready(&self) {
         let running = self.running().count();
         self.poll("the cluster to be ready", || {
@@ -390,6 +401,7 @@ impl RedisCluster {
                         .iter()
                         .all(|c| !c.joining && (!c.failing || self.node_down(c.port)))
                     && replica_link_up(n)
+                    && slots_list(n) >= running
             })
         });
     }
@@ -443,6 +455,19 @@ fn cluster_ok(node: &RedisServer, known: Option<usize>) -> bool {
         && field("cluster_slots_assigned") == all
         && field("cluster_slots_ok") == all
         && known.is_none_or(|k| field("cluster_known_nodes").parse::<usize>().unwrap_or(0) >= k)
+}
+
+/// How many nodes `node`'s `CLUSTER SLOTS` lists (primaries and the replicas Redis shows there: see
+/// the module documentation). `redis-cli` prints the reply one element a line; each node entry
+/// holds the node's 40-hex-digit id.
+fn slots_list(node: &RedisServer) -> usize {
+    let out = node.cli(["CLUSTER", "SLOTS"]);
+    let ids: std::collections::HashSet<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.len() == 40 && l.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    ids.len()
 }
 
 /// A replica's link to its primary is up and the initial sync is done; true for a primary.
