@@ -150,7 +150,7 @@ impl RedisStore {
             let mut cmd = redis::cmd("UNLINK");
             cmd.arg(fulls);
             // The count would be lower on a repeat: not repeated once sent.
-            return self.query("UNLINK", first, Idempotency::Once, cmd).await;
+            return self.query("UNLINK", first, Idempotency::Once, &cmd).await;
         }
         let cmds: Vec<(Route, Cmd)> = group_by_slot(fulls, SlotAddr::Master)
             .into_iter()

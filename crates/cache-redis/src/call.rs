@@ -34,84 +34,81 @@ impl Connections {
     /// client's CPU (benchmark profile). Reconnects and retries run under the outer cap, whose end
     /// counts from the start of the call. A cluster connection re-sends internally, so cluster
     /// calls always run under the cap.
-    pub(crate) async fn run<T, F, Fut>(
+    #[allow(clippy::manual_async_fn)] // on purpose: see the first comment of the body
+    pub(crate) fn run<'a, T, F, Fut>(
+        self: &'a Arc<Self>,
+        op: &'static str,
+        key: Option<&'a str>,
+        idempotency: Idempotency,
+        mut f: F,
+    ) -> impl Future<Output = Result<T>> + 'a
+    where
+        T: 'a,
+        F: FnMut(Conn) -> Fut + 'a,
+        Fut: Future<Output = std::result::Result<T, RedisError>> + 'a,
+    {
+        // What this future holds while the command is out is kept small on purpose: every call
+        // allocates it (boxed by the `Store` trait), and a store `get` had grown to 2.6 KiB of
+        // mostly slow-path state, past glibc's per-thread cache of small blocks. Hence a plain
+        // `fn` returning an `async` block (an `async fn` stores its arguments twice), the slow
+        // path in a box of its own, and the connection's locals in a block that ends before the
+        // command is awaited.
+        async move {
+            let call = Call::begin(self, op)?;
+            // The slot of the first attempt; if it is not ready, the slow path refills this same
+            // slot (picking another one would leave it empty for as long as traffic alternates).
+            let idx = self.pick();
+            let (attempt, generation) = {
+                let (mut conn, generation) = match (self.is_cluster(), self.ready(idx)) {
+                    (false, Some(ready)) => ready,
+                    _ => {
+                        let slow = self.run_slow(op, key, idempotency, call, f, Some(idx), None);
+                        return Box::pin(slow).await;
+                    }
+                };
+                // Without a deadline shorter than the response timeout this does nothing: the
+                // response timeout bounds the first attempt. Counted from the start (a clock
+                // read fewer; the attempt starts within microseconds of it).
+                let left = call.end.saturating_duration_since(call.start);
+                if left < self.limits().response_timeout {
+                    conn.set_response_timeout(left.max(Duration::from_millis(1)));
+                }
+                (f(conn), generation)
+            };
+            let e = match attempt.await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let sent = !refused_unapplied(&e);
+            let err = self.failed(idx, generation, e, op, key, call.start);
+            let failed = self.describe(&err, 1, sent, idempotency, call.start);
+            let Some(delay) = retry::retry_delay(&call.retry(self.limits()), failed) else {
+                return Err(call.name_the_end(err));
+            };
+            let slow = self.run_slow(op, key, idempotency, call, f, None, Some((err, delay)));
+            Box::pin(slow).await
+        }
+    }
+
+    /// The rest of [`Connections::run`] after the fast path: acquiring (refilling) a slot, the
+    /// retries with their backoff, all under one timer counted from the start of the call.
+    #[allow(clippy::too_many_arguments)] // the fast path's state, handed over as it is
+    async fn run_slow<T, F, Fut>(
         self: &Arc<Self>,
         op: &'static str,
         key: Option<&str>,
         idempotency: Idempotency,
+        call: Call,
         mut f: F,
+        mut first_slot: Option<usize>,
+        mut pending: Option<(Error, Duration)>,
     ) -> Result<T>
     where
         F: FnMut(Conn) -> Fut,
         Fut: Future<Output = std::result::Result<T, RedisError>>,
     {
-        let start = Instant::now();
-        // The end of this call: the store's own cap, or the deadline of the library call it is
-        // part of (`cache_core::deadline`), whichever comes first. Both count from the start.
-        let cap_end = start + self.limits().call_cap();
-        let (end, end_setting, by_deadline) = match cache_core::deadline::current() {
-            Some(d) if d.instant() < cap_end => {
-                // `start` is now, near enough: one clock read on the fast path.
-                if start >= d.instant() {
-                    return Err(d.timeout_error(format!("{op} on {}", self.target()), start));
-                }
-                (d.instant(), d.setting(), true)
-            }
-            _ => (cap_end, "REDIS_RETRY_BUDGET", false),
-        };
-        // An attempt whose response timeout the deadline shortened, and that timed out at the
-        // deadline, was ended by the deadline: the error names the deadline's setting.
-        let name_the_end = |err: Error| match err {
-            Error::Timeout {
-                operation, elapsed, ..
-            } if by_deadline && Instant::now() >= end => Error::Timeout {
-                operation,
-                elapsed,
-                setting: end_setting,
-            },
-            other => other,
-        };
-        // Retries only while the next attempt still starts before the end.
-        let limited;
-        let retry = if end < start + self.limits().retry.budget {
-            limited = self
-                .limits()
-                .retry
-                .clone()
-                .with_budget(end.saturating_duration_since(start));
-            &limited
-        } else {
-            &self.limits().retry
-        };
-        // A failed attempt allowed to be repeated, and the backoff before the next one.
-        let mut pending: Option<(Error, Duration)> = None;
-        // The slot of the first attempt; if it is not ready, the slow path below refills this same
-        // slot (picking another one would leave it empty for as long as traffic alternates).
-        let mut first_slot = Some(self.pick());
-        if let (false, Some(idx)) = (self.is_cluster(), first_slot) {
-            if let Some((mut conn, generation)) = self.ready(idx) {
-                first_slot = None;
-                // Without a deadline shorter than the response timeout this does nothing: the
-                // response timeout bounds the first attempt. Counted from `start` (a clock read
-                // fewer; the attempt starts within microseconds of it).
-                let left = end.saturating_duration_since(start);
-                if left < self.limits().response_timeout {
-                    conn.set_response_timeout(left.max(Duration::from_millis(1)));
-                }
-                match f(conn).await {
-                    Ok(v) => return Ok(v),
-                    Err(e) => {
-                        let sent = !refused_unapplied(&e);
-                        let err = self.failed(idx, generation, e, op, key, start);
-                        let failed = self.describe(&err, 1, sent, idempotency, start);
-                        match retry::retry_delay(retry, failed) {
-                            Some(delay) => pending = Some((err, delay)),
-                            None => return Err(name_the_end(err)),
-                        }
-                    }
-                }
-            }
-        }
+        let start = call.start;
+        let retry = call.retry(self.limits());
         let work = async {
             let mut attempt: u32 = 1;
             loop {
@@ -141,22 +138,22 @@ impl Connections {
                     }
                 };
                 let failed = self.describe(&err, attempt, sent, idempotency, start);
-                match retry::retry_delay(retry, failed) {
+                match retry::retry_delay(&retry, failed) {
                     Some(delay) => pending = Some((err, delay)),
-                    None => return Err(name_the_end(err)),
+                    None => return Err(call.name_the_end(err)),
                 }
             }
         };
         // One timer for the whole call, counted from its start (the first attempt included). A
         // relative timeout, not `timeout_at(from_std(end))`: on a paused tokio clock that was
         // advanced, a std instant maps into tokio's past and would fire at once.
-        let left = end.saturating_duration_since(Instant::now());
+        let left = call.end.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, work).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout {
                 operation: format!("{op} on {}", self.target()),
                 elapsed: start.elapsed(),
-                setting: end_setting,
+                setting: call.end_setting,
             }),
         }
     }
@@ -191,6 +188,76 @@ impl Connections {
 /// failover). Such an attempt counts as not sent.
 fn refused_unapplied(e: &RedisError) -> bool {
     e.code() == Some("READONLY")
+}
+
+/// When one call started and when it must end, shared by its attempts.
+#[derive(Clone, Copy)]
+struct Call {
+    start: Instant,
+    /// The store's call cap, or the deadline of the library call when that ends earlier.
+    end: Instant,
+    /// The setting named by a timeout at `end`.
+    end_setting: &'static str,
+    /// Whether `end` is a library call's deadline.
+    by_deadline: bool,
+}
+
+impl Call {
+    /// A call starting now, on `conns`: it ends at the store's own cap or at the deadline of the
+    /// library call it is part of (`cache_core::deadline`), whichever comes first; both count from
+    /// the start. Fails at once when that deadline has passed.
+    fn begin(conns: &Connections, op: &str) -> Result<Call> {
+        let start = Instant::now();
+        let cap_end = start + conns.limits().call_cap();
+        match cache_core::deadline::current() {
+            Some(d) if d.instant() < cap_end => {
+                // `start` is now, near enough: one clock read on the fast path.
+                if start >= d.instant() {
+                    return Err(d.timeout_error(format!("{op} on {}", conns.target()), start));
+                }
+                Ok(Call {
+                    start,
+                    end: d.instant(),
+                    end_setting: d.setting(),
+                    by_deadline: true,
+                })
+            }
+            _ => Ok(Call {
+                start,
+                end: cap_end,
+                end_setting: "REDIS_RETRY_BUDGET",
+                by_deadline: false,
+            }),
+        }
+    }
+
+    /// The retry policy of this call: the store's, with the budget cut so that no attempt starts
+    /// after `end`.
+    fn retry(&self, limits: &Limits) -> RetryConfig {
+        if self.end < self.start + limits.retry.budget {
+            limits
+                .retry
+                .clone()
+                .with_budget(self.end.saturating_duration_since(self.start))
+        } else {
+            limits.retry.clone()
+        }
+    }
+
+    /// An attempt whose response timeout the deadline shortened, and that timed out at the
+    /// deadline, was ended by the deadline: the error names the deadline's setting.
+    fn name_the_end(&self, err: Error) -> Error {
+        match err {
+            Error::Timeout {
+                operation, elapsed, ..
+            } if self.by_deadline && Instant::now() >= self.end => Error::Timeout {
+                operation,
+                elapsed,
+                setting: self.end_setting,
+            },
+            other => other,
+        }
+    }
 }
 
 /// The time limits the connection code reads, taken from a [`RedisConfig`] once.

@@ -40,7 +40,7 @@ impl RedisStore {
         }
         if !self.is_cluster() {
             let text: String = self
-                .query("INFO", None, Idempotency::Repeatable, cmd)
+                .query("INFO", None, Idempotency::Repeatable, &cmd)
                 .await?;
             return Ok(vec![NodeInfo {
                 address: self.target().to_owned(),

@@ -8,9 +8,12 @@
 
 use cache_core::{Error, Result};
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, FromRedisValue, RedisError};
+use redis::{Cmd, FromRedisValue, RedisError, RedisFuture, Value};
 
+use std::future::Future;
 use std::sync::Arc;
+
+use futures::FutureExt as _;
 
 use crate::conn::Conn;
 use crate::retry::Idempotency;
@@ -58,26 +61,39 @@ impl Conn {
         cmd: &Cmd,
         target: Target<'_>,
     ) -> std::result::Result<T, RedisError> {
-        let value = match (self, target.routing()) {
-            (Conn::Cluster(c), Some(routing)) => c.route_command(cmd.clone(), routing).await?,
-            (c, _) => redis::aio::ConnectionLike::req_packed_command(c, cmd).await?,
-        };
+        let value = self.send(cmd, target).await?;
         Ok(redis::from_redis_value(value.extract_error()?)?)
+    }
+
+    /// The reply of `cmd` sent to `target`. A plain function returning redis-rs's boxed future, so
+    /// that a command's future holds that box and not the cluster routing's state machine (over a
+    /// kilobyte, held by every command on one server too when it was awaited inline).
+    fn send<'a>(&'a mut self, cmd: &'a Cmd, target: Target<'_>) -> RedisFuture<'a, Value> {
+        match (self, target.routing()) {
+            (Conn::Cluster(c), Some(routing)) => {
+                let cmd = cmd.clone();
+                Box::pin(async move { c.route_command(cmd, routing).await })
+            }
+            (c, _) => redis::aio::ConnectionLike::req_packed_command(c, cmd),
+        }
     }
 }
 
 impl RedisStore {
+    // `query`, `read`, `query_at` and `query_on` are plain functions returning the call runner's
+    // future, not `async fn`s: each `async fn` layer would wrap that future in one more state
+    // machine holding copies of its arguments, and every store call allocates the outermost one.
+
     /// Runs one command through the call runner, routed by the connection (by its key on a
     /// cluster).
-    pub(crate) async fn query<T: FromRedisValue>(
-        &self,
+    pub(crate) fn query<'a, T: FromRedisValue + 'a>(
+        &'a self,
         op: &'static str,
-        key: Option<&str>,
+        key: Option<&'a str>,
         idempotency: Idempotency,
-        cmd: Cmd,
-    ) -> Result<T> {
-        self.query_at(op, key, Target::Auto, idempotency, &cmd)
-            .await
+        cmd: &'a Cmd,
+    ) -> impl Future<Output = Result<T>> + 'a {
+        self.query_at(op, key, Target::Auto, idempotency, cmd)
     }
 
     /// Where reads of this view go in a cluster.
@@ -92,12 +108,12 @@ impl RedisStore {
     /// Runs a read of one key, the first argument of `cmd` (as [`RedisStore::key_cmd`] builds it);
     /// in a cluster it goes to the key's primary, or to a replica for a
     /// [`RedisStore::replica_reads`] view.
-    pub(crate) async fn read<T: FromRedisValue>(
-        &self,
+    pub(crate) fn read<'a, T: FromRedisValue + 'a>(
+        &'a self,
         op: &'static str,
-        key: &str,
-        cmd: Cmd,
-    ) -> Result<T> {
+        key: &'a str,
+        cmd: &'a Cmd,
+    ) -> impl Future<Output = Result<T>> + 'a {
         let target = if self.is_cluster() {
             let full = match cmd.args_iter().nth(1) {
                 Some(redis::Arg::Simple(k)) => k,
@@ -113,45 +129,42 @@ impl RedisStore {
             Some(key),
             target,
             Idempotency::Repeatable,
-            &cmd,
+            cmd,
         )
-        .await
     }
 
     /// Runs `cmd` on `target` through the call runner (timeouts and retries); `op` and `key` are
     /// for error messages, and a cluster node's errors name the node.
-    pub(crate) async fn query_at<T: FromRedisValue>(
-        &self,
+    pub(crate) fn query_at<'a, T: FromRedisValue + 'a>(
+        &'a self,
         op: &'static str,
-        key: Option<&str>,
-        target: Target<'_>,
+        key: Option<&'a str>,
+        target: Target<'a>,
         idempotency: Idempotency,
-        cmd: &Cmd,
-    ) -> Result<T> {
+        cmd: &'a Cmd,
+    ) -> impl Future<Output = Result<T>> + 'a {
         self.query_on(&self.conns, op, key, target, idempotency, cmd)
-            .await
     }
 
     /// [`RedisStore::query_at`] on the given connections (the store's, or the replica connections
     /// of a Sentinel replica-reads view).
-    pub(crate) async fn query_on<T: FromRedisValue>(
-        &self,
-        conns: &Arc<Connections>,
+    pub(crate) fn query_on<'a, T: FromRedisValue + 'a>(
+        &'a self,
+        conns: &'a Arc<Connections>,
         op: &'static str,
-        key: Option<&str>,
-        target: Target<'_>,
+        key: Option<&'a str>,
+        target: Target<'a>,
         idempotency: Idempotency,
-        cmd: &Cmd,
-    ) -> Result<T> {
-        let result = conns
-            .run(op, key, idempotency, |mut c| async move {
+        cmd: &'a Cmd,
+    ) -> impl Future<Output = Result<T>> + 'a {
+        conns
+            .run(op, key, idempotency, move |mut c| async move {
                 c.query::<T>(cmd, target).await
             })
-            .await;
-        match target {
-            Target::Node { host, port } => result.map_err(|e| name_node(e, host, port)),
-            _ => result,
-        }
+            .map(move |result| match target {
+                Target::Node { host, port } => result.map_err(|e| name_node(e, host, port)),
+                _ => result,
+            })
     }
 }
 

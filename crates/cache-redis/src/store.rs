@@ -328,7 +328,7 @@ impl Store for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let _call = self.conns.enter()?;
         let cmd = self.key_cmd("GET", key, 0)?;
-        self.read("GET", key, cmd).await
+        self.read("GET", key, &cmd).await
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
@@ -345,7 +345,7 @@ impl Store for RedisStore {
         let mut cmd = self.key_cmd("GETEX", key, 32)?;
         cmd.arg("PX").arg(ms);
         // Repeating sets the same TTL (from a slightly later instant) and reads the same value.
-        self.query("GETEX", Some(key), Idempotency::Repeatable, cmd)
+        self.query("GETEX", Some(key), Idempotency::Repeatable, &cmd)
             .await
     }
 
@@ -375,7 +375,9 @@ impl Store for RedisStore {
         // Never repeated once sent, whatever the condition: an unconditional SET repeated after
         // another client's DEL brings the deleted value back (tests/retries.rs), and NX / XX would
         // also answer differently the second time. See `Idempotency`.
-        let reply: Value = self.query("SET", Some(key), Idempotency::Once, cmd).await?;
+        let reply: Value = self
+            .query("SET", Some(key), Idempotency::Once, &cmd)
+            .await?;
         Ok(!matches!(reply, Value::Nil))
     }
 
@@ -408,7 +410,7 @@ impl Store for RedisStore {
     async fn exists(&self, key: &str) -> Result<bool> {
         let _call = self.conns.enter()?;
         let cmd = self.key_cmd("EXISTS", key, 0)?;
-        let n: u64 = self.read("EXISTS", key, cmd).await?;
+        let n: u64 = self.read("EXISTS", key, &cmd).await?;
         Ok(n > 0)
     }
 
@@ -429,7 +431,7 @@ impl Store for RedisStore {
         let _call = self.conns.enter()?;
         let mut cmd = redis::cmd("PEXPIRE");
         cmd.arg(self.full_key(key)?).arg(ttl_millis(ttl)?);
-        self.query("PEXPIRE", Some(key), Idempotency::Repeatable, cmd)
+        self.query("PEXPIRE", Some(key), Idempotency::Repeatable, &cmd)
             .await
     }
 
@@ -438,14 +440,14 @@ impl Store for RedisStore {
         let mut cmd = redis::cmd("PERSIST");
         cmd.arg(self.full_key(key)?);
         // A repeat would answer "had no TTL": not repeated once sent.
-        self.query("PERSIST", Some(key), Idempotency::Once, cmd)
+        self.query("PERSIST", Some(key), Idempotency::Once, &cmd)
             .await
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let _call = self.conns.enter()?;
         let cmd = self.key_cmd("PTTL", key, 0)?;
-        let ms: i64 = self.read("PTTL", key, cmd).await?;
+        let ms: i64 = self.read("PTTL", key, &cmd).await?;
         crate::reply::key_ttl(ms)
     }
 
@@ -469,7 +471,7 @@ impl Store for RedisStore {
             None => {
                 let mut cmd = redis::cmd("INCRBY");
                 cmd.arg(full).arg(delta);
-                self.query("INCRBY", Some(key), Idempotency::Once, cmd)
+                self.query("INCRBY", Some(key), Idempotency::Once, &cmd)
                     .await
                     .map_err(map_invalid)
             }
@@ -567,7 +569,7 @@ impl Store for RedisStore {
             .arg(score_arg(score, "score")?)
             .arg(member);
         let added: u64 = self
-            .query("ZADD", Some(key), Idempotency::Once, cmd)
+            .query("ZADD", Some(key), Idempotency::Once, &cmd)
             .await?;
         Ok(added > 0)
     }
@@ -580,7 +582,7 @@ impl Store for RedisStore {
         }
         let mut cmd = redis::cmd("ZREM");
         cmd.arg(full).arg(members);
-        self.query("ZREM", Some(key), Idempotency::Once, cmd).await
+        self.query("ZREM", Some(key), Idempotency::Once, &cmd).await
     }
 
     async fn zrange_by_score(
@@ -598,7 +600,7 @@ impl Store for RedisStore {
         if let Some(n) = limit {
             cmd.arg("LIMIT").arg(0).arg(n.min(i64::MAX as usize));
         }
-        self.read("ZRANGEBYSCORE", key, cmd).await
+        self.read("ZRANGEBYSCORE", key, &cmd).await
     }
 
     async fn zrem_range_by_score(&self, key: &str, min: f64, max: f64) -> Result<u64> {
@@ -607,14 +609,14 @@ impl Store for RedisStore {
         cmd.arg(self.full_key(key)?)
             .arg(score_arg(min, "min")?)
             .arg(score_arg(max, "max")?);
-        self.query("ZREMRANGEBYSCORE", Some(key), Idempotency::Once, cmd)
+        self.query("ZREMRANGEBYSCORE", Some(key), Idempotency::Once, &cmd)
             .await
     }
 
     async fn zcard(&self, key: &str) -> Result<u64> {
         let _call = self.conns.enter()?;
         let cmd = self.key_cmd("ZCARD", key, 0)?;
-        self.read("ZCARD", key, cmd).await
+        self.read("ZCARD", key, &cmd).await
     }
 
     async fn ping(&self) -> Result<Duration> {
@@ -651,7 +653,7 @@ impl Store for RedisStore {
         }
         let started = Instant::now();
         let text: String = self
-            .query("INFO", None, Idempotency::Repeatable, redis::cmd("INFO"))
+            .query("INFO", None, Idempotency::Repeatable, &redis::cmd("INFO"))
             .await?;
         let mut stats = crate::info::parse("redis", &text);
         stats.pool = Some(self.conns.pool_stats().await);
