@@ -168,6 +168,95 @@ impl<F: Future> Future for Scoped<F> {
     }
 }
 
+/// One library call bounded by its deadline: `fut` runs inside [`scope`]`(deadline, ..)`, and
+/// when `timer` is given (a sleep of the runtime, ending at the deadline) it is also cut there:
+/// once the timer fires before `fut` answers, the answer is `on_timeout()` (and `fut` is dropped
+/// with the returned future). Without a timer (a store that ends its own calls at the deadline)
+/// it is [`scope`].
+///
+/// A plain future, not an `async fn` of the caller: an `async fn` taking the call's future would
+/// hold it twice (its argument, then the awaited scope), and moving a future that size is part of
+/// every call's cost.
+pub fn bound<F, T, G>(deadline: Deadline, timer: Option<T>, fut: F, on_timeout: G) -> Bound<F, T, G>
+where
+    F: Future,
+    T: Future<Output = ()>,
+    G: FnOnce() -> F::Output,
+{
+    let inner = scope(deadline, fut);
+    let state = match timer {
+        None => BoundState::Untimed { inner },
+        Some(timer) => BoundState::Timed {
+            inner,
+            timer,
+            on_timeout: Some(on_timeout),
+        },
+    };
+    Bound { state }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`bound`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Bound<F, T, G> {
+        #[pin]
+        state: BoundState<F, T, G>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = BoundProj]
+    enum BoundState<F, T, G> {
+        // No timer of ours: the store ends its calls at the deadline.
+        Untimed {
+            #[pin]
+            inner: Scoped<F>,
+        },
+        // Cut by the runtime's timer at the deadline; `on_timeout` is taken when it answers.
+        Timed {
+            #[pin]
+            inner: Scoped<F>,
+            #[pin]
+            timer: T,
+            on_timeout: Option<G>,
+        },
+    }
+}
+
+impl<F, T, G> Future for Bound<F, T, G>
+where
+    F: Future,
+    T: Future<Output = ()>,
+    G: FnOnce() -> F::Output,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.project().state.project() {
+            BoundProj::Untimed { inner } => inner.poll(cx),
+            BoundProj::Timed {
+                inner,
+                timer,
+                on_timeout,
+            } => {
+                // The call first: an answer ready at the deadline is still the answer.
+                if let Poll::Ready(out) = inner.poll(cx) {
+                    return Poll::Ready(out);
+                }
+                match timer.poll(cx) {
+                    // `None` only when polled again after answering, which the `Future` contract
+                    // leaves open: it never answers again.
+                    Poll::Ready(()) => match on_timeout.take() {
+                        Some(answer) => Poll::Ready(answer()),
+                        None => Poll::Pending,
+                    },
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,5 +333,59 @@ mod tests {
         let e = past.timeout_error("session create", Instant::now());
         assert!(e.is_transient());
         assert!(e.to_string().contains('X'), "{e}");
+    }
+
+    /// A timer that is never due (`Option<Never>` names the type of "no timer").
+    type Never = std::future::Pending<()>;
+
+    #[test]
+    fn bound_without_a_timer_is_the_scope() {
+        let d = Deadline::after(Duration::from_secs(5), "X");
+        let seen = block_on(bound(
+            d,
+            None::<Never>,
+            async {
+                YieldOnce(false).await;
+                current()
+            },
+            || panic!("no timer, no timeout"),
+        ));
+        assert_eq!(seen, Some(d));
+        assert_eq!(current(), None);
+    }
+
+    #[test]
+    fn bound_answers_on_timeout_when_the_timer_fires_first() {
+        let d = Deadline::after(Duration::from_secs(5), "X");
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        struct Flag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let flag = Flag(dropped.clone());
+        let call = async move {
+            let _flag = flag;
+            std::future::pending::<&str>().await
+        };
+        let fut = bound(d, Some(YieldOnce(false)), call, || "timed out");
+        assert_eq!(block_on(fut), "timed out");
+        assert!(
+            dropped.load(std::sync::atomic::Ordering::SeqCst),
+            "the call is dropped with it"
+        );
+    }
+
+    #[test]
+    fn bound_prefers_the_answer_ready_at_the_deadline() {
+        let d = Deadline::after(Duration::from_secs(5), "X");
+        let answer = block_on(bound(
+            d,
+            Some(std::future::ready(())),
+            async { "answer" },
+            || "timed out",
+        ));
+        assert_eq!(answer, "answer");
     }
 }

@@ -75,28 +75,26 @@ impl<S: Store> Inner<S> {
     /// Runs one public call within the call timeout; when the deadline passes first,
     /// `on_timeout` decides the answer (a miss for reads, the write policy for writes, the
     /// timeout error for the rest).
-    pub(crate) async fn bounded<T>(
-        &self,
+    ///
+    /// A plain function returning [`deadline::bound`]'s future: an `async fn` would hold the
+    /// call's future twice, and moving a future that size is part of every call's cost.
+    pub(crate) fn bounded<'a, T: 'a>(
+        &'a self,
         op: &'static str,
-        call: impl Future<Output = Result<T>>,
-        on_timeout: impl FnOnce(Error) -> Result<T>,
-    ) -> Result<T> {
+        call: impl Future<Output = Result<T>> + 'a,
+        on_timeout: impl FnOnce(Error) -> Result<T> + 'a,
+    ) -> impl Future<Output = Result<T>> + 'a {
         // One clock read per call (a `Budget` reads it four times: it is for calls made of
         // several store calls); the deadline counts from it, and so does a timeout's `elapsed`.
         let started = std::time::Instant::now();
         let total = self.config.call_timeout();
-        let scoped = deadline::scope(Deadline::after_from(started, total, CALL_TIMEOUT_VAR), call);
+        let deadline = Deadline::after_from(started, total, CALL_TIMEOUT_VAR);
         // A store that ends its calls at the deadline needs no timer of ours. Relative, not
-        // `timeout_at`: a paused and advanced tokio clock would place a std instant in its past.
-        let out = if self.store.ends_calls_at_deadline() {
-            Some(scoped.await)
-        } else {
-            tokio::time::timeout(total, scoped).await.ok()
-        };
-        match out {
-            Some(result) => result,
-            None => on_timeout(timeout_error(op, started)),
-        }
+        // `sleep_until`: a paused and advanced tokio clock would place a std instant in its past.
+        let timer = (!self.store.ends_calls_at_deadline()).then(|| tokio::time::sleep(total));
+        deadline::bound(deadline, timer, call, move || {
+            on_timeout(timeout_error(op, started))
+        })
     }
 
     /// The answer of a read whose deadline passed: a miss, counted and logged like a failed read.

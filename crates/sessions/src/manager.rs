@@ -345,26 +345,26 @@ impl<S: Store> SessionManager<S> {
     /// Runs one public call (`op` names it in the timeout error) within the call timeout: inside a
     /// [`deadline::scope`], so that the store can end its own calls at the deadline, and cut by the
     /// runtime's timer at the same deadline for stores that do not.
-    pub(crate) async fn bounded<T>(
-        &self,
+    ///
+    /// A plain function returning [`deadline::bound`]'s future: an `async fn` would hold the
+    /// call's future twice, and a session call's future is over a kilobyte.
+    pub(crate) fn bounded<'a, T: 'a>(
+        &'a self,
         op: &'static str,
-        call: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
+        call: impl Future<Output = Result<T>> + 'a,
+    ) -> impl Future<Output = Result<T>> + 'a {
         // The one clock read of the call's deadline (and of a timeout's `elapsed`).
         let started = std::time::Instant::now();
         let timeout = self.inner.settings.call_timeout;
         let deadline = Deadline::after_from(started, timeout, CALL_TIMEOUT_VAR);
-        // Relative, not `timeout_at`: the deadline is a std instant, which a paused and advanced
-        // tokio clock would place in its past.
         // A store that ends its calls at the deadline itself needs no timer of ours (one timer
-        // fewer per call on the hot path).
-        if self.inner.store.ends_calls_at_deadline() {
-            return deadline::scope(deadline, call).await;
-        }
-        match tokio::time::timeout(timeout, deadline::scope(deadline, call)).await {
-            Ok(result) => result,
-            Err(_) => Err(deadline.timeout_error(format!("session {op}"), started)),
-        }
+        // fewer per call on the hot path). Relative, not `sleep_until`: the deadline is a std
+        // instant, which a paused and advanced tokio clock would place in its past.
+        let timer =
+            (!self.inner.store.ends_calls_at_deadline()).then(|| tokio::time::sleep(timeout));
+        deadline::bound(deadline, timer, call, move || {
+            Err(deadline.timeout_error(format!("session {op}"), started))
+        })
     }
 
     pub(crate) fn emit(&self, event: SessionEvent) {
