@@ -475,7 +475,8 @@ pub async fn setup(
     );
 
     // Preload in chunks: the raw keys (shared by raw, store, batch64, raw_pipeline64) and the same
-    // keys in the memory store.
+    // keys in the memory stores of the clients that read them (a store nobody reads stays empty).
+    let (memory_json, memory_own) = (wanted("memory_json"), wanted("memory"));
     let chunk = 500u64;
     let mut start = 0;
     while start < keys {
@@ -484,8 +485,12 @@ pub async fn setup(
         let entries: Vec<(&str, &[u8])> = names.iter().map(|k| (k.as_str(), &*value)).collect();
         let expiry = cache_core::Expiry::In(SET_TTL);
         redis_store.set_many(&entries, expiry).await?;
-        memory.set_many(&entries, expiry).await?;
-        memory_kv.set_many(&entries, expiry).await?;
+        if memory_json {
+            memory.set_many(&entries, expiry).await?;
+        }
+        if memory_own {
+            memory_kv.set_many(&entries, expiry).await?;
+        }
         start = end;
     }
 
