@@ -2,6 +2,8 @@
 //! occasional touch of `last_accessed`, and the clean-up of a record found past its deadline (by
 //! compare-and-swap against the bytes judged, so a record refreshed meanwhile is never deleted).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use cache_core::keys::Key;
@@ -42,7 +44,14 @@ impl<S: Store> SessionManager<S> {
         let handle = token.handle();
         let key = session_key(handle)?;
         if let Some(near) = self.near().await? {
-            return self.get_near(near, handle, &key).await;
+            if let Some(hit) = near.get(&key) {
+                if let Some(answer) = self.serve_hit(&hit, handle, &key).await? {
+                    return Ok(answer);
+                }
+            }
+            // Boxed: a miss makes a round trip anyway, and held inline its state (most of this
+            // future's size) would be carried, and moved, by every call without the near cache.
+            return Box::pin(self.get_near_miss(near, handle, &key)).await;
         }
         let store = &self.inner.store;
         let Some(bytes) = store.get_ex(&key, self.default_idle()).await? else {
@@ -99,31 +108,40 @@ impl<S: Store> SessionManager<S> {
         ) >= touch_after
     }
 
-    /// [`SessionManager::get`] with the near cache on (see [`crate::near`] for why each rule still
-    /// holds).
-    async fn get_near(
+    /// A near-cache hit of [`SessionManager::get`] (see [`crate::near`] for why each rule still
+    /// holds): the answer, or `None` when the store must answer (the record held here is past a
+    /// deadline, or its touch is due and the store holds other bytes).
+    async fn serve_hit(
+        &self,
+        hit: &Record,
+        handle: &SessionHandle,
+        key: &Key,
+    ) -> Result<Option<Option<Session>>> {
+        let now = self.now_ms();
+        if hit.is_expired_at(now) {
+            // Past a deadline here; the store decides, with the bytes it holds: the record judged
+            // expired is deleted only if it is still the one stored (a touch elsewhere may have
+            // revived it), as without the near cache.
+            self.near_forget(&[key.as_str()]);
+            return Ok(None);
+        }
+        if !self.touch_due(hit, now) {
+            let mut session = hit.clone().into_session(handle.clone());
+            session.last_accessed = crate::record::ms_to_datetime(now);
+            return Ok(Some(Some(session)));
+        }
+        // Due: swapped in one round trip, or `None` to read (and touch) through the store.
+        self.touch_hit(hit, handle, key, now).await
+    }
+
+    /// [`SessionManager::get`] with the near cache on, when the near cache could not answer: read
+    /// through the store, and keep the record for the next reads when its key's TTL allows.
+    async fn get_near_miss(
         &self,
         near: &NearCache<Record>,
         handle: &SessionHandle,
         key: &Key,
     ) -> Result<Option<Session>> {
-        if let Some(hit) = near.get(key) {
-            let now = self.now_ms();
-            if hit.is_expired_at(now) {
-                // Past a deadline here; the store decides, with the bytes it holds: the record
-                // judged expired is deleted only if it is still the one stored (a touch elsewhere
-                // may have revived it), as without the near cache.
-                self.near_forget(&[key.as_str()]);
-            } else if !self.touch_due(&hit, now) {
-                let mut session = Record::clone(&hit).into_session(handle.clone());
-                session.last_accessed = crate::record::ms_to_datetime(now);
-                return Ok(Some(session));
-            } else if let Some(answer) = self.touch_hit(&hit, handle, key, now).await? {
-                return Ok(answer);
-            }
-            // Expired, or the touch is due and the store holds other bytes than the record held
-            // here: read (and touch) through the store, as without the near cache.
-        }
         let ticket = near.ticket(key);
         let started = tokio::time::Instant::now();
         let store = &self.inner.store;
@@ -250,7 +268,20 @@ impl<S: Store> SessionManager<S> {
         Ok(Some((record, now)))
     }
 
-    pub(crate) async fn expired_on_access(
+    /// Deletes a record judged expired when it was read (see [`Self::delete_judged_expired`]) and
+    /// tells the event listeners. Boxed: it is the rare path of every read, and held inline its
+    /// state would be carried by each read's future.
+    pub(crate) fn expired_on_access<'a>(
+        &'a self,
+        handle: &'a SessionHandle,
+        key: &'a Key,
+        bytes: &'a [u8],
+        record: &'a Record,
+    ) -> Pin<Box<impl Future<Output = ()> + 'a>> {
+        Box::pin(self.delete_expired_on_access(handle, key, bytes, record))
+    }
+
+    async fn delete_expired_on_access(
         &self,
         handle: &SessionHandle,
         key: &Key,
