@@ -97,16 +97,18 @@ impl<S: Store> Inner<S> {
         if let Some(fresh) = self.known_version(fs) {
             return Ok(fresh);
         }
+        // Boxed where it is read: once per refresh interval, and held inline its state would be
+        // carried (and moved) by every read and write of the family.
         let slot = &fs.version;
         if slot.fetched_at.load(Ordering::Acquire) == 0 {
-            return self.fetch_version(fs).await;
+            return Box::pin(self.fetch_version(fs)).await;
         }
         let known = slot.version.load(Ordering::Acquire);
         if slot.refreshing.swap(true, Ordering::AcqRel) {
             return Ok(known);
         }
         let _clear = ClearOnDrop(&slot.refreshing);
-        match self.fetch_version(fs).await {
+        match Box::pin(self.fetch_version(fs)).await {
             Ok(v) => Ok(v),
             Err(e) => {
                 // Other calls keep the known version and the refresh is tried again after another
