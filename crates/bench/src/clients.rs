@@ -622,7 +622,7 @@ pub async fn setup(
                     keys,
                 },
             ),
-            "memory" => Entry::new(
+            "memory" => Entry::in_process(
                 name,
                 Kv {
                     store: Arc::clone(&memory_kv),
@@ -630,7 +630,7 @@ pub async fn setup(
                     keys,
                 },
             ),
-            "memory_ref" => Entry::new(name, MemoryRef::preloaded(Arc::clone(&value), keys)),
+            "memory_ref" => Entry::in_process(name, MemoryRef::preloaded(Arc::clone(&value), keys)),
             "store_1conn" => Entry::new(
                 name,
                 Kv {
@@ -650,7 +650,7 @@ pub async fn setup(
                     tokens: Arc::clone(&tokens),
                 },
             ),
-            "memory_json" => Entry::new(
+            "memory_json" => Entry::in_process(
                 name,
                 KvJson {
                     store: Arc::clone(&memory),
@@ -658,7 +658,7 @@ pub async fn setup(
                     keys,
                 },
             ),
-            "memory_cache" => Entry::new(
+            "memory_cache" => Entry::in_process(
                 name,
                 Cache {
                     cache: memory_cache.clone(),
@@ -673,14 +673,14 @@ pub async fn setup(
                     keys: Arc::clone(&store_session_keys),
                 },
             ),
-            "memory_raw_session_get" => Entry::new(
+            "memory_raw_session_get" => Entry::in_process(
                 name,
                 StoreSessionGet {
                     store: Arc::clone(&memory),
                     keys: Arc::clone(&memory_session_keys),
                 },
             ),
-            "memory_session_get" => Entry::new(
+            "memory_session_get" => Entry::in_process(
                 name,
                 SessionGet {
                     sessions: memory_sessions.clone(),
