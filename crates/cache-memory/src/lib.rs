@@ -61,6 +61,7 @@
 
 mod config;
 mod glob;
+mod key;
 mod ops;
 mod rules;
 mod state;
