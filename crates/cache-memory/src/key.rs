@@ -100,3 +100,63 @@ impl<'a> FullKey<'a> {
 pub(crate) fn hash_of(hasher: &impl BuildHasher, key: &str) -> u64 {
     hasher.hash_one(key.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key of `len` bytes whose byte `i` is `b'a' + i % 26`, with byte `changed_at` upper-cased.
+    fn key(len: usize, changed_at: Option<usize>) -> String {
+        (0..len)
+            .map(|i| {
+                let c = b'a' + (i % 26) as u8;
+                char::from(if Some(i) == changed_at {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_full_key_holds_the_whole_key_and_its_zero_padded_head_at_every_length() {
+        let hasher = foldhash::fast::RandomState::default();
+        for len in 0..=200 {
+            for base in ["", "app:"] {
+                let rel = key(len, None);
+                let full = FullKey::new(base, &rel, &hasher);
+                let whole = format!("{base}{rel}");
+                assert_eq!(full.bytes(), whole.as_bytes(), "length {len}");
+                assert_eq!(full.len(), whole.len());
+                assert_eq!(full.hash, hash_of(&hasher, &whole));
+                assert_eq!(&*full.to_arc(), whole);
+                let mut head = [0; HEAD];
+                let n = whole.len().min(HEAD);
+                head[..n].copy_from_slice(&whole.as_bytes()[..n]);
+                assert_eq!(full.head(), &head, "length {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn heads_differing_in_any_byte_differ() {
+        let hasher = foldhash::fast::RandomState::default();
+        let a = key(HEAD, None);
+        let ka = FullKey::new("", &a, &hasher);
+        assert!(same_head(ka.head(), FullKey::new("", &a, &hasher).head()));
+        for at in 0..HEAD {
+            let b = key(HEAD, Some(at));
+            assert!(
+                !same_head(ka.head(), FullKey::new("", &b, &hasher).head()),
+                "byte {at}"
+            );
+        }
+        // A shorter key's padding is zeros, which no byte of these keys is.
+        let short = key(HEAD - 1, None);
+        assert!(!same_head(
+            ka.head(),
+            FullKey::new("", &short, &hasher).head()
+        ));
+    }
+}

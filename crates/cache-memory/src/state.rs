@@ -528,3 +528,49 @@ impl<H: BuildHasher> Shard<H> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(key: &str) -> Slot {
+        let entry = Entry {
+            value: Value::string(b"v"),
+            expires_at: None,
+            indexed_at: None,
+            used: 0,
+            size: 0,
+        };
+        Slot::new(Arc::from(key), 0, entry)
+    }
+
+    /// Around the head (40 bytes) and the inline key (128): a slot holds exactly its own key,
+    /// whichever byte another key of the same length differs in.
+    #[test]
+    fn a_slot_holds_its_key_and_no_other_of_any_length() {
+        let hasher = foldhash::fast::RandomState::default();
+        for len in [0, 1, 39, 40, 41, 127, 128, 129, 200] {
+            let key: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            let s = slot(&key);
+            assert!(s.is_full(&FullKey::new("", &key, &hasher)), "length {len}");
+            assert!(s.is(key.as_bytes()));
+            for at in 0..len {
+                let mut other = key.clone().into_bytes();
+                other[at] = b'#';
+                let other = String::from_utf8(other).unwrap();
+                assert!(
+                    !s.is_full(&FullKey::new("", &other, &hasher)),
+                    "length {len}, byte {at}"
+                );
+                assert!(!s.is(other.as_bytes()));
+            }
+            let longer = format!("{key}a");
+            assert!(
+                !s.is_full(&FullKey::new("", &longer, &hasher)),
+                "length {len}"
+            );
+        }
+    }
+}
