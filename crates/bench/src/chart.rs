@@ -123,6 +123,8 @@ mod tests {
             ratio_vs_raw: None,
             p99_ratio_vs_raw: None,
             ratio_vs_reference: None,
+            ratio_vs_raw_spread: None,
+            ratio_vs_reference_spread: None,
             server_us_per_op: None,
             server_cpu_vs_raw: None,
             client_us_per_op: None,

@@ -31,6 +31,13 @@ pub struct Row {
     /// cost of the library's own code; for `memory`: relative to `memory_ref`. `None` for other
     /// clients or when the reference was not measured.
     pub ratio_vs_reference: Option<f64>,
+    /// The middle half of the per-round ratios behind `ratio_vs_raw` (first and third quartile),
+    /// when it is a median over rounds: how far one round's ratio moves on this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_vs_raw_spread: Option<[f64; 2]>,
+    /// The same for `ratio_vs_reference`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_vs_reference_spread: Option<[f64; 2]>,
     /// Server CPU per operation (`INFO cpu` delta over the rounds / operations), microseconds.
     pub server_us_per_op: Option<f64>,
     /// Server CPU per operation relative to the baseline's at the same concurrency.
@@ -81,27 +88,46 @@ fn round(v: f64, digits: i32) -> f64 {
 /// machine took the cores, which the ratio of totals is (raw alone ran at C=1 at 6.7k-15.9k ops/s
 /// within one hour on the 2-core machine).
 pub fn throughput_ratio(a: &Measured, b: &Measured) -> Option<f64> {
-    if a.rounds.len() >= 3 && a.rounds.len() == b.rounds.len() {
-        let mut ratios: Vec<f64> = a
-            .rounds
-            .iter()
-            .zip(&b.rounds)
-            .filter(|(_, b)| **b > 0.0)
-            .map(|(a, b)| a / b)
-            .collect();
-        if ratios.len() == a.rounds.len() {
-            ratios.sort_by(f64::total_cmp);
-            let n = ratios.len();
-            let median = if n % 2 == 1 {
-                ratios[n / 2]
-            } else {
-                (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
-            };
-            return Some(median);
-        }
+    if let Some(ratios) = round_ratios(a, b) {
+        return Some(quantile(&ratios, 0.5));
     }
     let b = b.ops_per_s();
     (b > 0.0).then(|| a.ops_per_s() / b)
+}
+
+/// The first and third quartile of the per-round ratios [`throughput_ratio`] takes the median of;
+/// `None` when it uses the ratio of totals.
+pub fn throughput_ratio_spread(a: &Measured, b: &Measured) -> Option<[f64; 2]> {
+    let ratios = round_ratios(a, b)?;
+    Some([quantile(&ratios, 0.25), quantile(&ratios, 0.75)])
+}
+
+/// The per-round ratios of `a` to `b`, sorted, when both ran the same rounds (at least three) and
+/// every one of `b`'s measured something.
+fn round_ratios(a: &Measured, b: &Measured) -> Option<Vec<f64>> {
+    if a.rounds.len() < 3 || a.rounds.len() != b.rounds.len() {
+        return None;
+    }
+    let mut ratios: Vec<f64> = a
+        .rounds
+        .iter()
+        .zip(&b.rounds)
+        .filter(|(_, b)| **b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect();
+    if ratios.len() != a.rounds.len() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    Some(ratios)
+}
+
+/// The `q` quantile of sorted, non-empty `values`, interpolated between the two nearest (the
+/// median of an even count is the mean of the middle two).
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let pos = q * (values.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
 }
 
 /// Turns measured cells into rows with their ratios.
@@ -125,10 +151,14 @@ pub fn rows(cells: &[Cell]) -> Vec<Row> {
                 .map(|b| b.measured.hist.quantile(0.99) as f64 / 1_000.0)
                 .filter(|b| *b > 0.0)
                 .map(|b| round(p99 / b, 3));
-            let reference = reference_of(cell.client)
-                .and_then(|r| find(r, cell.concurrency))
+            let reference_cell = reference_of(cell.client).and_then(|r| find(r, cell.concurrency));
+            let reference = reference_cell
                 .and_then(|r| throughput_ratio(m, &r.measured))
                 .map(|r| round(r, 3));
+            let spread = |b: Option<&Cell>| {
+                b.and_then(|b| throughput_ratio_spread(m, &b.measured))
+                    .map(|[lo, hi]| [round(lo, 3), round(hi, 3)])
+            };
             let server = m.server_us_per_op();
             let server_ratio = base
                 .and_then(|b| b.measured.server_us_per_op())
@@ -143,6 +173,8 @@ pub fn rows(cells: &[Cell]) -> Vec<Row> {
                 ratio_vs_raw: ratio,
                 p99_ratio_vs_raw: p99_ratio,
                 ratio_vs_reference: reference,
+                ratio_vs_raw_spread: spread(base),
+                ratio_vs_reference_spread: spread(reference_cell),
                 server_us_per_op: server.map(|s| round(s, 2)),
                 server_cpu_vs_raw: server_ratio,
                 client_us_per_op: m.client_us_per_op().map(|s| round(s, 2)),
@@ -342,6 +374,14 @@ pub fn checks(rows: &[Row], targets: &[Target]) -> Vec<Check> {
                         Measure::PerCore(_) => (format!("{:.2}M", v / 1e6), v >= th),
                         _ => (format!("{v:.2}x"), v >= th),
                     };
+                    let spread = match t.measure {
+                        Measure::VsBaseline { .. } => r.ratio_vs_raw_spread,
+                        Measure::VsReference => r.ratio_vs_reference_spread,
+                        _ => None,
+                    };
+                    if let Some([lo, hi]) = spread {
+                        text.push_str(&format!(" (rounds {lo:.2}-{hi:.2})"));
+                    }
                     if let Measure::VsBaseline {
                         max_p99: Some(limit),
                     } = t.measure
@@ -479,6 +519,11 @@ pub fn markdown(rows: &[Row], checks: &[Check], input: &DocInput<'_>) -> String 
     out.push_str("\n## Method\n\n");
     out.push_str(&input.method);
     out.push_str("\n\n## Targets\n\n");
+    out.push_str(
+        "A ratio is the median over the rounds of the two clients' ratio in the same round (see \
+         `vs baseline` below); `(rounds a-b)` is the middle half of those per-round ratios (first \
+         to third quartile): how far one round moves on this machine.\n\n",
+    );
     out.push_str(&checks_table(checks));
     let n_missed = checks.iter().filter(|c| c.met == Some(false)).count();
     if n_missed == 0 {
@@ -557,6 +602,26 @@ mod tests {
             Some(0.5)
         );
         assert_eq!(throughput_ratio(&client, &short), Some(1.8));
+        // The spread: the quartiles of the same per-round ratios (0.89, 0.9, 0.9, 2.275, 2.571);
+        // none when the ratio of totals is used.
+        let [lo, hi] = throughput_ratio_spread(&client, &baseline).unwrap();
+        assert!(
+            (lo - 0.9).abs() < 1e-9 && (hi - 2.275).abs() < 1e-9,
+            "{lo} {hi}"
+        );
+        assert_eq!(throughput_ratio_spread(&client, &short), None);
+    }
+
+    #[test]
+    fn quantiles_interpolate_between_the_nearest_values() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(quantile(&v, 0.5), 2.5);
+        assert_eq!(quantile(&v, 0.25), 1.75);
+        assert_eq!(quantile(&v, 0.75), 3.25);
+        assert_eq!(quantile(&v, 0.0), 1.0);
+        assert_eq!(quantile(&v, 1.0), 4.0);
+        assert_eq!(quantile(&[7.0], 0.25), 7.0);
+        assert_eq!(quantile(&[1.0, 2.0, 3.0], 0.5), 2.0);
     }
 
     fn cell(client: &'static str, c: usize, ops: u64, lat_ns: u64) -> Cell {
