@@ -14,11 +14,15 @@ use cachekit::{Config, Error};
 use proptest::prelude::*;
 
 /// Environments that select each backend: once it knows its backend, `Config::from_lookup` asks
-/// for every optional setting of every part. (A cluster reads what one server reads, and whether
-/// this build has the `cluster` feature depends on how the workspace is built.)
+/// for every optional setting of every part. (This crate builds the facade with the `cluster`
+/// feature, so a cluster is read to the end, not refused for a missing feature.)
 const SELECTORS: &[&[(&str, &str)]] = &[
     &[],
     &[("REDIS_URL", "redis://127.0.0.1:6379")],
+    &[
+        ("CACHE_BACKEND", "cluster"),
+        ("REDIS_CLUSTER_NODES", "127.0.0.1:7000,127.0.0.1:7001"),
+    ],
     &[
         ("REDIS_SENTINEL_NODES", "127.0.0.1:26379"),
         ("REDIS_SENTINEL_SERVICE", "mymaster"),
@@ -32,6 +36,22 @@ const SELECTORS: &[&[(&str, &str)]] = &[
 fn variables() -> &'static [String] {
     static VARIABLES: OnceLock<Vec<String>> = OnceLock::new();
     VARIABLES.get_or_init(|| variables_read(SELECTORS, |lookup| Config::from_lookup(lookup)))
+}
+
+#[test]
+fn each_selector_reads_to_the_end_of_its_backend() {
+    for (selector, backend) in SELECTORS.iter().zip(["redis", "redis", "cluster", "redis"]) {
+        let lookup = |k: &str| {
+            selector
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let config = Config::from_lookup(lookup).unwrap_or_else(|e| panic!("{selector:?}: {e}"));
+        if !selector.is_empty() {
+            assert_eq!(config.backend.name(), backend, "{selector:?}");
+        }
+    }
 }
 
 #[test]
