@@ -73,20 +73,11 @@ impl Slot {
         }
     }
 
-    /// Whether this slot holds `key`. The length is in the slot (the `Arc<str>`'s own length), so
-    /// only a key longer than [`HEAD`] whose head matches reads the key's allocation.
-    fn is(&self, key: &[u8]) -> bool {
-        let len = self.key.len();
-        if len != key.len() {
-            return false;
-        }
-        let n = len.min(HEAD);
-        self.head[..n] == key[..n] && (len <= HEAD || self.key.as_bytes()[HEAD..] == key[HEAD..])
-    }
-
-    /// [`Slot::is`] for a [`FullKey`]: its head is zero-padded like the slot's, so the two heads
-    /// compare whole, as five words (see [`same_head`]).
-    fn is_full(&self, key: &FullKey<'_>) -> bool {
+    /// Whether this slot holds `key`. The length is in the slot (the `Arc<str>`'s own length) and
+    /// both heads are zero-padded, so the heads compare whole, as five words (see [`same_head`]),
+    /// and only a key longer than [`HEAD`] whose head matches reads the key's allocation. (Walks
+    /// over the indexes, which hold the stored key itself, compare `Slot::key` directly.)
+    fn is(&self, key: &FullKey<'_>) -> bool {
         let len = self.key.len();
         len == key.len()
             && same_head(&self.head, key.head())
@@ -239,7 +230,7 @@ impl<H: BuildHasher> Shard<H> {
         // One probe: the entry is either expired (removed through the same probe) or returned.
         // The fields are borrowed apart so that the expired branch may update the indexes while
         // the returned entry borrows the table.
-        let Ok(found) = self.table.find_entry(key.hash, |s| s.is_full(key)) else {
+        let Ok(found) = self.table.find_entry(key.hash, |s| s.is(key)) else {
             return None;
         };
         let entry = &found.get().entry;
@@ -318,13 +309,13 @@ impl<H: BuildHasher> Shard<H> {
 
     /// Removes an entry with its index records; returns its key and entry.
     pub(crate) fn remove(&mut self, key: &FullKey<'_>) -> Option<(Arc<str>, Entry)> {
-        self.remove_matching(key.hash, |s| s.is_full(key))
+        self.remove_matching(key.hash, |s| s.is(key))
     }
 
     /// Removes the entry of a stored key (for walks over the indexes).
     fn remove_stored(&mut self, key: &str) -> Option<(Arc<str>, Entry)> {
         let hash = hash_of(&self.hasher, key);
-        self.remove_matching(hash, |s| s.is(key.as_bytes()))
+        self.remove_matching(hash, |s| *s.key == *key)
     }
 
     /// Removes a live entry; returns whether it existed (an expired one counts as missing) and the
@@ -360,7 +351,7 @@ impl<H: BuildHasher> Shard<H> {
     ) -> Option<Value> {
         let size = Self::entry_size(key.len(), value.size());
         let tick = self.totals.as_ref().map_or(0, |t| t.next_tick());
-        if let Some(slot) = self.table.find_mut(key.hash, |s| s.is_full(key)) {
+        if let Some(slot) = self.table.find_mut(key.hash, |s| s.is(key)) {
             // Overwrite in place: the key and its ordered-index record stay.
             let entry = &mut slot.entry;
             let old_size = entry.size;
@@ -406,7 +397,7 @@ impl<H: BuildHasher> Shard<H> {
 
     /// Recounts the size of the entry at `key` after its value changed in place.
     pub(crate) fn resized(&mut self, key: &FullKey<'_>) {
-        if let Some(slot) = self.table.find_mut(key.hash, |s| s.is_full(key)) {
+        if let Some(slot) = self.table.find_mut(key.hash, |s| s.is(key)) {
             let size = Self::entry_size(key.len(), slot.entry.value.size());
             let old = slot.entry.size;
             self.bytes = self.bytes - old + size;
@@ -420,7 +411,7 @@ impl<H: BuildHasher> Shard<H> {
 
     /// Changes the deadline of an existing entry.
     pub(crate) fn set_expiry(&mut self, key: &FullKey<'_>, at: Option<Instant>) {
-        if let Some(slot) = self.table.find_mut(key.hash, |s| s.is_full(key)) {
+        if let Some(slot) = self.table.find_mut(key.hash, |s| s.is(key)) {
             slot.entry.expires_at = at;
             Self::index_deadline(&mut self.expiries, &slot.key, &mut slot.entry);
         }
@@ -554,23 +545,18 @@ mod tests {
                 .map(|i| char::from(b'a' + (i % 26) as u8))
                 .collect();
             let s = slot(&key);
-            assert!(s.is_full(&FullKey::new("", &key, &hasher)), "length {len}");
-            assert!(s.is(key.as_bytes()));
+            assert!(s.is(&FullKey::new("", &key, &hasher)), "length {len}");
             for at in 0..len {
                 let mut other = key.clone().into_bytes();
                 other[at] = b'#';
                 let other = String::from_utf8(other).unwrap();
                 assert!(
-                    !s.is_full(&FullKey::new("", &other, &hasher)),
+                    !s.is(&FullKey::new("", &other, &hasher)),
                     "length {len}, byte {at}"
                 );
-                assert!(!s.is(other.as_bytes()));
             }
             let longer = format!("{key}a");
-            assert!(
-                !s.is_full(&FullKey::new("", &longer, &hasher)),
-                "length {len}"
-            );
+            assert!(!s.is(&FullKey::new("", &longer, &hasher)), "length {len}");
         }
     }
 }
