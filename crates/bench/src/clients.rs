@@ -687,11 +687,14 @@ pub async fn setup(
                     tokens: Arc::clone(&memory_tokens),
                 },
             ),
-            "near_cache" => Entry::new(name, crate::near::NearCacheClient::new(&cfg, keys).await?),
+            // The near clients' hits are in process: timed like the `memory*` clients.
+            "near_cache" => {
+                Entry::in_process(name, crate::near::NearCacheClient::new(&cfg, keys).await?)
+            }
             // Sessions of its own, under a prefix of its own: `session_get` touches and
             // `session_update` rewrites the shared ones, which would invalidate this client's
             // copies between its rounds.
-            "near_session_get" => Entry::new(
+            "near_session_get" => Entry::in_process(
                 name,
                 crate::near::NearSessionGet::new(&cfg, sessions).await?,
             ),

@@ -34,30 +34,53 @@ pub const ZIPF_EXPONENT: f64 = 0.99;
 
 /// Keys drawn from a Zipf distribution over `0..n`: key `k` with probability proportional to
 /// `1 / (k + 1)^s`.
+///
+/// Sampling inverts the cumulative distribution through a guide table (one bucket per key: the
+/// first key whose cumulative probability reaches the bucket's start) and a short forward scan,
+/// instead of a binary search over all `n` (14 dependent, mostly mispredicted steps over 80 KB
+/// at 10k keys: 2.3% of a `near_cache` profile at C=64, harness work charged to the client).
 #[derive(Debug, Clone)]
 pub struct Zipf {
     cdf: Vec<f64>,
+    guide: Vec<u32>,
 }
 
 impl Zipf {
-    /// The distribution over `n` keys with exponent `s`.
+    /// The distribution over `n` keys (at most `u32::MAX`) with exponent `s`.
     pub fn new(n: u64, s: f64) -> Zipf {
-        let mut cdf = Vec::with_capacity(n as usize);
+        let n = n.clamp(1, u64::from(u32::MAX)) as usize;
+        let mut cdf = Vec::with_capacity(n);
         let mut sum = 0.0;
-        for k in 0..n.max(1) {
+        for k in 0..n {
             sum += 1.0 / ((k + 1) as f64).powf(s);
             cdf.push(sum);
         }
         for c in &mut cdf {
             *c /= sum;
         }
-        Zipf { cdf }
+        let mut guide = Vec::with_capacity(n);
+        let mut k = 0;
+        for b in 0..n {
+            let start = b as f64 / n as f64;
+            while k < n - 1 && cdf[k] < start {
+                k += 1;
+            }
+            guide.push(k as u32);
+        }
+        Zipf { cdf, guide }
     }
 
-    /// The key for a uniform random number `r`.
+    /// The key for a uniform random number `r`: the first key whose cumulative probability
+    /// reaches `u = r / 2^64` (53 bits of it).
     pub fn sample(&self, r: u64) -> u64 {
         let u = (r >> 11) as f64 / (1u64 << 53) as f64;
-        self.cdf.partition_point(|c| *c < u).min(self.cdf.len() - 1) as u64
+        let n = self.cdf.len();
+        // `u < 1`, so the bucket is below `n`; `min` keeps that true whatever rounding does.
+        let mut k = self.guide[((u * n as f64) as usize).min(n - 1)] as usize;
+        while k < n - 1 && self.cdf[k] < u {
+            k += 1;
+        }
+        k as u64
     }
 }
 
@@ -276,5 +299,29 @@ mod tests {
         }
         // The hottest 1% of keys take roughly half of the traffic at s = 0.99.
         assert!((35_000..65_000).contains(&top), "{top}");
+    }
+
+    #[test]
+    fn zipf_guide_table_samples_what_a_binary_search_of_the_cdf_finds() {
+        for (n, s) in [(1, 0.99), (2, 0.5), (10_000, ZIPF_EXPONENT), (777, 1.5)] {
+            let z = Zipf::new(n, s);
+            let search = |r: u64| {
+                let u = (r >> 11) as f64 / (1u64 << 53) as f64;
+                z.cdf.partition_point(|c| *c < u).min(z.cdf.len() - 1) as u64
+            };
+            let mut rng = Rng::new(n);
+            let edges = [0, 1 << 11, u64::MAX >> 1, u64::MAX - (1 << 11), u64::MAX];
+            for r in edges.into_iter().chain((0..50_000).map(|_| rng.next_u64())) {
+                assert_eq!(z.sample(r), search(r), "n {n}, s {s}, r {r}");
+            }
+            // Every bucket boundary, where the guide table's start matters most.
+            for b in 0..n {
+                let r = ((b as f64 / n as f64) * (1u64 << 53) as f64) as u64;
+                for r in [r.saturating_sub(1), r, r + 1] {
+                    let r = r << 11;
+                    assert_eq!(z.sample(r), search(r), "n {n}, s {s}, bucket {b}");
+                }
+            }
+        }
     }
 }

@@ -114,8 +114,13 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
     } else {
         Plan {
             concurrency: args.concurrency.unwrap_or(&[1, 16, 64]),
-            rounds: args.rounds.unwrap_or(10),
-            round: Duration::from_millis(args.round_ms.unwrap_or(350)),
+            // Many short rounds rather than a few long ones, in the same time: a ratio is the
+            // median of the per-round ratios of two clients run one after the other, and this
+            // machine's speed moves within a second. Five alternating runs of each plan (`raw`,
+            // `store`, `raw_json`, `cache` at C=1 and 64): the four ratios' medians ranged over
+            // 0.09-0.16 from run to run with 30 rounds of 120 ms, 0.09-0.36 with 10 of 350 ms.
+            rounds: args.rounds.unwrap_or(30),
+            round: Duration::from_millis(args.round_ms.unwrap_or(120)),
             warmup: Duration::from_millis(200),
         }
     };
@@ -263,7 +268,8 @@ async fn run(args: Args, machine: Machine) -> anyhow::Result<()> {
              clients runs first in half of the rounds; a client's figures \
              aggregate its rounds. Latency is measured around each call (histogram with < 1% \
              bucket error) of the clients that make round trips, and around one call in {every} \
-             of the in-process clients (`memory*`): reading the clock twice per call (the vDSO's \
+             of the in-process clients (`memory*`, and the near clients, whose hits are in \
+             process): reading the clock twice per call (the vDSO's \
              `clock_gettime`, which orders the CPU's pipeline around its time-stamp read) took \
              about half of a `memory` call's measured time (0.46 against 0.22 µs per call at \
              C=1 in one run), work of the harness, not of the client. `C` tasks call the client \
