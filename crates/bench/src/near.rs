@@ -75,8 +75,14 @@ impl Zipf {
     pub fn sample(&self, r: u64) -> u64 {
         let u = (r >> 11) as f64 / (1u64 << 53) as f64;
         let n = self.cdf.len();
-        // `u < 1`, so the bucket is below `n`; `min` keeps that true whatever rounding does.
-        let mut k = self.guide[((u * n as f64) as usize).min(n - 1)] as usize;
+        // `u < 1`, so the bucket is below `n`; `min` keeps that true whatever rounding does, and
+        // the step back keeps the bucket's start (computed as in `new`) at or below `u` when
+        // `u * n` rounded up to the next bucket: the scan only goes forward.
+        let mut b = ((u * n as f64) as usize).min(n - 1);
+        if b > 0 && u < b as f64 / n as f64 {
+            b -= 1;
+        }
+        let mut k = self.guide[b] as usize;
         while k < n - 1 && self.cdf[k] < u {
             k += 1;
         }
