@@ -28,8 +28,15 @@ use crate::workload::{
 /// interval of zero, so that every call also rewrites `last_accessed` (compare-and-swap): the cost
 /// of the calls that a default manager makes once per session per minute; `store_session_get` is
 /// `raw_session_get` through `RedisStore` (`Store::get_ex` and the same decode), which splits the
-/// gap between `session_get` and `raw_session_get` into the store's part and the session layer's.
-pub const EXTRA_CLIENTS: [&str; 3] = ["store_1conn", "session_touch", "store_session_get"];
+/// gap between `session_get` and `raw_session_get` into the store's part and the session layer's;
+/// `store_json` is `raw_json` through `RedisStore` (`Store::get` / `set` of the same keys and the
+/// same JSON work), which splits the gap between `cache` and `raw_json` likewise.
+pub const EXTRA_CLIENTS: [&str; 4] = [
+    "store_1conn",
+    "session_touch",
+    "store_session_get",
+    "store_json",
+];
 
 /// Every client name of a default run, in schedule order. `raw_json` and `raw_session_get` are
 /// reference points, not library clients: raw redis-rs plus the decoding the library's typed
@@ -218,8 +225,8 @@ impl Client for MemoryRef {
     }
 }
 
-/// `memory_json`: what `raw_json` does, on a [`Store`] (the in-memory one): the bytes of each
-/// `get` decoded into a [`Doc`], each `set` encoded from one.
+/// `memory_json` (and `store_json`): what `raw_json` does, on a [`Store`] (the in-memory one, or
+/// `RedisStore`): the bytes of each `get` decoded into a [`Doc`], each `set` encoded from one.
 pub struct KvJson {
     store: Arc<dyn Store>,
     doc: Doc,
@@ -648,6 +655,14 @@ pub async fn setup(
                         .with_touch_interval(std::time::Duration::ZERO)
                         .build()?,
                     tokens: Arc::clone(&tokens),
+                },
+            ),
+            "store_json" => Entry::new(
+                name,
+                KvJson {
+                    store: Arc::clone(&redis_store),
+                    doc: doc.clone(),
+                    keys,
                 },
             ),
             "memory_json" => Entry::in_process(

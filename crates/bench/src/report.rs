@@ -67,8 +67,8 @@ pub fn baseline_of(client: &str) -> &'static str {
 /// The raw client doing the same decoding work as a library client, when there is one.
 pub fn reference_of(client: &str) -> Option<&'static str> {
     match client {
-        "cache" => Some("raw_json"),
-        "session_get" => Some("raw_session_get"),
+        "cache" | "store_json" => Some("raw_json"),
+        "session_get" | "store_session_get" => Some("raw_session_get"),
         "memory" => Some("memory_ref"),
         "memory_cache" => Some("memory_json"),
         "memory_session_get" => Some("memory_raw_session_get"),
