@@ -32,12 +32,15 @@ struct Args {
     docs: bool,
 }
 
-const USAGE: &str = "usage: bench [--smoke] [--clients a,b,...] [--rounds N] [--round-ms MS] \
-                     [--keys N] [--concurrency 1,16,64] [--no-docs]\nclients: raw, store, raw_json, cache, \
-                     raw_session_get, session_get, session_update, raw_pipeline64, batch64, memory, \
-                     near_cache, near_session_get \
-                     (default: all of these); diagnostic: \
-                     store_1conn";
+/// The usage text, with the client names of the schedule and the diagnostic ones.
+fn usage() -> String {
+    format!(
+        "usage: bench [--smoke] [--clients a,b,...] [--rounds N] [--round-ms MS] [--keys N] \
+         [--concurrency 1,16,64] [--no-docs]\nclients: {} (default: all of these); diagnostic: {}",
+        CLIENTS.join(", "),
+        EXTRA_CLIENTS.join(", ")
+    )
+}
 
 fn parse_args() -> anyhow::Result<Option<Args>> {
     let mut args = Args {
@@ -64,7 +67,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
                 if let Some(bad) = args.clients.iter().find(|c| {
                     !CLIENTS.contains(&c.as_str()) && !EXTRA_CLIENTS.contains(&c.as_str())
                 }) {
-                    bail!("unknown client {bad:?}\n{USAGE}");
+                    bail!("unknown client {bad:?}\n{}", usage());
                 }
             }
             "--rounds" => args.rounds = Some(value("--rounds")?.parse().context("--rounds")?),
@@ -81,10 +84,10 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
                 args.concurrency = Some(levels.leak());
             }
             "-h" | "--help" => {
-                println!("{USAGE}");
+                println!("{}", usage());
                 return Ok(None);
             }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
+            other => bail!("unknown argument {other:?}\n{}", usage()),
         }
     }
     Ok(Some(args))
