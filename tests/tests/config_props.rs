@@ -40,7 +40,11 @@ fn variables() -> &'static [String] {
 
 #[test]
 fn each_selector_reads_to_the_end_of_its_backend() {
-    for (selector, backend) in SELECTORS.iter().zip(["redis", "redis", "cluster", "redis"]) {
+    // The empty environment selects the embedded default.
+    for (selector, backend) in SELECTORS
+        .iter()
+        .zip(["memory", "redis", "cluster", "redis"])
+    {
         let lookup = |k: &str| {
             selector
                 .iter()
@@ -48,9 +52,7 @@ fn each_selector_reads_to_the_end_of_its_backend() {
                 .map(|(_, v)| (*v).to_owned())
         };
         let config = Config::from_lookup(lookup).unwrap_or_else(|e| panic!("{selector:?}: {e}"));
-        if !selector.is_empty() {
-            assert_eq!(config.backend.name(), backend, "{selector:?}");
-        }
+        assert_eq!(config.backend.name(), backend, "{selector:?}");
     }
 }
 
