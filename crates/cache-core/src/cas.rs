@@ -234,6 +234,18 @@ impl CasPolicy {
     }
 }
 
+/// Takes this process's turn on `key` when the policy has the per-process lock.
+async fn take_turn<'p>(policy: &'p CasPolicy, key: &str) -> Option<async_lock::MutexGuard<'p, ()>> {
+    let lock = policy.stripe(key)?;
+    if let Some(turn) = lock.try_lock() {
+        return Some(turn);
+    }
+    // A wait before the first store call: start the library call's deadline now
+    // (`deadline::scope_after`), so that the wait counts against it.
+    let _ = crate::deadline::current();
+    Some(lock.lock().await)
+}
+
 /// Reads `key`, asks `apply` what to do with its value (`None`: missing), and writes the
 /// [`Decision`] by compare-and-swap against the bytes read, retrying on conflicts as `policy` says.
 /// Returns the `output` of the decision that took effect.
@@ -247,10 +259,7 @@ where
     S: Store + ?Sized,
     F: FnMut(Option<&[u8]>) -> Result<Decision<T>>,
 {
-    let _turn = match policy.stripe(key) {
-        Some(lock) => Some(lock.lock().await),
-        None => None,
-    };
+    let _turn = take_turn(policy, key).await;
     let mut current = store.get(key).await?;
     let attempts = policy.max_attempts;
     for attempt in 0..attempts {
@@ -330,6 +339,46 @@ mod tests {
         );
         assert!(a.is_some() && a == b, "clones share the stripes");
         assert!(policy().with_local_lock(0).stripe("k").is_none());
+    }
+
+    #[test]
+    fn a_wait_for_the_local_lock_starts_the_call_deadline() {
+        use std::task::{Context, Poll, Waker};
+        let budget = Duration::from_secs(5);
+        let p = policy().with_local_lock(1);
+        let held = p.stripe("k").and_then(|l| l.try_lock()).expect("free");
+        let call = crate::deadline::scope_after(budget, "X", async {
+            let _turn = take_turn(&p, "k").await;
+            crate::deadline::current().expect("inside the scope")
+        });
+        let mut call = std::pin::pin!(call);
+        let mut cx = Context::from_waker(Waker::noop());
+        let before = std::time::Instant::now();
+        assert!(
+            call.as_mut().poll(&mut cx).is_pending(),
+            "waits for the turn"
+        );
+        let waiting = std::time::Instant::now();
+        drop(held);
+        let Poll::Ready(deadline) = call.as_mut().poll(&mut cx) else {
+            panic!("the turn is free")
+        };
+        // Started while it waited, not when it got the turn (after `waiting`).
+        assert!(
+            deadline.instant() >= before + budget && deadline.instant() <= waiting + budget,
+            "{deadline:?}"
+        );
+        // No wait, no clock: an uncontended turn leaves the deadline to the first store call.
+        let later = std::time::Instant::now() + Duration::from_secs(60);
+        let call = crate::deadline::scope_after(budget, "X", async {
+            let _turn = take_turn(&p, "k").await;
+            crate::deadline::current_at(later)
+        });
+        let mut call = std::pin::pin!(call);
+        let Poll::Ready(seen) = call.as_mut().poll(&mut cx) else {
+            panic!("the turn is free")
+        };
+        assert_eq!(seen.map(|d| d.instant()), Some(later + budget));
     }
 
     #[test]

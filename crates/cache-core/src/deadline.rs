@@ -1,12 +1,24 @@
 //! One deadline per library call: a [`Deadline`] is the instant by which a whole manager call (a
 //! session `create`, a cache `get`, ...) must have answered, shared by every store call under it.
 //!
-//! The managers start the clock when a public method is entered, run the method's future inside
-//! [`scope`], and cut it at the deadline with their runtime's timer. A store that can make use of
-//! the deadline reads it with [`current`] when a call starts: the Redis store caps each attempt's
-//! response timeout and its retry budget by what is left, so a call late in a multi-step operation
-//! gets the time that remains instead of a fresh bound of its own, and no retry starts that could not
-//! finish in time.
+//! The managers run each public method's future inside [`scope`] (or [`scope_after`]), and cut it
+//! at the deadline with their runtime's timer when the store does not end its calls there itself. A
+//! store that can make use of the deadline reads it with [`current`] when a call starts: the Redis
+//! store caps each attempt's response timeout and its retry budget by what is left, so a call late
+//! in a multi-step operation gets the time that remains instead of a fresh bound of its own, and no
+//! retry starts that could not finish in time.
+//!
+//! # Started on first use
+//!
+//! [`scope_after`] (and [`bound_after`]) take a budget instead of an instant: the deadline is set
+//! the first time something under the scope asks for it ([`current`], or [`current_at`] from a
+//! caller that has just read the clock), at that moment plus the budget, and every later question
+//! in the same scope gets that same instant. A call that never asks (a hit on the in-memory store,
+//! which never waits) reads no clock for its deadline; a call on Redis reads it once, when its
+//! first store call starts, instead of once more at entry. What runs before the first question
+//! is the library's own in-process work on the call's arguments (microseconds); a library call
+//! that can *wait* before its first store call (a lock, another caller's load) asks for the
+//! deadline before it waits, so that the wait counts.
 //!
 //! The scope is runtime-free: [`Scoped`] sets a thread-local for the duration of each poll of the
 //! wrapped future (the way a task-local works), so [`current`] answers for code that runs *inside*
@@ -113,38 +125,88 @@ impl Deadline {
     }
 }
 
+/// What a scope holds: a deadline, or a budget that starts when the deadline is first asked for
+/// (see [Started on first use](self#started-on-first-use)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    At(Deadline),
+    After {
+        budget: Duration,
+        setting: &'static str,
+    },
+}
+
+impl Slot {
+    /// The deadline, a pending budget started at `now`.
+    fn start(self, now: Instant) -> Deadline {
+        match self {
+            Slot::At(d) => d,
+            Slot::After { budget, setting } => Deadline::after_from(now, budget, setting),
+        }
+    }
+}
+
 thread_local! {
-    static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
+    static CURRENT: Cell<Option<Slot>> = const { Cell::new(None) };
 }
 
 /// The deadline of the library call being polled on this thread, if any (see the
-/// [module documentation](self)).
+/// [module documentation](self)). Under [`scope_after`] the first call sets it: now plus the
+/// budget.
 pub fn current() -> Option<Deadline> {
-    CURRENT.with(Cell::get)
+    current_with(Instant::now)
+}
+
+/// [`current`] for a caller that has just read the clock: a budget not started yet starts at
+/// `now` (no second clock read).
+pub fn current_at(now: Instant) -> Option<Deadline> {
+    current_with(|| now)
+}
+
+fn current_with(now: impl FnOnce() -> Instant) -> Option<Deadline> {
+    CURRENT.with(|c| match c.get()? {
+        Slot::At(d) => Some(d),
+        pending => {
+            let d = pending.start(now());
+            c.set(Some(Slot::At(d)));
+            Some(d)
+        }
+    })
 }
 
 /// Runs `fut` with `deadline` as the [`current`] deadline (the earlier one, if an enclosing scope
 /// has one already). It does not cut the future: the caller does that with its runtime's timer.
 pub fn scope<F: Future>(deadline: Deadline, fut: F) -> Scoped<F> {
     Scoped {
-        deadline,
+        slot: Slot::At(deadline),
+        inner: fut,
+    }
+}
+
+/// [`scope`] with a deadline `budget` after the first time something under it asks for the
+/// deadline ([`current`], [`current_at`]); `setting` names the budget's configuration, as in
+/// [`Deadline::after`]. A call that never asks reads no clock for it. See
+/// [Started on first use](self#started-on-first-use).
+pub fn scope_after<F: Future>(budget: Duration, setting: &'static str, fut: F) -> Scoped<F> {
+    Scoped {
+        slot: Slot::After { budget, setting },
         inner: fut,
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`scope`].
+    /// The future of [`scope`] and [`scope_after`].
     #[derive(Debug)]
     #[must_use = "futures do nothing unless polled"]
     pub struct Scoped<F> {
-        deadline: Deadline,
+        slot: Slot,
         #[pin]
         inner: F,
     }
 }
 
-/// Restores the enclosing deadline when a poll ends, even by a panic.
-struct Restore(Option<Deadline>);
+/// Restores the enclosing scope's slot when a poll ends, even by a panic.
+struct Restore(Option<Slot>);
 
 impl Drop for Restore {
     fn drop(&mut self) {
@@ -157,14 +219,36 @@ impl<F: Future> Future for Scoped<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let outer = current();
-        let effective = match outer {
-            Some(o) => o.min(*this.deadline),
-            None => *this.deadline,
+        let outer = CURRENT.with(Cell::get);
+        let (effective, restore) = match outer {
+            None => (*this.slot, None),
+            Some(o) => {
+                // Nested: the earlier deadline wins, so both must be instants. A pending one
+                // starts now (one clock read, only when one is pending), and the enclosing
+                // scope gets its started deadline back on the way out.
+                let mut now = None;
+                let mut start = |slot: Slot| match slot {
+                    Slot::At(d) => d,
+                    pending => pending.start(*now.get_or_insert_with(Instant::now)),
+                };
+                let outer = start(o);
+                let own = start(*this.slot);
+                *this.slot = Slot::At(own);
+                (Slot::At(outer.min(own)), Some(Slot::At(outer)))
+            }
         };
         CURRENT.with(|c| c.set(Some(effective)));
-        let _restore = Restore(outer);
-        this.inner.poll(cx)
+        let restore = Restore(restore);
+        let out = this.inner.poll(cx);
+        if matches!(this.slot, Slot::After { .. }) {
+            // Alone on the thread (not nested): whatever started the budget during this poll
+            // left the deadline in the thread-local; later polls must see the same instant.
+            if let Some(started @ Slot::At(_)) = CURRENT.with(Cell::get) {
+                *this.slot = started;
+            }
+        }
+        drop(restore);
+        out
     }
 }
 
@@ -183,7 +267,33 @@ where
     T: Future<Output = ()>,
     G: FnOnce() -> F::Output,
 {
-    let inner = scope(deadline, fut);
+    bound_scoped(scope(deadline, fut), timer, on_timeout)
+}
+
+/// [`bound`] under [`scope_after`]: the deadline is `budget` after the first time something under
+/// it asks for it (a `timer`, when given, is the runtime's sleep of `budget`, started with the
+/// call). The managers' hot path: a call that never asks for its deadline reads no clock for it.
+pub fn bound_after<F, T, G>(
+    budget: Duration,
+    setting: &'static str,
+    timer: Option<T>,
+    fut: F,
+    on_timeout: G,
+) -> Bound<F, T, G>
+where
+    F: Future,
+    T: Future<Output = ()>,
+    G: FnOnce() -> F::Output,
+{
+    bound_scoped(scope_after(budget, setting, fut), timer, on_timeout)
+}
+
+fn bound_scoped<F, T, G>(inner: Scoped<F>, timer: Option<T>, on_timeout: G) -> Bound<F, T, G>
+where
+    F: Future,
+    T: Future<Output = ()>,
+    G: FnOnce() -> F::Output,
+{
     let state = match timer {
         None => BoundState::Untimed { inner },
         Some(timer) => BoundState::Timed {
@@ -318,6 +428,73 @@ mod tests {
             Some(short),
             "an inner scope cannot extend the outer deadline"
         );
+    }
+
+    #[test]
+    fn a_budget_starts_when_first_asked_and_keeps_that_instant_across_polls() {
+        let budget = Duration::from_secs(5);
+        let asked_at = Instant::now() + Duration::from_secs(3);
+        let (first, again, later) = block_on(scope_after(budget, "X", async move {
+            let first = current_at(asked_at);
+            let again = current();
+            YieldOnce(false).await;
+            (first, again, current())
+        }));
+        let expected = Deadline::at(asked_at + budget, "X");
+        assert_eq!(first, Some(expected), "started at the first question");
+        assert_eq!(again, Some(expected), "not started again");
+        assert_eq!(later, Some(expected), "the next poll sees the same instant");
+        assert_eq!(current(), None);
+    }
+
+    #[test]
+    fn a_budget_never_asked_for_is_never_started() {
+        // Only observable from inside: a later question starts it then, not at the scope's
+        // first poll.
+        let budget = Duration::from_secs(5);
+        let late = Instant::now() + Duration::from_secs(60);
+        let seen = block_on(scope_after(budget, "X", async move {
+            YieldOnce(false).await;
+            YieldOnce(false).await;
+            current_at(late)
+        }));
+        assert_eq!(seen, Some(Deadline::at(late + budget, "X")));
+    }
+
+    #[test]
+    fn nested_budgets_start_together_and_the_enclosing_one_keeps_its_start() {
+        let long = Duration::from_secs(50);
+        let short = Duration::from_secs(1);
+        let (inner, outer_after, outer_again) = block_on(scope_after(long, "LONG", async move {
+            let inner = scope_after(short, "SHORT", async { current() }).await;
+            let outer_after = current();
+            YieldOnce(false).await;
+            (inner, outer_after, current())
+        }));
+        let inner = inner.expect("inner deadline");
+        let outer = outer_after.expect("outer deadline");
+        assert_eq!(inner.setting(), "SHORT", "the earlier one wins");
+        assert_eq!(outer.setting(), "LONG");
+        assert_eq!(
+            outer.instant() - inner.instant(),
+            long - short,
+            "both started at the inner scope's entry"
+        );
+        assert_eq!(
+            outer_again,
+            Some(outer),
+            "the outer start survived the inner scope"
+        );
+    }
+
+    #[test]
+    fn a_budget_inside_a_deadline_cannot_extend_it() {
+        let d = Deadline::after(Duration::from_secs(1), "OUTER");
+        let seen = block_on(scope(
+            d,
+            scope_after(Duration::from_secs(60), "INNER", async { current() }),
+        ));
+        assert_eq!(seen, Some(d));
     }
 
     #[test]

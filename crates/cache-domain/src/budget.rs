@@ -58,15 +58,15 @@ impl Budget {
 
     /// The timeout error of `op` ended by this budget.
     pub(crate) fn timeout(&self, op: &str) -> Error {
-        timeout_error(op, self.started)
+        timeout_error(op, self.started.elapsed())
     }
 }
 
-/// The timeout error of the cache call `op` that started at `started`.
-fn timeout_error(op: &str, started: std::time::Instant) -> Error {
+/// The timeout error of the cache call `op`, `elapsed` after it started.
+fn timeout_error(op: &str, elapsed: Duration) -> Error {
     Error::Timeout {
         operation: format!("cache {op}"),
-        elapsed: started.elapsed(),
+        elapsed,
         setting: CALL_TIMEOUT_VAR,
     }
 }
@@ -76,24 +76,29 @@ impl<S: Store> Inner<S> {
     /// `on_timeout` decides the answer (a miss for reads, the write policy for writes, the
     /// timeout error for the rest).
     ///
-    /// A plain function returning [`deadline::bound`]'s future: an `async fn` would hold the
-    /// call's future twice, and moving a future that size is part of every call's cost.
+    /// A plain function returning [`deadline::bound_after`]'s future: an `async fn` would hold
+    /// the call's future twice, and moving a future that size is part of every call's cost.
+    ///
+    /// No clock read here on the hot path: the deadline starts when the call's first store call
+    /// asks for it (`deadline::scope_after`), so a hit on the in-memory store reads no clock for
+    /// it and a call on Redis reads it once, in the store. Only a timed call (a store that does
+    /// not end its calls at the deadline) reads the clock at entry, for its timeout's `elapsed`.
     pub(crate) fn bounded<'a, T: 'a>(
         &'a self,
         op: &'static str,
         call: impl Future<Output = Result<T>> + 'a,
         on_timeout: impl FnOnce(Error) -> Result<T> + 'a,
     ) -> impl Future<Output = Result<T>> + 'a {
-        // One clock read per call (a `Budget` reads it four times: it is for calls made of
-        // several store calls); the deadline counts from it, and so does a timeout's `elapsed`.
-        let started = std::time::Instant::now();
         let total = self.config.call_timeout();
-        let deadline = Deadline::after_from(started, total, CALL_TIMEOUT_VAR);
-        // A store that ends its calls at the deadline needs no timer of ours. Relative, not
-        // `sleep_until`: a paused and advanced tokio clock would place a std instant in its past.
-        let timer = (!self.store.ends_calls_at_deadline()).then(|| tokio::time::sleep(total));
-        deadline::bound(deadline, timer, call, move || {
-            on_timeout(timeout_error(op, started))
+        let timed = !self.store.ends_calls_at_deadline();
+        let started = timed.then(std::time::Instant::now);
+        // Relative, not `sleep_until`: a std instant would sit in the past of a paused and
+        // advanced tokio clock.
+        let timer = timed.then(|| tokio::time::sleep(total));
+        deadline::bound_after(total, CALL_TIMEOUT_VAR, timer, call, move || {
+            // Only the timer ends a call here, and `started` was read with it.
+            let elapsed = started.map_or(total, |s| s.elapsed());
+            on_timeout(timeout_error(op, elapsed))
         })
     }
 

@@ -223,7 +223,8 @@ impl CacheConfig {
     }
 
     /// Sets the deadline of one manager call ([`DEFAULT_CALL_TIMEOUT`], `CACHE_CALL_TIMEOUT`),
-    /// counted from its start and shared by all its store calls: a `get` answers within it (a miss
+    /// shared by all its store calls and counted from the first of them (or from a wait before it;
+    /// see `cache_core::deadline::scope_after`): a `get` answers within it (a miss
     /// when the store did not), a `set` within it (the write counted as failed), and so on. A
     /// store that knows the deadline (the Redis store) ends its own calls at it. `get_or_load`
     /// spends it on its store calls only: the loader's run and the wait for another caller's load

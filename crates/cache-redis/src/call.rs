@@ -209,7 +209,9 @@ impl Call {
     fn begin(conns: &Connections, op: &str) -> Result<Call> {
         let start = Instant::now();
         let cap_end = start + conns.limits().call_cap();
-        match cache_core::deadline::current() {
+        // The same clock read starts the library call's deadline if nothing has yet
+        // (`deadline::scope_after`).
+        match cache_core::deadline::current_at(start) {
             Some(d) if d.instant() < cap_end => {
                 // `start` is now, near enough: one clock read on the fast path.
                 if start >= d.instant() {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::cas::CasPolicy;
-use cache_core::deadline::{self, Deadline};
+use cache_core::deadline;
 use cache_core::store::ttl_millis;
 use cache_core::{codec, Error, Result, Store};
 use tokio::sync::broadcast;
@@ -126,7 +126,8 @@ impl<S: Store> SessionManagerBuilder<S> {
 
     /// The deadline of one manager call ([`DEFAULT_CALL_TIMEOUT`], `SESSION_CALL_TIMEOUT`): every
     /// public `async` method except [`SessionManager::cleanup`] (which walks every index) answers
-    /// within it, counted from its start and shared by all its store calls; when it passes, the call
+    /// within it, shared by all its store calls and counted from the first of them (see
+    /// `cache_core::deadline::scope_after`); when it passes, the call
     /// fails with a transient [`Error::Timeout`] naming `SESSION_CALL_TIMEOUT`. A store that knows
     /// the deadline (the Redis store) ends its own calls at it. A call cut between two store calls
     /// leaves what a crash there would leave, which the index rules of the crate documentation
@@ -346,24 +347,30 @@ impl<S: Store> SessionManager<S> {
     /// [`deadline::scope`], so that the store can end its own calls at the deadline, and cut by the
     /// runtime's timer at the same deadline for stores that do not.
     ///
-    /// A plain function returning [`deadline::bound`]'s future: an `async fn` would hold the
-    /// call's future twice, and a session call's future is over a kilobyte.
+    /// A plain function returning [`deadline::bound_after`]'s future: an `async fn` would hold
+    /// the call's future twice, and a session call's future is over a kilobyte.
+    ///
+    /// No clock read here on the hot path: the deadline starts when the call's first store call
+    /// asks for it (`deadline::scope_after`). Only a timed call (a store that does not end its
+    /// calls at the deadline) reads the clock at entry, for its timeout's `elapsed`.
     pub(crate) fn bounded<'a, T: 'a>(
         &'a self,
         op: &'static str,
         call: impl Future<Output = Result<T>> + 'a,
     ) -> impl Future<Output = Result<T>> + 'a {
-        // The one clock read of the call's deadline (and of a timeout's `elapsed`).
-        let started = std::time::Instant::now();
         let timeout = self.inner.settings.call_timeout;
-        let deadline = Deadline::after_from(started, timeout, CALL_TIMEOUT_VAR);
-        // A store that ends its calls at the deadline itself needs no timer of ours (one timer
-        // fewer per call on the hot path). Relative, not `sleep_until`: the deadline is a std
-        // instant, which a paused and advanced tokio clock would place in its past.
-        let timer =
-            (!self.inner.store.ends_calls_at_deadline()).then(|| tokio::time::sleep(timeout));
-        deadline::bound(deadline, timer, call, move || {
-            Err(deadline.timeout_error(format!("session {op}"), started))
+        let timed = !self.inner.store.ends_calls_at_deadline();
+        let started = timed.then(std::time::Instant::now);
+        // Relative, not `sleep_until`: a std instant would sit in the past of a paused and
+        // advanced tokio clock.
+        let timer = timed.then(|| tokio::time::sleep(timeout));
+        deadline::bound_after(timeout, CALL_TIMEOUT_VAR, timer, call, move || {
+            // Only the timer ends a call here, and `started` was read with it.
+            Err(Error::Timeout {
+                operation: format!("session {op}"),
+                elapsed: started.map_or(timeout, |s| s.elapsed()),
+                setting: CALL_TIMEOUT_VAR,
+            })
         })
     }
 
