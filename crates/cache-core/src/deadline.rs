@@ -271,21 +271,27 @@ where
 }
 
 /// [`bound`] under [`scope_after`]: the deadline is `budget` after the first time something under
-/// it asks for it (a `timer`, when given, is the runtime's sleep of `budget`, started with the
-/// call). The managers' hot path: a call that never asks for its deadline reads no clock for it.
+/// it asks for it. A `timer`, when given, is the runtime's sleep of `budget`, started with the
+/// call; when it fires first the answer is `on_timeout(elapsed)`, `elapsed` counted from this
+/// call (the only clock read here, and only with a timer). The managers' hot path: a call that
+/// never asks for its deadline reads no clock for it.
 pub fn bound_after<F, T, G>(
     budget: Duration,
     setting: &'static str,
     timer: Option<T>,
     fut: F,
     on_timeout: G,
-) -> Bound<F, T, G>
+) -> Bound<F, T, impl FnOnce() -> F::Output>
 where
     F: Future,
     T: Future<Output = ()>,
-    G: FnOnce() -> F::Output,
+    G: FnOnce(Duration) -> F::Output,
 {
-    bound_scoped(scope_after(budget, setting, fut), timer, on_timeout)
+    let started = timer.is_some().then(Instant::now);
+    bound_scoped(scope_after(budget, setting, fut), timer, move || {
+        // Only a timer ends the call, and `started` was read with it.
+        on_timeout(started.map_or(budget, |s| s.elapsed()))
+    })
 }
 
 fn bound_scoped<F, T, G>(inner: Scoped<F>, timer: Option<T>, on_timeout: G) -> Bound<F, T, G>
@@ -552,6 +558,31 @@ mod tests {
             dropped.load(std::sync::atomic::Ordering::SeqCst),
             "the call is dropped with it"
         );
+    }
+
+    #[test]
+    fn bound_after_answers_with_the_time_since_the_call_when_the_timer_fires() {
+        let budget = Duration::from_secs(60);
+        let bound_at = Instant::now();
+        let fut = bound_after(
+            budget,
+            "X",
+            Some(YieldOnce(false)),
+            std::future::pending::<Duration>(),
+            |elapsed| elapsed,
+        );
+        let elapsed = block_on(fut);
+        // Counted from the call (well under the budget this test never waited), not assumed.
+        assert!(elapsed <= bound_at.elapsed(), "{elapsed:?}");
+        // Without a timer nothing ends the call but the call.
+        let answer = block_on(bound_after(
+            budget,
+            "X",
+            None::<Never>,
+            async { Duration::ZERO },
+            |_| panic!("no timer, no timeout"),
+        ));
+        assert_eq!(answer, Duration::ZERO);
     }
 
     #[test]

@@ -81,8 +81,7 @@ impl<S: Store> Inner<S> {
     ///
     /// No clock read here on the hot path: the deadline starts when the call's first store call
     /// asks for it (`deadline::scope_after`), so a hit on the in-memory store reads no clock for
-    /// it and a call on Redis reads it once, in the store. Only a timed call (a store that does
-    /// not end its calls at the deadline) reads the clock at entry, for its timeout's `elapsed`.
+    /// it and a call on Redis reads it once, in the store.
     pub(crate) fn bounded<'a, T: 'a>(
         &'a self,
         op: &'static str,
@@ -90,14 +89,10 @@ impl<S: Store> Inner<S> {
         on_timeout: impl FnOnce(Error) -> Result<T> + 'a,
     ) -> impl Future<Output = Result<T>> + 'a {
         let total = self.config.call_timeout();
-        let timed = !self.store.ends_calls_at_deadline();
-        let started = timed.then(std::time::Instant::now);
-        // Relative, not `sleep_until`: a std instant would sit in the past of a paused and
-        // advanced tokio clock.
-        let timer = timed.then(|| tokio::time::sleep(total));
-        deadline::bound_after(total, CALL_TIMEOUT_VAR, timer, call, move || {
-            // Only the timer ends a call here, and `started` was read with it.
-            let elapsed = started.map_or(total, |s| s.elapsed());
+        // A store that ends its calls at the deadline needs no timer of ours. Relative, not
+        // `sleep_until`: a std instant would sit in the past of a paused and advanced tokio clock.
+        let timer = (!self.store.ends_calls_at_deadline()).then(|| tokio::time::sleep(total));
+        deadline::bound_after(total, CALL_TIMEOUT_VAR, timer, call, move |elapsed| {
             on_timeout(timeout_error(op, elapsed))
         })
     }
